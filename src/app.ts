@@ -1,0 +1,193 @@
+// Wiring: builds foreman's parts from a Config and runs them: the store (after crash recovery), the
+// inventory poller, the worker, the webhook dispatcher, the pruner and the HTTP server. Returns a
+// handle whose stop() shuts everything down in order.
+
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { addrUrl, type Config } from "./config.ts";
+import { createHandler } from "./http/router.ts";
+import { BearerAuth } from "./http/auth.ts";
+import type { Logger } from "./log.ts";
+import { Metrics } from "./metrics.ts";
+import { TargetClient } from "./ollama/client.ts";
+import { Inventory } from "./ollama/inventory.ts";
+import { Pruner } from "./queue/pruner.ts";
+import { Store } from "./queue/store.ts";
+import { eventBody, type ViewOptions } from "./views.ts";
+import { Dispatcher } from "./webhooks/dispatcher.ts";
+import { Residency } from "./worker/residency.ts";
+import { Worker } from "./worker/worker.ts";
+
+export interface Daemon {
+  /** The address actually listened on (port resolved when 0 was asked for). */
+  addr: { hostname: string; port: number };
+  url: string;
+  stop(): Promise<void>;
+  /** Settles when the server has stopped. */
+  finished: Promise<void>;
+}
+
+export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
+  mkdirSync(dirname(config.db), { recursive: true });
+  const views: ViewOptions = {
+    publicUrl: config.publicUrl.replace(/\/+$/, ""),
+    inlineLimit: config.inlineLimit,
+  };
+  const store = new Store(config.db, {
+    renderEvent: (job, previous, artifacts) => eventBody(job, previous, artifacts, views),
+    // The dispatcher's wake only schedules; it reads the outbox after this transaction commits.
+    onEvent: () => dispatcher.wake(),
+  });
+  const metrics = new Metrics();
+  const client = new TargetClient({
+    baseUrl: config.ollamaUrl,
+    token: config.ollamaToken,
+    timeout: config.targetTimeout,
+  });
+  let warming: Promise<boolean> | undefined;
+  const warm = () => {
+    warming ??= residency.warmEmbedder().finally(() => warming = undefined);
+  };
+  const inventory = new Inventory({
+    client,
+    store,
+    log,
+    interval: config.pollInterval,
+    onReachable: (snap) => {
+      residency.adopt(snap.ps.models);
+      worker.wake();
+    },
+    onPoll: (snap) => {
+      if (config.embedModel && !residency.embedderResident(snap.ps.models)) warm();
+    },
+  });
+  const residency = new Residency({
+    client,
+    inventory,
+    log,
+    metrics,
+    embedModel: config.embedModel,
+    keepAlive: config.keepAlive,
+  });
+  const worker = new Worker({
+    store,
+    client,
+    residency,
+    log,
+    metrics,
+    maxAttempts: config.maxAttempts,
+    maxWait: config.maxWait,
+    keepAlive: config.keepAlive,
+    retryBase: config.retryBase,
+    targetTimeout: config.targetTimeout,
+  });
+  const dispatcher = new Dispatcher({
+    store,
+    log,
+    metrics,
+    secret: config.webhookSecret,
+    maxAttempts: config.webhookMaxAttempts,
+    retryBase: config.webhookRetryBase,
+    timeout: config.webhookTimeout,
+  });
+  const pruner = new Pruner({ store, log, ttl: config.jobTtl });
+  const recovered = store.recover(config.maxAttempts);
+  if (recovered.requeued.length || recovered.cancelled.length || recovered.failed.length) {
+    log.warn("recovered jobs interrupted by a restart", {
+      requeued: recovered.requeued.length,
+      cancelled: recovered.cancelled.length,
+      failed: recovered.failed.length,
+    });
+  }
+
+  registerGauges(metrics, store, inventory);
+
+  const handler = createHandler({
+    config,
+    store,
+    inventory,
+    worker,
+    client,
+    metrics,
+    log,
+    residency,
+    dispatcher,
+    views,
+    auth: new BearerAuth(config.tokens),
+  });
+
+  const loops = new AbortController();
+  const listening = Promise.withResolvers<Deno.NetAddr>();
+  const server = Deno.serve({
+    hostname: config.addr.hostname,
+    port: config.addr.port,
+    onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
+  }, handler);
+  const bound = await listening.promise;
+  const addr = { hostname: bound.hostname, port: bound.port };
+  if (!views.publicUrl) views.publicUrl = addrUrl(addr);
+  log.info("listening", {
+    addr: `${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}`,
+    target: config.ollamaUrl,
+    db: config.db,
+    auth: config.tokens.length > 0 ? "bearer" : "none",
+  });
+
+  // First poll before the worker starts, so it knows what is resident; never wait long for it.
+  await Promise.race([inventory.refresh(), new Promise((r) => setTimeout(r, 2000))]);
+  const running = [
+    inventory.start(loops.signal),
+    worker.start(loops.signal),
+    dispatcher.start(loops.signal),
+    pruner.start(loops.signal),
+  ];
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    stopping ??= (async () => {
+      log.info("shutting down");
+      loops.abort();
+      await Promise.allSettled(running);
+      await server.shutdown();
+      store.close();
+      log.info("stopped");
+    })();
+
+  return { addr, url: addrUrl(addr), stop, finished: server.finished };
+}
+
+function registerGauges(metrics: Metrics, store: Store, inventory: Inventory): void {
+  metrics.gauges.push(
+    {
+      name: "foreman_jobs",
+      help: "Jobs in the database by state.",
+      read: () =>
+        Object.entries(store.countByState()).map(([state, value]) => ({
+          labels: { state },
+          value,
+        })),
+    },
+    {
+      name: "foreman_target_up",
+      help: "1 when the last inventory poll reached the target.",
+      read: () => [{ value: inventory.reachable ? 1 : 0 }],
+    },
+    {
+      name: "foreman_inventory_age_seconds",
+      help: "Seconds since the last successful inventory poll (-1 if none).",
+      read: () => {
+        const last = inventory.snapshot.lastPoll;
+        return [{ value: last === null ? -1 : (Date.now() - last) / 1000 }];
+      },
+    },
+    {
+      name: "foreman_webhook_events",
+      help: "Webhook events in the outbox by state.",
+      read: () =>
+        Object.entries(store.countEventsByState()).map(([state, value]) => ({
+          labels: { state },
+          value,
+        })),
+    },
+  );
+}

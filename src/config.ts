@@ -1,0 +1,506 @@
+// foreman's settings: one table that gives every setting its TOML key, env name, flag and default,
+// and the loader that layers built-in defaults < foreman.toml < FOREMAN_* env < flags. A bad value
+// stops the start with a ConfigError whose message is the one line the operator sees.
+
+import { parse as parseToml } from "smol-toml";
+import { parseDuration, parseSize } from "./units.ts";
+
+type Kind =
+  | "addr"
+  | "url"
+  | "string"
+  | "secret"
+  | "list"
+  | "duration"
+  | "int"
+  | "size"
+  | "bool"
+  | "level";
+
+export interface Setting {
+  /** Name of the field in Config. */
+  field: keyof Config;
+  /** Dotted TOML key: section.key. */
+  toml: string;
+  env: string;
+  kind: Kind;
+  default: string;
+  help: string;
+}
+
+/** Every setting foreman knows. README, foreman.toml and the flag parser are checked against it. */
+export const SETTINGS: readonly Setting[] = [
+  s("addr", "server.addr", "FOREMAN_ADDR", "addr", "127.0.0.1:8080", "listen address host:port"),
+  s(
+    "publicUrl",
+    "server.public_url",
+    "FOREMAN_PUBLIC_URL",
+    "string",
+    "",
+    "base URL in artifact links sent to webhooks (derived from the listen address when empty)",
+  ),
+  s("maxBody", "server.max_body", "FOREMAN_MAX_BODY", "size", "16MiB", "request body limit"),
+  s("logLevel", "server.log_level", "FOREMAN_LOG_LEVEL", "level", "info", "debug|info|warn|error"),
+  s("ollamaUrl", "target.url", "FOREMAN_OLLAMA_URL", "url", "http://127.0.0.1:11434", "the target"),
+  s(
+    "ollamaToken",
+    "target.token",
+    "FOREMAN_OLLAMA_TOKEN",
+    "secret",
+    "",
+    "bearer token sent to the target (for a target behind its own proxy)",
+  ),
+  s(
+    "pollInterval",
+    "target.poll_interval",
+    "FOREMAN_POLL_INTERVAL",
+    "duration",
+    "30s",
+    "inventory poll period",
+  ),
+  s(
+    "targetTimeout",
+    "target.timeout",
+    "FOREMAN_TARGET_TIMEOUT",
+    "duration",
+    "10m",
+    "longest silence from the target before a request counts as stalled",
+  ),
+  s(
+    "allowModelManagement",
+    "target.allow_model_management",
+    "FOREMAN_ALLOW_MODEL_MANAGEMENT",
+    "bool",
+    "false",
+    "pass /api/pull, /api/create, /api/delete … through instead of refusing them with 403",
+  ),
+  s(
+    "tokens",
+    "auth.token",
+    "FOREMAN_TOKEN",
+    "secret",
+    "",
+    "inbound bearer token(s), comma-separated for rotation",
+  ),
+  s(
+    "allowUnauthenticated",
+    "auth.allow_unauthenticated",
+    "FOREMAN_ALLOW_UNAUTHENTICATED",
+    "bool",
+    "false",
+    "allow a non-loopback listen address without a token",
+  ),
+  s("db", "queue.db", "FOREMAN_DB", "string", "./data/foreman.db", "SQLite file"),
+  s(
+    "maxAttempts",
+    "queue.max_attempts",
+    "FOREMAN_MAX_ATTEMPTS",
+    "int",
+    "3",
+    "attempts before a job fails",
+  ),
+  s(
+    "maxQueue",
+    "queue.max_queue",
+    "FOREMAN_MAX_QUEUE",
+    "int",
+    "10000",
+    "queued jobs accepted before new work gets 503",
+  ),
+  s(
+    "maxWait",
+    "queue.max_wait",
+    "FOREMAN_MAX_WAIT",
+    "duration",
+    "0",
+    "starvation bound for drain-by-model (0 = off)",
+  ),
+  s(
+    "jobTtl",
+    "queue.job_ttl",
+    "FOREMAN_JOB_TTL",
+    "duration",
+    "24h",
+    "how long finished jobs and their artifacts are kept",
+  ),
+  s(
+    "retryBase",
+    "queue.retry_base",
+    "FOREMAN_RETRY_BASE",
+    "duration",
+    "1s",
+    "first backoff after the target could not be reached (doubles, capped at 30s)",
+  ),
+  s(
+    "embedModel",
+    "residency.embed_model",
+    "FOREMAN_EMBED_MODEL",
+    "string",
+    "",
+    "the resident embedding model (slot 1)",
+  ),
+  s(
+    "keepAlive",
+    "residency.keep_alive",
+    "FOREMAN_KEEP_ALIVE",
+    "duration",
+    "-1",
+    "keep_alive sent with worker jobs (-1 = until swapped out)",
+  ),
+  s(
+    "webhookSecret",
+    "webhooks.secret",
+    "FOREMAN_WEBHOOK_SECRET",
+    "secret",
+    "",
+    "HMAC key for webhook signatures (whsec_<base64> accepted)",
+  ),
+  s(
+    "webhookHosts",
+    "webhooks.hosts",
+    "FOREMAN_WEBHOOK_HOSTS",
+    "list",
+    "",
+    "allowlist of host[:port] webhooks may go to",
+  ),
+  s(
+    "webhookMaxAttempts",
+    "webhooks.max_attempts",
+    "FOREMAN_WEBHOOK_MAX_ATTEMPTS",
+    "int",
+    "12",
+    "delivery attempts before an event is dead",
+  ),
+  s(
+    "webhookRetryBase",
+    "webhooks.retry_base",
+    "FOREMAN_WEBHOOK_RETRY_BASE",
+    "duration",
+    "1s",
+    "first delivery backoff (doubles with jitter, capped at 10m)",
+  ),
+  s(
+    "webhookTimeout",
+    "webhooks.timeout",
+    "FOREMAN_WEBHOOK_TIMEOUT",
+    "duration",
+    "10s",
+    "how long a receiver may take to answer",
+  ),
+  s(
+    "inlineLimit",
+    "artifacts.inline_limit",
+    "FOREMAN_INLINE_LIMIT",
+    "size",
+    "262144",
+    "artifacts up to this many bytes are inlined",
+  ),
+];
+
+function s(
+  field: keyof Config,
+  toml: string,
+  env: string,
+  kind: Kind,
+  def: string,
+  help: string,
+): Setting {
+  return { field, toml, env, kind, default: def, help };
+}
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+export interface Config {
+  addr: { hostname: string; port: number };
+  publicUrl: string;
+  maxBody: number;
+  logLevel: LogLevel;
+  ollamaUrl: string;
+  ollamaToken: string;
+  pollInterval: number;
+  targetTimeout: number;
+  allowModelManagement: boolean;
+  tokens: string[];
+  allowUnauthenticated: boolean;
+  db: string;
+  maxAttempts: number;
+  maxQueue: number;
+  maxWait: number;
+  jobTtl: number;
+  retryBase: number;
+  embedModel: string;
+  keepAlive: number;
+  webhookSecret: string;
+  webhookHosts: string[];
+  webhookMaxAttempts: number;
+  webhookRetryBase: number;
+  webhookTimeout: number;
+  inlineLimit: number;
+  /** The config file foreman looks at (it may not exist when it is the default path). */
+  configPath: string;
+  /** Whether that file existed and was read. */
+  configLoaded: boolean;
+  /** Files secrets were read from (*_FILE), which the daemon must be allowed to read. */
+  secretFiles: string[];
+}
+
+/** The one-line reason foreman refuses to start. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** The flag spelling of a setting: FOREMAN_MAX_WAIT → max-wait. */
+export function flagName(setting: Setting): string {
+  return setting.env.slice("FOREMAN_".length).toLowerCase().replaceAll("_", "-");
+}
+
+export interface LoadOptions {
+  /** Flag values as parsed from the command line (flag name → value). */
+  flags?: Record<string, string | boolean | undefined>;
+  /** Environment lookup; defaults to Deno.env.get. Only FOREMAN_* names are asked for. */
+  env?: (name: string) => string | undefined;
+  /** File reader; defaults to Deno.readTextFileSync. */
+  readFile?: (path: string) => string;
+}
+
+type Source = { value: string; from: string };
+
+/** Loads and validates the configuration. Throws ConfigError with a single-line message. */
+let secretFilesRead: string[] = [];
+
+export function loadConfig(options: LoadOptions = {}): Config {
+  secretFilesRead = [];
+  const flags = options.flags ?? {};
+  const env = options.env ?? ((name: string) => Deno.env.get(name));
+  const readFile = options.readFile ?? ((path: string) => Deno.readTextFileSync(path));
+
+  const raw = new Map<keyof Config, Source>();
+  for (const setting of SETTINGS) {
+    raw.set(setting.field, { value: setting.default, from: "default" });
+  }
+
+  // The config file's own location comes from the flag or env only.
+  const explicitPath = str(flags["config"]) ?? env("FOREMAN_CONFIG");
+  const configPath = explicitPath ?? "./foreman.toml";
+  let fileText: string | undefined;
+  try {
+    fileText = readFile(configPath);
+  } catch (err) {
+    if (explicitPath !== undefined || !(err instanceof Deno.errors.NotFound)) {
+      throw new ConfigError(`Cannot read config file ${configPath}: ${errorText(err)}`);
+    }
+  }
+  if (fileText !== undefined) {
+    for (const [field, src] of fromToml(fileText, configPath, readFile)) raw.set(field, src);
+  }
+
+  for (const setting of SETTINGS) {
+    const fileVar = secretFileVar(setting);
+    if (fileVar) {
+      const path = env(fileVar);
+      if (path) {
+        raw.set(setting.field, { value: readSecret(path, fileVar, readFile), from: fileVar });
+      }
+    }
+    const value = env(setting.env);
+    if (value !== undefined) raw.set(setting.field, { value, from: setting.env });
+  }
+
+  for (const setting of SETTINGS) {
+    const flag = flagName(setting);
+    const fileFlag = secretFileVar(setting) ? `${flag}-file` : undefined;
+    const path = fileFlag ? str(flags[fileFlag]) : undefined;
+    if (path !== undefined) {
+      raw.set(setting.field, {
+        value: readSecret(path, `--${fileFlag}`, readFile),
+        from: `--${fileFlag}`,
+      });
+    }
+    const value = flags[flag];
+    if (value === undefined) continue;
+    raw.set(setting.field, { value: String(value), from: `--${flag}` });
+  }
+
+  const config = {
+    configPath,
+    configLoaded: fileText !== undefined,
+    secretFiles: [...new Set(secretFilesRead)],
+  } as Config;
+  for (const setting of SETTINGS) {
+    const src = raw.get(setting.field)!;
+    (config as unknown as Record<string, unknown>)[setting.field] = convert(setting, src);
+  }
+  checkSecureDefault(config);
+  return config;
+}
+
+/** The `*_FILE` env name of a secret setting (FOREMAN_TOKEN → FOREMAN_TOKEN_FILE). */
+export function secretFileVar(setting: Setting): string | undefined {
+  return setting.kind === "secret" ? `${setting.env}_FILE` : undefined;
+}
+
+function readSecret(path: string, from: string, readFile: (p: string) => string): string {
+  secretFilesRead.push(path);
+  try {
+    return readFile(path).trim();
+  } catch (err) {
+    throw new ConfigError(`Cannot read ${from} ${path}: ${errorText(err)}`);
+  }
+}
+
+function fromToml(
+  text: string,
+  path: string,
+  readFile: (p: string) => string,
+): Map<keyof Config, Source> {
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(text) as Record<string, unknown>;
+  } catch (err) {
+    const first = errorText(err).split("\n")[0];
+    throw new ConfigError(`Cannot parse ${path}: ${first}`);
+  }
+  const out = new Map<keyof Config, Source>();
+  const byKey = new Map(SETTINGS.map((st) => [st.toml, st]));
+  for (const [section, body] of Object.entries(doc)) {
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      throw new ConfigError(`Unknown setting '${section}' in ${path}: settings live in sections`);
+    }
+    for (const [key, value] of Object.entries(body)) {
+      const dotted = `${section}.${key}`;
+      const from = `${path} ${dotted}`;
+      if (key.endsWith("_file")) {
+        const setting = byKey.get(`${section}.${key.slice(0, -5)}`);
+        if (setting?.kind === "secret" && typeof value === "string") {
+          out.set(setting.field, { value: readSecret(value, from, readFile), from });
+          continue;
+        }
+      }
+      const setting = byKey.get(dotted);
+      if (!setting) throw new ConfigError(`Unknown setting '${dotted}' in ${path}`);
+      out.set(setting.field, { value: tomlValueText(value), from });
+    }
+  }
+  return out;
+}
+
+function tomlValueText(value: unknown): string {
+  if (Array.isArray(value)) return value.map((v) => String(v)).join(",");
+  return String(value);
+}
+
+function convert(setting: Setting, src: Source): unknown {
+  const text = src.value.trim();
+  const bad = (why: string): never => {
+    const shown = setting.kind === "secret" ? "(redacted)" : `'${src.value}'`;
+    throw new ConfigError(`Invalid ${setting.env} from ${src.from}: ${shown} ${why}`);
+  };
+  switch (setting.kind) {
+    case "string":
+      return text;
+    case "secret":
+      return setting.field === "tokens" ? splitList(text) : text;
+    case "list":
+      return splitList(text).map((h) => h.toLowerCase());
+    case "bool": {
+      if (/^(1|true|yes|on)$/i.test(text)) return true;
+      if (/^(0|false|no|off|)$/i.test(text)) return false;
+      return bad("is not a boolean (true or false)");
+    }
+    case "int": {
+      if (!/^\d+$/.test(text)) return bad("is not a whole number");
+      const n = Number(text);
+      if (n < 1 || !Number.isSafeInteger(n)) return bad("must be at least 1");
+      return n;
+    }
+    case "size": {
+      const n = parseSize(text);
+      if (n === undefined) return bad("is not a size (e.g. 262144, 256KiB, 16MiB)");
+      return n;
+    }
+    case "duration": {
+      const ms = parseDuration(text);
+      if (ms === undefined) return bad("is not a duration (e.g. 30s, 5m, 24h, -1)");
+      if (ms < 0 && setting.field !== "keepAlive") return bad("must not be negative");
+      if (ms === 0 && ["pollInterval", "targetTimeout", "jobTtl"].includes(setting.field)) {
+        return bad("must be longer than zero");
+      }
+      return ms;
+    }
+    case "level": {
+      if (!["debug", "info", "warn", "error"].includes(text)) {
+        return bad("is not a log level (debug, info, warn, error)");
+      }
+      return text;
+    }
+    case "url": {
+      let url: URL;
+      try {
+        url = new URL(text);
+      } catch {
+        return bad("is not a URL");
+      }
+      if (url.protocol !== "http:" && url.protocol !== "https:") return bad("must be http(s)");
+      if (url.username || url.password) return bad("must not carry credentials; use a token");
+      return url.origin + url.pathname.replace(/\/+$/, "");
+    }
+    case "addr": {
+      const addr = parseAddr(text);
+      if (!addr) return bad("is not host:port (e.g. 127.0.0.1:8080)");
+      return addr;
+    }
+  }
+}
+
+/** Parses "host:port" or "[v6]:port"; port 0 asks the OS for a free one. */
+export function parseAddr(text: string): { hostname: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s\[\]]+)):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  return { hostname: m[1] ?? m[2], port };
+}
+
+export function isLoopback(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "::1" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
+function checkSecureDefault(config: Config): void {
+  if (config.tokens.length > 0 || config.allowUnauthenticated) return;
+  if (isLoopback(config.addr.hostname)) return;
+  throw new ConfigError(
+    `Refusing to listen on ${config.addr.hostname}:${config.addr.port} without FOREMAN_TOKEN: ` +
+      `set a token, or FOREMAN_ALLOW_UNAUTHENTICATED=1 to serve anyone who can reach it`,
+  );
+}
+
+function splitList(text: string): string[] {
+  return text.split(",").map((p) => p.trim()).filter((p) => p !== "");
+}
+
+function str(v: string | boolean | undefined): string | undefined {
+  return typeof v === "string" ? v : undefined;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Options for node:util parseArgs covering every setting, its *-file variant and --config. */
+export function flagOptions(): Record<string, { type: "string" | "boolean" }> {
+  const out: Record<string, { type: "string" | "boolean" }> = { config: { type: "string" } };
+  for (const setting of SETTINGS) {
+    const name = flagName(setting);
+    out[name] = { type: setting.kind === "bool" ? "boolean" : "string" };
+    if (secretFileVar(setting)) out[`${name}-file`] = { type: "string" };
+  }
+  return out;
+}
+
+/** A listen address as a URL host: IPv6 in brackets, wildcard addresses as loopback. */
+export function addrUrl(addr: { hostname: string; port: number }): string {
+  let host = addr.hostname;
+  if (host === "0.0.0.0") host = "127.0.0.1";
+  if (host === "::") host = "::1";
+  return host.includes(":") ? `http://[${host}]:${addr.port}` : `http://${host}:${addr.port}`;
+}

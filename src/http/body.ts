@@ -1,0 +1,58 @@
+// Reading request bodies with a size limit, and parsing them as the JSON object Ollama's routes
+// expect. Oversized bodies are cut off as they stream in, never buffered whole.
+
+import { HttpError } from "./errors.ts";
+
+export async function readBody(req: Request, limit: number): Promise<Uint8Array<ArrayBuffer>> {
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
+  if (!req.body) return new Uint8Array();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of req.body) {
+    size += chunk.byteLength;
+    if (size > limit) throw tooLarge(limit);
+    parts.push(chunk);
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+function tooLarge(limit: number): HttpError {
+  return new HttpError(
+    413,
+    `request body too large: the limit is ${limit} bytes (FOREMAN_MAX_BODY)`,
+  );
+}
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** Parses a JSON object body, with Ollama-like messages for the usual mistakes. */
+export async function readJsonObject(
+  req: Request,
+  limit: number,
+): Promise<Record<string, unknown>> {
+  const bytes = await readBody(req, limit);
+  if (bytes.byteLength === 0) throw new HttpError(400, "missing request body");
+  let text: string;
+  try {
+    text = decoder.decode(bytes);
+  } catch {
+    throw new HttpError(400, "invalid request body: not valid UTF-8");
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new HttpError(400, `invalid JSON in request body: ${(err as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new HttpError(400, "invalid request body: expected a JSON object");
+  }
+  return value as Record<string, unknown>;
+}

@@ -1,0 +1,191 @@
+// The async surface: POST /jobs answers with a job ID at once; the job runs through the same queue
+// and worker as a sync request; its state changes go to the caller's webhook; results and
+// artifacts stay readable until the retention period ends.
+
+import { createHash } from "node:crypto";
+import { normalizeModel } from "../ollama/inventory.ts";
+import { type Endpoint, isTerminal, JOB_STATES, type JobState } from "../queue/states.ts";
+import type { Job } from "../queue/store.ts";
+import { jobView, type ViewOptions } from "../views.ts";
+import type { Dispatcher } from "../webhooks/dispatcher.ts";
+import { webhookUrlProblem } from "../webhooks/policy.ts";
+import type { Residency } from "../worker/residency.ts";
+import { readBody } from "./body.ts";
+import { HttpError, jsonResponse } from "./errors.ts";
+import { type NativeDeps, requireModel, requireRoom, validateInferenceBody } from "./native.ts";
+
+export interface JobsDeps extends NativeDeps {
+  residency: Residency;
+  dispatcher: Dispatcher;
+  views: ViewOptions;
+}
+
+const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+export function parseJobId(raw: string): string {
+  const id = raw.toUpperCase();
+  if (!ULID.test(id)) {
+    throw new HttpError(400, `invalid job id '${raw.slice(0, 64)}': expected a ULID`);
+  }
+  return id;
+}
+
+function findJob(d: JobsDeps, raw: string): Job {
+  const job = d.store.get(parseJobId(raw));
+  if (!job) throw new HttpError(404, `job ${raw} not found`);
+  return job;
+}
+
+export function renderJob(d: JobsDeps, job: Job): Record<string, unknown> {
+  return jobView(job, {
+    artifacts: job.state === "done" ? d.store.artifactsWithBodies(job.id) : [],
+    position: d.store.position(job, d.residency.current),
+    webhook: d.store.webhookSummary(job.id),
+  }, d.views);
+}
+
+/** POST /jobs */
+export async function submit(req: Request, d: JobsDeps): Promise<Response> {
+  const bytes = await readBody(req, d.config.maxBody);
+  let body: Record<string, unknown>;
+  try {
+    const parsed = JSON.parse(decoder.decode(bytes));
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw 0;
+    body = parsed;
+  } catch {
+    throw new HttpError(
+      400,
+      bytes.byteLength ? "invalid request body: expected a JSON object" : "missing request body",
+    );
+  }
+  const {
+    state_webhook_url: webhook,
+    metadata,
+    endpoint: rawEndpoint,
+    stream: _ignored,
+    ...request
+  } = body;
+  const endpoint = (rawEndpoint ?? "chat") as Endpoint;
+  if (endpoint !== "chat" && endpoint !== "generate") {
+    throw new HttpError(400, `endpoint must be "chat" or "generate"`);
+  }
+  const model = validateInferenceBody(request, endpoint);
+  if (webhook !== undefined && webhook !== null) {
+    if (typeof webhook !== "string") throw new HttpError(400, "state_webhook_url must be a string");
+    const problem = webhookUrlProblem(webhook, d.config.webhookHosts);
+    if (problem) throw new HttpError(400, problem);
+  }
+  if (
+    metadata !== undefined && metadata !== null &&
+    (typeof metadata !== "object" || Array.isArray(metadata))
+  ) {
+    throw new HttpError(400, "metadata must be a JSON object");
+  }
+  const key = req.headers.get("idempotency-key");
+  if (key !== null && (key.length === 0 || key.length > 255)) {
+    throw new HttpError(400, "Idempotency-Key must be 1 to 255 characters");
+  }
+  const hash = key === null ? null : createHash("sha256").update(bytes).digest("hex");
+  await requireModel(d.inventory, model);
+
+  // From here on no await: the idempotency look-up and the insert cannot interleave with another.
+  if (key !== null) {
+    const prior = d.store.findByIdempotencyKey(key);
+    if (prior) {
+      if (prior.requestHash !== hash) {
+        throw new HttpError(409, "Idempotency-Key was already used with a different request body");
+      }
+      return accepted(prior, { "idempotent-replayed": "true" });
+    }
+  }
+  requireRoom(d.store, d.config);
+  const job = d.store.insertJob({
+    kind: "async",
+    endpoint,
+    model: normalizeModel(model),
+    request: JSON.stringify(request),
+    webhookUrl: typeof webhook === "string" ? webhook : null,
+    metadata: metadata ? JSON.stringify(metadata) : null,
+    idempotencyKey: key,
+    requestHash: hash,
+  });
+  d.worker.wake();
+  d.dispatcher.wake();
+  return accepted(job);
+}
+
+function accepted(job: Job, headers: Record<string, string> = {}): Response {
+  return jsonResponse({ job_id: job.id }, 202, { location: `/jobs/${job.id}`, ...headers });
+}
+
+/** GET /jobs/{id} */
+export function get(id: string, d: JobsDeps): Response {
+  return jsonResponse(renderJob(d, findJob(d, id)));
+}
+
+/** GET /jobs?state=&model=&limit=&before= */
+export function list(url: URL, d: JobsDeps): Response {
+  const q = url.searchParams;
+  const state = q.get("state") || undefined;
+  if (state !== undefined && !JOB_STATES.includes(state as JobState)) {
+    throw new HttpError(400, `state must be one of ${JOB_STATES.join(", ")}`);
+  }
+  const limitText = q.get("limit") ?? "50";
+  const limit = Number(limitText);
+  if (!/^\d+$/.test(limitText) || limit < 1 || limit > 500) {
+    throw new HttpError(400, "limit must be a whole number from 1 to 500");
+  }
+  const before = q.get("before") ? parseJobId(q.get("before")!) : undefined;
+  const jobs = d.store.list({
+    state: state as JobState | undefined,
+    model: q.get("model") ? normalizeModel(q.get("model")!) : undefined,
+    before,
+    limit: limit + 1,
+  });
+  const page = jobs.slice(0, limit);
+  return jsonResponse({
+    jobs: page.map((j) => renderJob(d, j)),
+    next: jobs.length > limit ? page[page.length - 1].id : null,
+  });
+}
+
+/** DELETE /jobs/{id}: cancel a queued job, abort a running one. */
+export async function cancel(id: string, d: JobsDeps): Promise<Response> {
+  const job = findJob(d, id);
+  if (isTerminal(job.state)) {
+    throw new HttpError(409, `job ${job.id} is already ${job.state}`);
+  }
+  const after = await d.worker.cancel(job.id, "cancelled by DELETE /jobs/{id}");
+  d.dispatcher.wake();
+  if (after && after.state !== "cancelled") {
+    throw new HttpError(409, `job ${job.id} is already ${after.state}`);
+  }
+  return jsonResponse(renderJob(d, after!));
+}
+
+/** GET /jobs/{id}/artifacts/{name}: the bytes; the name is only ever a database key. */
+export function artifact(id: string, rawName: string, req: Request, d: JobsDeps): Response {
+  const job = findJob(d, id);
+  let name: string;
+  try {
+    name = decodeURIComponent(rawName);
+  } catch {
+    throw new HttpError(400, "invalid artifact name");
+  }
+  const a = d.store.artifact(job.id, name);
+  if (!a) throw new HttpError(404, `job ${job.id} has no artifact '${name.slice(0, 128)}'`);
+  const etag = `"${a.sha256}"`;
+  const headers = {
+    "content-type": a.contentType,
+    etag,
+    "cache-control": "private, max-age=0",
+  };
+  const match = req.headers.get("if-none-match");
+  if (match !== null && match.split(",").some((t) => t.trim() === etag || t.trim() === "*")) {
+    return new Response(null, { status: 304, headers });
+  }
+  return new Response(req.method === "HEAD" ? null : a.body, {
+    headers: { ...headers, "content-length": String(a.size) },
+  });
+}

@@ -1,0 +1,206 @@
+// The native surface: foreman answers like an Ollama server. /api/chat and /api/generate become
+// sync jobs run by the worker; embeddings, show, version and ps go straight to the target; tags
+// come from the inventory; model management is refused unless the operator allows it.
+
+import type { Config } from "../config.ts";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import { type TargetClient, TargetUnreachableError } from "../ollama/client.ts";
+import { type Inventory, normalizeModel } from "../ollama/inventory.ts";
+import type { Endpoint } from "../queue/states.ts";
+import type { Store } from "../queue/store.ts";
+import { relayHeaders, type Worker } from "../worker/worker.ts";
+import { readBody, readJsonObject } from "./body.ts";
+import { HttpError, jsonResponse } from "./errors.ts";
+
+export interface NativeDeps {
+  config: Config;
+  store: Store;
+  inventory: Inventory;
+  worker: Worker;
+  client: TargetClient;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/** Validates the fields foreman relies on; everything else is the target's business. */
+export function validateInferenceBody(body: Record<string, unknown>, endpoint: Endpoint): string {
+  const model = body.model;
+  if (model === undefined || model === null || model === "") {
+    throw new HttpError(400, "model is required");
+  }
+  if (typeof model !== "string") throw new HttpError(400, "model must be a string");
+  if (model.length > 512) throw new HttpError(400, "model name is too long");
+  if (body.stream !== undefined && typeof body.stream !== "boolean") {
+    throw new HttpError(400, "stream must be true or false");
+  }
+  if (endpoint === "chat" && body.messages !== undefined && !Array.isArray(body.messages)) {
+    throw new HttpError(400, "messages must be an array");
+  }
+  if (endpoint === "chat" && Array.isArray(body.messages)) {
+    for (const m of body.messages) {
+      if (
+        typeof m !== "object" || m === null || typeof (m as { role?: unknown }).role !== "string"
+      ) {
+        throw new HttpError(400, "each message must be an object with a role");
+      }
+    }
+  }
+  if (endpoint === "generate" && body.prompt !== undefined && typeof body.prompt !== "string") {
+    throw new HttpError(400, "prompt must be a string");
+  }
+  if (
+    body.options !== undefined &&
+    (typeof body.options !== "object" || body.options === null || Array.isArray(body.options))
+  ) {
+    throw new HttpError(400, "options must be an object");
+  }
+  return model;
+}
+
+/** 404 in Ollama's words unless the target has `model`; one fresh poll before saying no. */
+export async function requireModel(inventory: Inventory, model: string): Promise<void> {
+  if (inventory.has(model)) return;
+  const reached = await inventory.refresh();
+  // A target that cannot be asked is no reason to refuse work (degraded mode).
+  if (!reached || inventory.has(model) !== false) return;
+  throw new HttpError(404, `model "${model}" not found, try pulling it first`);
+}
+
+export function requireRoom(store: Store, config: Config): void {
+  if (store.countQueued() >= config.maxQueue) {
+    throw new HttpError(
+      503,
+      `server busy, please try again: the queue holds ${config.maxQueue} jobs (FOREMAN_MAX_QUEUE)`,
+    );
+  }
+}
+
+/** POST /api/chat and /api/generate: a sync job whose response streams once it is working. */
+export async function queued(req: Request, endpoint: Endpoint, d: NativeDeps): Promise<Response> {
+  const body = await readJsonObject(req, d.config.maxBody);
+  const model = validateInferenceBody(body, endpoint);
+  await requireModel(d.inventory, model);
+  requireRoom(d.store, d.config);
+  const job = d.store.insertJob({
+    kind: "sync",
+    endpoint,
+    model: normalizeModel(model),
+    request: JSON.stringify(body),
+  });
+  const response = Promise.withResolvers<Response>();
+  d.worker.attach(job.id, { respond: response.resolve });
+  const leave = () => void d.worker.cancel(job.id, "caller went away");
+  req.signal.addEventListener("abort", leave, { once: true });
+  d.worker.wake();
+  return await response.promise;
+}
+
+/** Relays a target response as is (minus hop-by-hop headers). */
+function relayed(res: Response): Response {
+  return new Response(res.body, { status: res.status, headers: relayHeaders(res.headers) });
+}
+
+function unavailable(err: unknown): never {
+  if (err instanceof TargetUnreachableError) {
+    throw new HttpError(503, `target unavailable: ${err.message}`);
+  }
+  throw err;
+}
+
+/** POST /api/embed and /api/embeddings: never queued, concurrent with the worker. */
+export async function embed(req: Request, path: string, d: NativeDeps): Promise<Response> {
+  const body = await readJsonObject(req, d.config.maxBody);
+  if (typeof body.model !== "string" || body.model === "") {
+    throw new HttpError(400, "model is required");
+  }
+  try {
+    const res = await d.client.fetch(path, {
+      method: "POST",
+      body: JSON.stringify(body),
+      contentType: "application/json",
+      signal: req.signal,
+    });
+    d.metrics.embedRequests.inc({ route: path, status: String(res.status) });
+    return relayed(res);
+  } catch (err) {
+    d.metrics.embedRequests.inc({ route: path, status: "503" });
+    return unavailable(err);
+  }
+}
+
+/** A route the target answers directly (show, version, and management when allowed). */
+export async function passthrough(
+  req: Request,
+  path: string,
+  d: NativeDeps,
+  options: { limitBody: boolean } = { limitBody: true },
+): Promise<Response> {
+  let body: BodyInit | null = null;
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    body = options.limitBody ? await readBody(req, d.config.maxBody) : req.body;
+  }
+  try {
+    const res = await d.client.fetch(path, {
+      method: req.method,
+      body,
+      contentType: req.headers.get("content-type"),
+      signal: req.signal,
+    });
+    return relayed(res);
+  } catch (err) {
+    return unavailable(err);
+  }
+}
+
+export async function tags(d: NativeDeps): Promise<Response> {
+  if (d.inventory.snapshot.lastPoll === null && !(await d.inventory.refresh())) {
+    throw new HttpError(503, "target unavailable and no model inventory known yet");
+  }
+  return jsonResponse(d.inventory.snapshot.tags);
+}
+
+/** GET /api/ps live from the target, the last known answer when it cannot be reached. */
+export async function ps(req: Request, d: NativeDeps): Promise<Response> {
+  try {
+    const live = await d.client.json<{ models: [] }>("/api/ps", undefined, req.signal);
+    d.inventory.updatePs(live);
+    return jsonResponse(live);
+  } catch (err) {
+    if (!(err instanceof TargetUnreachableError)) throw err;
+    return jsonResponse(d.inventory.snapshot.ps, 200, { "x-foreman-cached": "true" });
+  }
+}
+
+export async function version(req: Request, d: NativeDeps): Promise<Response> {
+  try {
+    return relayed(
+      await d.client.fetch("/api/version", { method: req.method, signal: req.signal }),
+    );
+  } catch (err) {
+    const known = d.inventory.snapshot.version;
+    if (known && err instanceof TargetUnreachableError) {
+      return jsonResponse({ version: known }, 200, { "x-foreman-cached": "true" });
+    }
+    return unavailable(err);
+  }
+}
+
+export const MANAGEMENT_ROUTES = [
+  "/api/pull",
+  "/api/push",
+  "/api/create",
+  "/api/copy",
+  "/api/delete",
+];
+
+export function management(req: Request, path: string, d: NativeDeps): Promise<Response> {
+  if (!d.config.allowModelManagement) {
+    throw new HttpError(
+      403,
+      `model management (${path}) is disabled on this foreman: set ` +
+        `target.allow_model_management = true (FOREMAN_ALLOW_MODEL_MANAGEMENT=1) to allow it`,
+    );
+  }
+  return passthrough(req, path + new URL(req.url).search, d, { limitBody: false });
+}

@@ -1,0 +1,144 @@
+// The HTTP handler: a plain (Request) => Promise<Response> built from foreman's parts, so tests can
+// call it without a socket. It authenticates, routes, and maps every error to Ollama's
+// {"error": "..."} shape in one place.
+
+import { errorMessage } from "../log.ts";
+import type { BearerAuth } from "./auth.ts";
+import { errorJson, HttpError, jsonResponse } from "./errors.ts";
+import * as jobs from "./jobs.ts";
+import * as native from "./native.ts";
+
+export interface RouterDeps extends jobs.JobsDeps {
+  auth: BearerAuth;
+}
+
+const TEXT = { "content-type": "text/plain; charset=utf-8" };
+
+export function createHandler(d: RouterDeps): (req: Request) => Promise<Response> {
+  return async (req: Request): Promise<Response> => {
+    let res: Response;
+    try {
+      res = await route(req, d);
+    } catch (err) {
+      if (err instanceof HttpError) {
+        res = errorJson(err.status, err.message, err.headers);
+      } else {
+        d.log.error("request failed", { method: req.method, error: errorMessage(err) });
+        res = errorJson(500, `internal error: ${errorMessage(err)}`);
+      }
+    }
+    d.metrics.httpRequests.inc({ code: `${Math.floor(res.status / 100)}xx` });
+    return res;
+  };
+}
+
+function methodNotAllowed(allowed: string): never {
+  throw new HttpError(405, `method not allowed: use ${allowed}`, { allow: allowed });
+}
+
+async function route(req: Request, d: RouterDeps): Promise<Response> {
+  const url = new URL(req.url);
+  const path = url.pathname;
+  const m = req.method;
+
+  // Unauthenticated: liveness and the Ollama greeting that clients probe.
+  if (path === "/") {
+    if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET, HEAD");
+    return new Response(m === "HEAD" ? null : "Ollama is running", { headers: TEXT });
+  }
+  if (path === "/healthz") {
+    if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET");
+    return jsonResponse(health(d));
+  }
+
+  if (!d.auth.check(req.headers.get("authorization"))) {
+    const given = req.headers.has("authorization");
+    throw new HttpError(
+      401,
+      given ? "invalid bearer token" : "missing bearer token: send Authorization: Bearer <token>",
+      {
+        "www-authenticate": 'Bearer realm="foreman"',
+      },
+    );
+  }
+
+  if (path.startsWith("/jobs")) return await jobsRoute(req, url, d);
+  if (path === "/metrics") {
+    if (m !== "GET") methodNotAllowed("GET");
+    return new Response(d.metrics.render(), {
+      headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+    });
+  }
+  if (path === "/v1" || path.startsWith("/v1/")) {
+    throw new HttpError(
+      404,
+      "foreman serves Ollama's native API (/api/*); the OpenAI-compatible /v1 API is not supported " +
+        "yet (ADR-0003)",
+    );
+  }
+
+  switch (path) {
+    case "/api/chat":
+    case "/api/generate":
+      if (m !== "POST") methodNotAllowed("POST");
+      return await native.queued(req, path === "/api/chat" ? "chat" : "generate", d);
+    case "/api/embed":
+    case "/api/embeddings":
+      if (m !== "POST") methodNotAllowed("POST");
+      return await native.embed(req, path, d);
+    case "/api/tags":
+      if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET");
+      return await native.tags(d);
+    case "/api/ps":
+      if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET");
+      return await native.ps(req, d);
+    case "/api/version":
+      if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET");
+      return await native.version(req, d);
+    case "/api/show":
+      if (m !== "POST") methodNotAllowed("POST");
+      return await native.passthrough(req, path, d);
+  }
+  if (native.MANAGEMENT_ROUTES.includes(path) || path.startsWith("/api/blobs/")) {
+    return await native.management(req, path, d);
+  }
+  throw new HttpError(404, `no route for ${m} ${path.slice(0, 200)}`);
+}
+
+async function jobsRoute(req: Request, url: URL, d: RouterDeps): Promise<Response> {
+  const parts = url.pathname.split("/").slice(1); // ["jobs", id?, "artifacts"?, name?]
+  const m = req.method;
+  if (parts.length === 1 || (parts.length === 2 && parts[1] === "")) {
+    if (m === "POST") return await jobs.submit(req, d);
+    if (m === "GET") return jobs.list(url, d);
+    methodNotAllowed("GET, POST");
+  }
+  if (parts.length === 2) {
+    if (m === "GET") return jobs.get(parts[1], d);
+    if (m === "DELETE") return await jobs.cancel(parts[1], d);
+    methodNotAllowed("GET, DELETE");
+  }
+  if (parts.length === 4 && parts[2] === "artifacts" && parts[3] !== "") {
+    if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET");
+    return jobs.artifact(parts[1], parts[3], req, d);
+  }
+  throw new HttpError(404, `no route for ${m} ${url.pathname.slice(0, 200)}`);
+}
+
+export function health(d: RouterDeps): Record<string, unknown> {
+  const counts = d.store.countByState();
+  const snap = d.inventory.snapshot;
+  return {
+    status: "ok",
+    degraded: d.inventory.degraded,
+    target: {
+      url: d.client.baseUrl,
+      reachable: d.inventory.reachable,
+      last_poll: snap.lastPoll === null ? null : new Date(snap.lastPoll).toISOString(),
+      version: snap.version,
+    },
+    queue: { queued: counts.queued, running: counts.loading + counts.working },
+    resident: d.inventory.resident(),
+    worker_model: d.residency.current ?? null,
+  };
+}

@@ -1,0 +1,122 @@
+// In-process counters and histograms rendered in the Prometheus text format for GET /metrics.
+// Gauges that mirror the database (queue depth) are read at scrape time instead of being kept in
+// step by hand.
+
+type Labels = Record<string, string>;
+
+const DURATION_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800];
+
+function labelText(labels: Labels): string {
+  const parts = Object.entries(labels).map(([k, v]) =>
+    `${k}="${v.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n")}"`
+  );
+  return parts.length ? `{${parts.join(",")}}` : "";
+}
+
+class Counter {
+  readonly values = new Map<string, { labels: Labels; value: number }>();
+  constructor(readonly name: string, readonly help: string) {}
+  inc(labels: Labels = {}, by = 1): void {
+    const key = labelText(labels);
+    const entry = this.values.get(key) ?? { labels, value: 0 };
+    entry.value += by;
+    this.values.set(key, entry);
+  }
+  get(labels: Labels = {}): number {
+    return this.values.get(labelText(labels))?.value ?? 0;
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
+    for (const { labels, value } of this.values.values()) {
+      lines.push(`${this.name}${labelText(labels)} ${value}`);
+    }
+    return lines.join("\n");
+  }
+}
+
+class Histogram {
+  readonly counts = new Array<number>(DURATION_BUCKETS.length).fill(0);
+  sum = 0;
+  count = 0;
+  constructor(readonly name: string, readonly help: string) {}
+  observe(seconds: number): void {
+    for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+      if (seconds <= DURATION_BUCKETS[i]) this.counts[i]++;
+    }
+    this.sum += seconds;
+    this.count++;
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    DURATION_BUCKETS.forEach((le, i) =>
+      lines.push(`${this.name}_bucket{le="${le}"} ${this.counts[i]}`)
+    );
+    lines.push(`${this.name}_bucket{le="+Inf"} ${this.count}`);
+    lines.push(`${this.name}_sum ${this.sum}`, `${this.name}_count ${this.count}`);
+    return lines.join("\n");
+  }
+}
+
+/** A gauge whose samples are computed when scraped. */
+export interface GaugeSource {
+  name: string;
+  help: string;
+  read(): { labels?: Labels; value: number }[];
+}
+
+export class Metrics {
+  readonly jobsFinished = new Counter(
+    "foreman_jobs_finished_total",
+    "Jobs that reached a terminal state, by outcome.",
+  );
+  readonly jobWait = new Histogram(
+    "foreman_job_wait_seconds",
+    "Time from submission until the worker took the job.",
+  );
+  readonly jobRun = new Histogram(
+    "foreman_job_run_seconds",
+    "Time the worker spent on a job (loading and working).",
+  );
+  readonly swaps = new Counter(
+    "foreman_model_swaps_total",
+    "Worker model loads that replaced another worker model.",
+  );
+  readonly loads = new Counter(
+    "foreman_model_loads_total",
+    "Worker model loads requested by foreman, by model.",
+  );
+  readonly webhookDeliveries = new Counter(
+    "foreman_webhook_deliveries_total",
+    "Webhook delivery attempts, by outcome (delivered, retry, dead).",
+  );
+  readonly embedRequests = new Counter(
+    "foreman_embed_requests_total",
+    "Embedding requests passed straight to the target, by route and status.",
+  );
+  readonly httpRequests = new Counter(
+    "foreman_http_requests_total",
+    "HTTP requests answered, by status class.",
+  );
+  readonly gauges: GaugeSource[] = [];
+
+  render(): string {
+    const parts = [
+      this.jobsFinished.render(),
+      this.jobWait.render(),
+      this.jobRun.render(),
+      this.swaps.render(),
+      this.loads.render(),
+      this.webhookDeliveries.render(),
+      this.embedRequests.render(),
+      this.httpRequests.render(),
+    ];
+    for (const g of this.gauges) {
+      const lines = [`# HELP ${g.name} ${g.help}`, `# TYPE ${g.name} gauge`];
+      for (const sample of g.read()) {
+        lines.push(`${g.name}${labelText(sample.labels ?? {})} ${sample.value}`);
+      }
+      parts.push(lines.join("\n"));
+    }
+    return parts.join("\n") + "\n";
+  }
+}

@@ -1,0 +1,85 @@
+// The permission sandbox: the narrowest Deno flags the configuration needs, computed in one place
+// that the launcher (deno task start), `foreman permissions` and the daemon's own start-up check
+// all share. Network: the listen address, the target, the webhook hosts. Files: the database
+// directory, the config file and any secret files. Env: FOREMAN_* only. No run, ffi or sys.
+
+import { dirname, resolve } from "node:path";
+import type { Config } from "./config.ts";
+
+export interface Needs {
+  net: string[];
+  read: string[];
+  write: string[];
+  env: string;
+}
+
+function hostPort(url: string): string {
+  const u = new URL(url);
+  const port = u.port || (u.protocol === "https:" ? "443" : "80");
+  return `${u.hostname}:${port}`;
+}
+
+function listenHost(config: Config): string {
+  const { hostname, port } = config.addr;
+  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+  // Port 0 lets the OS choose, so the grant cannot name the port.
+  return port === 0 ? host : `${host}:${port}`;
+}
+
+export function needs(config: Config, cwd = Deno.cwd()): Needs {
+  const dbDir = resolve(cwd, dirname(config.db));
+  // The config file is granted even when absent: the daemon looks for it either way.
+  const read = [dbDir, resolve(cwd, config.configPath)];
+  for (const f of config.secretFiles) read.push(resolve(cwd, f));
+  const net = [listenHost(config), hostPort(config.ollamaUrl), ...config.webhookHosts];
+  return {
+    net: [...new Set(net)],
+    read: [...new Set(read)],
+    write: [dbDir],
+    env: "FOREMAN_*",
+  };
+}
+
+/** The `deno run` flags for the daemon, in a stable order. */
+export function permissionFlags(config: Config, cwd = Deno.cwd()): string[] {
+  const n = needs(config, cwd);
+  return [
+    `--allow-net=${n.net.join(",")}`,
+    `--allow-read=${n.read.join(",")}`,
+    `--allow-write=${n.write.join(",")}`,
+    `--allow-env=${n.env}`,
+    "--no-prompt",
+  ];
+}
+
+/** Flags the running process lacks for this configuration; empty when it holds them all. */
+export function missingPermissions(config: Config, cwd = Deno.cwd()): string[] {
+  const n = needs(config, cwd);
+  const missing: string[] = [];
+  const lacks = (desc: Deno.PermissionDescriptor) =>
+    Deno.permissions.querySync(desc).state !== "granted";
+  for (const host of n.net) if (lacks({ name: "net", host })) missing.push(`--allow-net=${host}`);
+  for (const path of n.read) {
+    if (lacks({ name: "read", path })) missing.push(`--allow-read=${path}`);
+  }
+  for (const path of n.write) {
+    if (lacks({ name: "write", path })) missing.push(`--allow-write=${path}`);
+  }
+  if (lacks({ name: "env", variable: "FOREMAN_DB" })) missing.push("--allow-env=FOREMAN_*");
+  return missing;
+}
+
+/** Permissions the process holds beyond what it needs (a warning, not an error). */
+export function broaderPermissions(): string[] {
+  const extra: string[] = [];
+  const has = (desc: Deno.PermissionDescriptor) =>
+    Deno.permissions.querySync(desc).state === "granted";
+  if (has({ name: "run" })) extra.push("--allow-run");
+  if (has({ name: "ffi" })) extra.push("--allow-ffi");
+  if (has({ name: "sys" })) extra.push("--allow-sys");
+  if (has({ name: "net" })) extra.push("--allow-net (any host)");
+  if (has({ name: "read" })) extra.push("--allow-read (any path)");
+  if (has({ name: "write" })) extra.push("--allow-write (any path)");
+  if (has({ name: "env" })) extra.push("--allow-env (every variable)");
+  return extra;
+}

@@ -1,0 +1,42 @@
+// Retention: deletes finished jobs (with their artifacts and webhook events, by cascade) once they
+// are older than FOREMAN_JOB_TTL. Queued and running jobs are never touched: the store's query only
+// sees rows with a finished_at, which the schema allows for terminal states alone.
+
+import type { Logger } from "../log.ts";
+import { sleep } from "../ollama/inventory.ts";
+import type { Store } from "./store.ts";
+
+export interface PrunerOptions {
+  store: Store;
+  log: Logger;
+  ttl: number;
+  interval?: number;
+  now?: () => number;
+}
+
+export class Pruner {
+  readonly #o: PrunerOptions;
+  readonly #now: () => number;
+
+  constructor(options: PrunerOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Deletes every expired job; returns how many. */
+  runOnce(): number {
+    const cutoff = this.#now() - this.#o.ttl;
+    let total = 0;
+    for (let n = this.#o.store.prune(cutoff); n > 0; n = this.#o.store.prune(cutoff)) total += n;
+    if (total > 0) this.#o.log.info("pruned finished jobs", { count: total });
+    return total;
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    const interval = this.#o.interval ?? Math.min(60_000, Math.max(1000, this.#o.ttl / 10));
+    while (!signal.aborted) {
+      this.runOnce();
+      await sleep(interval, signal);
+    }
+  }
+}

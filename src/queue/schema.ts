@@ -1,0 +1,98 @@
+// The SQLite schema and its migrations. The version lives in the `meta` table; each migration runs
+// once, in order, inside a transaction. CHECK constraints make impossible rows impossible, so a bug
+// in a transition fails loudly instead of storing a job nobody can reason about.
+
+import type { DatabaseSync } from "node:sqlite";
+
+const MIGRATIONS: readonly string[] = [
+  // 1: jobs, artifacts, webhook outbox.
+  `
+  CREATE TABLE jobs (
+    id              TEXT PRIMARY KEY CHECK (length(id) = 26),
+    kind            TEXT NOT NULL CHECK (kind IN ('sync', 'async')),
+    endpoint        TEXT NOT NULL CHECK (endpoint IN ('chat', 'generate')),
+    model           TEXT NOT NULL CHECK (length(model) > 0),
+    state           TEXT NOT NULL
+                    CHECK (state IN ('queued', 'loading', 'working', 'done', 'failed', 'cancelled')),
+    request         TEXT NOT NULL,
+    webhook_url     TEXT,
+    metadata        TEXT,
+    idempotency_key TEXT UNIQUE,
+    request_hash    TEXT,
+    attempt         INTEGER NOT NULL DEFAULT 0 CHECK (attempt >= 0),
+    not_before      INTEGER NOT NULL DEFAULT 0,
+    error           TEXT,
+    result          TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    started_at      INTEGER,
+    finished_at     INTEGER,
+    CHECK ((state IN ('done', 'failed', 'cancelled')) = (finished_at IS NOT NULL)),
+    CHECK (state <> 'done' OR result IS NOT NULL),
+    CHECK (kind = 'async' OR (webhook_url IS NULL AND idempotency_key IS NULL)),
+    CHECK ((idempotency_key IS NULL) = (request_hash IS NULL))
+  ) STRICT;
+  CREATE INDEX jobs_queued_by_model ON jobs (model, id) WHERE state = 'queued';
+  CREATE INDEX jobs_queued_fifo ON jobs (id) WHERE state = 'queued';
+  CREATE INDEX jobs_active ON jobs (state) WHERE state IN ('loading', 'working');
+  CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+
+  CREATE TABLE artifacts (
+    job_id       TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    name         TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 128),
+    content_type TEXT NOT NULL,
+    size         INTEGER NOT NULL CHECK (size >= 0),
+    sha256       TEXT NOT NULL CHECK (length(sha256) = 64),
+    body         BLOB NOT NULL,
+    PRIMARY KEY (job_id, name)
+  ) STRICT;
+
+  CREATE TABLE outbox (
+    seq             INTEGER PRIMARY KEY,
+    id              TEXT NOT NULL UNIQUE,
+    job_id          TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    url             TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at INTEGER NOT NULL,
+    last_status     INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    delivered_at    INTEGER,
+    CHECK ((state = 'delivered') = (delivered_at IS NOT NULL))
+  ) STRICT;
+  CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE state = 'pending';
+  CREATE INDEX outbox_by_job ON outbox (job_id, seq);
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Brings the database up to SCHEMA_VERSION; refuses a database written by a newer foreman. */
+export function migrate(db: DatabaseSync): void {
+  db.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT");
+  const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
+    | { value: string }
+    | undefined;
+  const current = row ? Number(row.value) : 0;
+  if (current > SCHEMA_VERSION) {
+    throw new Error(
+      `Cannot open database: schema version ${current} is newer than this foreman (${SCHEMA_VERSION})`,
+    );
+  }
+  for (let v = current; v < SCHEMA_VERSION; v++) {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      db.exec(MIGRATIONS[v]);
+      db.prepare(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?) " +
+          "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      ).run(String(v + 1));
+      db.exec("COMMIT");
+    } catch (err) {
+      db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+}

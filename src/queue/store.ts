@@ -1,0 +1,612 @@
+// The durable queue: every SQL statement foreman runs lives in this file. Jobs change state only
+// through `transition`, which guards on the state it expects and, in the same transaction, writes
+// the webhook outbox row that reports the change, so an event can be neither lost nor invented.
+
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { monotonicFactory } from "ulid";
+import { migrate } from "./schema.ts";
+import type { Endpoint, JobKind, JobState } from "./states.ts";
+
+export interface Job {
+  id: string;
+  kind: JobKind;
+  endpoint: Endpoint;
+  model: string;
+  state: JobState;
+  /** The request body as JSON text, exactly what the target will be sent (before keep_alive). */
+  request: string;
+  webhookUrl: string | null;
+  /** JSON text of the caller's metadata object. */
+  metadata: string | null;
+  idempotencyKey: string | null;
+  requestHash: string | null;
+  attempt: number;
+  notBefore: number;
+  error: string | null;
+  /** JSON text of the target's final response. */
+  result: string | null;
+  createdAt: number;
+  updatedAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+}
+
+export interface ArtifactMeta {
+  name: string;
+  contentType: string;
+  size: number;
+  sha256: string;
+}
+
+export interface Artifact extends ArtifactMeta {
+  body: Uint8Array<ArrayBuffer>;
+}
+
+export interface NewJob {
+  kind: JobKind;
+  endpoint: Endpoint;
+  model: string;
+  request: string;
+  webhookUrl?: string | null;
+  metadata?: string | null;
+  idempotencyKey?: string | null;
+  requestHash?: string | null;
+}
+
+export interface OutboxEvent {
+  seq: number;
+  id: string;
+  jobId: string;
+  url: string;
+  body: string;
+  attempts: number;
+  createdAt: number;
+}
+
+export interface WebhookSummary {
+  url: string;
+  pending: number;
+  delivered: number;
+  dead: number;
+  lastError: string | null;
+}
+
+export interface ListFilter {
+  state?: JobState;
+  model?: string;
+  before?: string;
+  limit: number;
+}
+
+/** Renders the body of the webhook event that reports `job` entering its current state. */
+export type EventRenderer = (
+  job: Job,
+  previous: JobState | null,
+  artifacts: Artifact[],
+) => string;
+
+export interface StoreOptions {
+  /** Clock in epoch milliseconds; tests pass a fake one. */
+  now?: () => number;
+  /** Renders webhook bodies; without it jobs with a webhook URL cannot be stored. */
+  renderEvent?: EventRenderer;
+  /** Told whenever a webhook event is written (called inside the transaction; must not block). */
+  onEvent?: () => void;
+  /**
+   * SQLite's `synchronous` pragma. FULL (the default) makes every accepted job survive a power
+   * loss; NORMAL survives a crash of foreman but may lose the last commits if the machine dies.
+   */
+  synchronous?: "FULL" | "NORMAL";
+}
+
+/** Raised when a guarded transition finds the job in another state than it expects. */
+export class TransitionError extends Error {
+  override name = "TransitionError";
+  constructor(
+    readonly jobId: string,
+    readonly from: readonly JobState[],
+    readonly found?: JobState,
+  ) {
+    super(
+      found
+        ? `Cannot move job ${jobId} from ${found}: expected ${from.join(" or ")}`
+        : `Cannot move job ${jobId}: no such job`,
+    );
+  }
+}
+
+interface TransitionSpec {
+  from: readonly JobState[];
+  to: JobState;
+  /** Extra assignments; named parameters come from the call's `values`. */
+  set: string;
+}
+
+/** The named transitions. Nothing else in foreman writes `jobs.state`. */
+const TRANSITIONS = {
+  /** The worker takes the job: counts an attempt. */
+  claim: {
+    from: ["queued"],
+    to: "loading",
+    set: "attempt = attempt + 1, started_at = coalesce(started_at, :now), error = NULL",
+  },
+  /** The model is resident; inference starts. */
+  startWorking: { from: ["loading"], to: "working", set: "" },
+  /** The target answered in full. */
+  complete: { from: ["working"], to: "done", set: "result = :result, finished_at = :now" },
+  /** Attempts ran out or the target refused the request for good. */
+  fail: {
+    from: ["queued", "loading", "working"],
+    to: "failed",
+    set: "error = :error, finished_at = :now",
+  },
+  /** Back to the queue: the target was unreachable (attempt refunded) or answered a retryable error. */
+  requeue: {
+    from: ["loading", "working"],
+    to: "queued",
+    set: "error = :error, not_before = :not_before, attempt = attempt - :refund",
+  },
+  /** The caller gave up, or the job outlived its sync caller. */
+  cancel: {
+    from: ["queued", "loading", "working"],
+    to: "cancelled",
+    set: "error = :error, finished_at = :now",
+  },
+} as const satisfies Record<string, TransitionSpec>;
+
+export type TransitionName = keyof typeof TRANSITIONS;
+
+type Params = Record<string, SQLInputValue>;
+
+export class Store {
+  readonly db: DatabaseSync;
+  readonly #now: () => number;
+  readonly #renderEvent?: EventRenderer;
+  readonly #onEvent?: () => void;
+  readonly #ulid = monotonicFactory();
+  readonly #stmts = new Map<string, StatementSync>();
+
+  constructor(path: string, options: StoreOptions = {}) {
+    this.#now = options.now ?? Date.now;
+    this.#renderEvent = options.renderEvent;
+    this.#onEvent = options.onEvent;
+    this.db = new DatabaseSync(path, { enableForeignKeyConstraints: true });
+    this.db.exec("PRAGMA journal_mode = WAL");
+    this.db.exec(`PRAGMA synchronous = ${options.synchronous ?? "FULL"}`);
+    this.db.exec("PRAGMA busy_timeout = 5000");
+    migrate(this.db);
+  }
+
+  close(): void {
+    if (this.db.isOpen) this.db.close();
+  }
+
+  /** A new ULID, monotonic within this process so ids sort in creation order. */
+  newId(): string {
+    return this.#ulid(this.#now());
+  }
+
+  /** Runs `fn` in one IMMEDIATE transaction; rolls back when it throws. */
+  tx<T>(fn: () => T): T {
+    if (this.db.isTransaction) return fn();
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const out = fn();
+      this.db.exec("COMMIT");
+      return out;
+    } catch (err) {
+      if (this.db.isTransaction) this.db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  #stmt(sql: string): StatementSync {
+    let st = this.#stmts.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.#stmts.set(sql, st);
+    }
+    return st;
+  }
+
+  // ---- jobs ------------------------------------------------------------------------------------
+
+  /** Stores a new queued job (and its `queued` event when it has a webhook). */
+  insertJob(input: NewJob): Job {
+    return this.tx(() => {
+      const now = this.#now();
+      const id = this.newId();
+      this.#stmt(
+        `INSERT INTO jobs (id, kind, endpoint, model, state, request, webhook_url, metadata,
+           idempotency_key, request_hash, created_at, updated_at)
+         VALUES (:id, :kind, :endpoint, :model, 'queued', :request, :webhook_url, :metadata,
+           :idempotency_key, :request_hash, :now, :now)`,
+      ).run({
+        id,
+        kind: input.kind,
+        endpoint: input.endpoint,
+        model: input.model,
+        request: input.request,
+        webhook_url: input.webhookUrl ?? null,
+        metadata: input.metadata ?? null,
+        idempotency_key: input.idempotencyKey ?? null,
+        request_hash: input.requestHash ?? null,
+        now,
+      });
+      const job = this.get(id)!;
+      this.#recordEvent(job, null);
+      return job;
+    });
+  }
+
+  get(id: string): Job | undefined {
+    const row = this.#stmt("SELECT * FROM jobs WHERE id = ?").get(id);
+    return row ? toJob(row) : undefined;
+  }
+
+  findByIdempotencyKey(key: string): Job | undefined {
+    const row = this.#stmt("SELECT * FROM jobs WHERE idempotency_key = ?").get(key);
+    return row ? toJob(row) : undefined;
+  }
+
+  /** Newest first, paged by ULID cursor. */
+  list(filter: ListFilter): Job[] {
+    const where: string[] = [];
+    const params: Params = { limit: filter.limit };
+    if (filter.state) {
+      where.push("state = :state");
+      params.state = filter.state;
+    }
+    if (filter.model) {
+      where.push("model = :model");
+      params.model = filter.model;
+    }
+    if (filter.before) {
+      where.push("id < :before");
+      params.before = filter.before;
+    }
+    const sql = `SELECT * FROM jobs ${where.length ? "WHERE " + where.join(" AND ") : ""}
+      ORDER BY id DESC LIMIT :limit`;
+    return this.#stmt(sql).all(params).map(toJob);
+  }
+
+  countByState(): Record<JobState, number> {
+    const out = { queued: 0, loading: 0, working: 0, done: 0, failed: 0, cancelled: 0 };
+    for (const row of this.#stmt("SELECT state, count(*) AS n FROM jobs GROUP BY state").all()) {
+      out[row.state as JobState] = Number(row.n);
+    }
+    return out;
+  }
+
+  countQueued(): number {
+    return Number(this.#stmt("SELECT count(*) AS n FROM jobs WHERE state = 'queued'").get()!.n);
+  }
+
+  /** Jobs currently taken by the worker (at most one while foreman runs). */
+  active(): Job[] {
+    return this.#stmt("SELECT * FROM jobs WHERE state IN ('loading', 'working')").all().map(toJob);
+  }
+
+  /**
+   * The next job by drain-by-model: a job older than `maxWait` first (when set), else the oldest
+   * ready job for the resident model, else the oldest ready job overall.
+   */
+  next(resident: string | undefined, options: { maxWait?: number } = {}): Job | undefined {
+    const now = this.#now();
+    if (options.maxWait && options.maxWait > 0) {
+      const row = this.#stmt(
+        `SELECT * FROM jobs WHERE state = 'queued' AND not_before <= :now AND created_at <= :cutoff
+         ORDER BY id LIMIT 1`,
+      ).get({ now, cutoff: now - options.maxWait });
+      if (row) return toJob(row);
+    }
+    if (resident) {
+      const row = this.#stmt(
+        `SELECT * FROM jobs WHERE state = 'queued' AND model = :model AND not_before <= :now
+         ORDER BY id LIMIT 1`,
+      ).get({ model: resident, now });
+      if (row) return toJob(row);
+    }
+    const row = this.#stmt(
+      "SELECT * FROM jobs WHERE state = 'queued' AND not_before <= :now ORDER BY id LIMIT 1",
+    ).get({ now });
+    return row ? toJob(row) : undefined;
+  }
+
+  /** When the earliest backed-off job becomes ready, if any queued job waits for time to pass. */
+  nextReadyAt(): number | undefined {
+    const row = this.#stmt("SELECT min(not_before) AS t FROM jobs WHERE state = 'queued'").get();
+    return row?.t == null ? undefined : Number(row.t);
+  }
+
+  /**
+   * 1-based place of a queued job in the order the worker will take jobs if nothing new arrives:
+   * the resident model's jobs, then each other model's jobs grouped, groups by their oldest job.
+   */
+  position(job: Job, resident: string | undefined): number | null {
+    if (job.state !== "queued") return null;
+    const groups = this.#stmt(
+      "SELECT model, count(*) AS n, min(id) AS first FROM jobs WHERE state = 'queued' GROUP BY model",
+    ).all() as { model: string; n: number; first: string }[];
+    const own = groups.find((g) => g.model === job.model);
+    let ahead = 0;
+    for (const g of groups) {
+      if (g.model === job.model) continue;
+      if (g.model === resident || (job.model !== resident && own && g.first < own.first)) {
+        ahead += Number(g.n);
+      }
+    }
+    const sameModel = this.#stmt(
+      "SELECT count(*) AS n FROM jobs WHERE state = 'queued' AND model = ? AND id < ?",
+    ).get(job.model, job.id)!;
+    return ahead + Number(sameModel.n) + 1;
+  }
+
+  // ---- transitions -----------------------------------------------------------------------------
+
+  /**
+   * The one guarded state change. Moves job `id` along transition `name` if it is in one of the
+   * transition's source states, records its webhook event in the same transaction, and returns the
+   * updated job. Throws TransitionError when the job is elsewhere.
+   */
+  transition(
+    name: TransitionName,
+    id: string,
+    values: { error?: string | null; result?: string; notBefore?: number; refund?: boolean } = {},
+    artifacts: Artifact[] = [],
+  ): Job {
+    const spec: TransitionSpec = TRANSITIONS[name];
+    return this.tx(() => {
+      const current = this.#stmt("SELECT state FROM jobs WHERE id = ?").get(id);
+      const found = current?.state as JobState | undefined;
+      if (!found || !spec.from.includes(found)) throw new TransitionError(id, spec.from, found);
+      const params: Params = { id, from: found, now: this.#now() };
+      if (spec.set.includes(":error")) params.error = values.error ?? null;
+      if (spec.set.includes(":result")) params.result = values.result ?? null;
+      if (spec.set.includes(":not_before")) params.not_before = values.notBefore ?? 0;
+      if (spec.set.includes(":refund")) params.refund = values.refund ? 1 : 0;
+      const set = spec.set ? `, ${spec.set}` : "";
+      this.#stmt(
+        `UPDATE jobs SET state = '${spec.to}', updated_at = :now${set}
+         WHERE id = :id AND state = :from`,
+      ).run(params);
+      for (const a of artifacts) {
+        this.#stmt(
+          `INSERT INTO artifacts (job_id, name, content_type, size, sha256, body)
+           VALUES (?, ?, ?, ?, ?, ?)`,
+        ).run(id, a.name, a.contentType, a.size, a.sha256, a.body);
+      }
+      const job = this.get(id)!;
+      this.#recordEvent(job, found);
+      return job;
+    });
+  }
+
+  /** Like transition, but returns undefined instead of throwing when the guard does not hold. */
+  tryTransition(
+    name: TransitionName,
+    id: string,
+    values: Parameters<Store["transition"]>[2] = {},
+  ): Job | undefined {
+    try {
+      return this.transition(name, id, values);
+    } catch (err) {
+      if (err instanceof TransitionError) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Start-up repair after a crash: sync jobs lost their callers and are cancelled; async jobs that
+   * were loading or working go back to the queue, unless the interruption used their last attempt.
+   */
+  recover(maxAttempts: number): { requeued: string[]; cancelled: string[]; failed: string[] } {
+    const out = { requeued: [] as string[], cancelled: [] as string[], failed: [] as string[] };
+    const rows = this.#stmt(
+      "SELECT * FROM jobs WHERE state IN ('queued', 'loading', 'working') AND kind = 'sync'",
+    ).all().map(toJob);
+    for (const job of rows) {
+      this.transition("cancel", job.id, { error: "caller went away: foreman restarted" });
+      out.cancelled.push(job.id);
+    }
+    for (const job of this.active()) {
+      if (job.attempt >= maxAttempts) {
+        this.transition("fail", job.id, {
+          error: `interrupted by a restart of foreman on attempt ${job.attempt} of ${maxAttempts}`,
+        });
+        out.failed.push(job.id);
+      } else {
+        this.transition("requeue", job.id, { error: "interrupted by a restart of foreman" });
+        out.requeued.push(job.id);
+      }
+    }
+    return out;
+  }
+
+  // ---- artifacts -------------------------------------------------------------------------------
+
+  artifacts(jobId: string): ArtifactMeta[] {
+    return this.#stmt(
+      `SELECT name, content_type, size, sha256 FROM artifacts WHERE job_id = ? ORDER BY name`,
+    ).all(jobId).map((r) => ({
+      name: String(r.name),
+      contentType: String(r.content_type),
+      size: Number(r.size),
+      sha256: String(r.sha256),
+    }));
+  }
+
+  artifactsWithBodies(jobId: string): Artifact[] {
+    return this.#stmt(
+      "SELECT name, content_type, size, sha256, body FROM artifacts WHERE job_id = ? ORDER BY name",
+    ).all(jobId).map(toArtifact);
+  }
+
+  artifact(jobId: string, name: string): Artifact | undefined {
+    const r = this.#stmt(
+      "SELECT name, content_type, size, sha256, body FROM artifacts WHERE job_id = ? AND name = ?",
+    ).get(jobId, name);
+    return r ? toArtifact(r) : undefined;
+  }
+
+  // ---- webhook outbox --------------------------------------------------------------------------
+
+  #recordEvent(job: Job, previous: JobState | null): void {
+    if (!job.webhookUrl) return;
+    if (!this.#renderEvent) throw new TypeError("Store has no event renderer for webhook jobs");
+    const body = this.#renderEvent(job, previous, this.artifactsWithBodies(job.id));
+    const now = this.#now();
+    this.#stmt(
+      `INSERT INTO outbox (id, job_id, url, body, state, next_attempt_at, created_at)
+       VALUES (?, ?, ?, ?, 'pending', ?, ?)`,
+    ).run(`msg_${this.newId()}`, job.id, job.webhookUrl, body, now, now);
+    this.#onEvent?.();
+  }
+
+  /** Pending events that are due and have no undelivered predecessor for the same job. */
+  dueEvents(limit: number, exclude: ReadonlySet<string> = new Set()): OutboxEvent[] {
+    const rows = this.#stmt(
+      `SELECT o.seq, o.id, o.job_id, o.url, o.body, o.attempts, o.created_at FROM outbox o
+       WHERE o.state = 'pending' AND o.next_attempt_at <= :now
+         AND NOT EXISTS (SELECT 1 FROM outbox p
+                         WHERE p.job_id = o.job_id AND p.state = 'pending' AND p.seq < o.seq)
+       ORDER BY o.next_attempt_at, o.seq LIMIT :limit`,
+    ).all({ now: this.#now(), limit: limit + exclude.size });
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      id: String(r.id),
+      jobId: String(r.job_id),
+      url: String(r.url),
+      body: String(r.body),
+      attempts: Number(r.attempts),
+      createdAt: Number(r.created_at),
+    })).filter((e) => !exclude.has(e.id)).slice(0, limit);
+  }
+
+  /** When the next pending event falls due, if any. */
+  nextEventAt(): number | undefined {
+    const row = this.#stmt("SELECT min(next_attempt_at) AS t FROM outbox WHERE state = 'pending'")
+      .get();
+    return row?.t == null ? undefined : Number(row.t);
+  }
+
+  markDelivered(id: string, status: number): void {
+    this.#stmt(
+      `UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_status = ?,
+         last_error = NULL, delivered_at = ? WHERE id = ? AND state = 'pending'`,
+    ).run(status, this.#now(), id);
+  }
+
+  markRetry(id: string, outcome: { status: number | null; error: string; nextAt: number }): void {
+    this.#stmt(
+      `UPDATE outbox SET attempts = attempts + 1, last_status = ?, last_error = ?,
+         next_attempt_at = ? WHERE id = ? AND state = 'pending'`,
+    ).run(outcome.status, outcome.error, outcome.nextAt, id);
+  }
+
+  markDead(id: string, outcome: { status: number | null; error: string }): void {
+    this.#stmt(
+      `UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_status = ?, last_error = ?
+       WHERE id = ? AND state = 'pending'`,
+    ).run(outcome.status, outcome.error, id);
+  }
+
+  /** The receiver said 410 Gone: nothing more is sent for this job. */
+  markJobEventsDead(jobId: string, error: string): void {
+    this.#stmt(
+      "UPDATE outbox SET state = 'dead', last_error = ? WHERE job_id = ? AND state = 'pending'",
+    ).run(error, jobId);
+  }
+
+  webhookSummary(jobId: string): WebhookSummary | null {
+    const row = this.#stmt(
+      `SELECT max(url) AS url,
+         sum(state = 'pending') AS pending, sum(state = 'delivered') AS delivered,
+         sum(state = 'dead') AS dead,
+         (SELECT last_error FROM outbox WHERE job_id = :id AND last_error IS NOT NULL
+            ORDER BY seq DESC LIMIT 1) AS last_error
+       FROM outbox WHERE job_id = :id`,
+    ).get({ id: jobId });
+    if (!row || row.url == null) return null;
+    return {
+      url: String(row.url),
+      pending: Number(row.pending),
+      delivered: Number(row.delivered),
+      dead: Number(row.dead),
+      lastError: row.last_error == null ? null : String(row.last_error),
+    };
+  }
+
+  countEventsByState(): { pending: number; delivered: number; dead: number } {
+    const out = { pending: 0, delivered: 0, dead: 0 };
+    for (const r of this.#stmt("SELECT state, count(*) AS n FROM outbox GROUP BY state").all()) {
+      out[r.state as keyof typeof out] = Number(r.n);
+    }
+    return out;
+  }
+
+  // ---- retention and bookkeeping ---------------------------------------------------------------
+
+  /** Deletes terminal jobs finished before `cutoff`, with their artifacts and events. */
+  prune(cutoff: number, batch = 500): number {
+    return this.tx(() => {
+      const r = this.#stmt(
+        `DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
+           WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT ?)`,
+      ).run(cutoff, batch);
+      return Number(r.changes);
+    });
+  }
+
+  getMeta(key: string): string | undefined {
+    const row = this.#stmt("SELECT value FROM meta WHERE key = ?").get(key);
+    return row ? String(row.value) : undefined;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.#stmt(
+      "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    ).run(key, value);
+  }
+
+  integrityCheck(): string {
+    return String(this.db.prepare("PRAGMA integrity_check").get()!.integrity_check);
+  }
+}
+
+function toJob(r: Record<string, unknown>): Job {
+  return {
+    id: String(r.id),
+    kind: r.kind as JobKind,
+    endpoint: r.endpoint as Endpoint,
+    model: String(r.model),
+    state: r.state as JobState,
+    request: String(r.request),
+    webhookUrl: nullableString(r.webhook_url),
+    metadata: nullableString(r.metadata),
+    idempotencyKey: nullableString(r.idempotency_key),
+    requestHash: nullableString(r.request_hash),
+    attempt: Number(r.attempt),
+    notBefore: Number(r.not_before),
+    error: nullableString(r.error),
+    result: nullableString(r.result),
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+    startedAt: r.started_at == null ? null : Number(r.started_at),
+    finishedAt: r.finished_at == null ? null : Number(r.finished_at),
+  };
+}
+
+function toArtifact(r: Record<string, unknown>): Artifact {
+  return {
+    name: String(r.name),
+    contentType: String(r.content_type),
+    size: Number(r.size),
+    sha256: String(r.sha256),
+    body: r.body as Uint8Array<ArrayBuffer>,
+  };
+}
+
+function nullableString(v: unknown): string | null {
+  return v == null ? null : String(v);
+}

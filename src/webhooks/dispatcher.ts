@@ -1,0 +1,186 @@
+// Delivers webhook events from the outbox: at least once, in order per job while the receiver is
+// healthy, with exponential backoff and full jitter, Retry-After honoured, 410 ending a job's
+// deliveries and a bounded number of attempts before an event is dead. It never touches jobs, so
+// a slow or broken receiver cannot hold up the queue.
+
+import type { Logger } from "../log.ts";
+import { errorMessage } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import { sleep } from "../ollama/inventory.ts";
+import type { OutboxEvent, Store } from "../queue/store.ts";
+import { secretKey, signatureHeaders } from "./signing.ts";
+
+export interface DispatcherOptions {
+  store: Store;
+  log: Logger;
+  metrics: Metrics;
+  secret: string;
+  maxAttempts: number;
+  retryBase: number;
+  timeout: number;
+  /** Deliveries in flight at once (different jobs). */
+  concurrency?: number;
+  now?: () => number;
+  random?: () => number;
+  fetch?: typeof fetch;
+}
+
+const RETRY_CAP = 10 * 60_000;
+const RETRY_AFTER_CAP = 60 * 60_000;
+
+export type DeliveryOutcome = "delivered" | "retry" | "dead";
+
+export class Dispatcher {
+  readonly #o: DispatcherOptions;
+  readonly #key?: Uint8Array;
+  readonly #now: () => number;
+  readonly #inFlight = new Map<string, Promise<DeliveryOutcome>>();
+  #wake?: () => void;
+
+  constructor(options: DispatcherOptions) {
+    this.#o = options;
+    this.#key = options.secret ? secretKey(options.secret) : undefined;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** New events were written: deliver them now rather than at the next tick. */
+  wake(): void {
+    this.#wake?.();
+  }
+
+  /** Starts deliveries for every due event (up to the concurrency) and returns what it started. */
+  runOnce(): Promise<DeliveryOutcome>[] {
+    const room = (this.#o.concurrency ?? 8) - this.#inFlight.size;
+    if (room <= 0) return [];
+    const due = this.#o.store.dueEvents(room, new Set(this.#inFlight.keys()));
+    // One event per job at a time keeps each job's events in order.
+    const busyJobs = new Set([...this.#inFlight.keys()].map((k) => k.split(" ")[1]));
+    const started: Promise<DeliveryOutcome>[] = [];
+    for (const event of due) {
+      if (busyJobs.has(event.jobId)) continue;
+      busyJobs.add(event.jobId);
+      const key = `${event.id} ${event.jobId}`;
+      const p = this.deliver(event).finally(() => {
+        this.#inFlight.delete(key);
+        this.wake();
+      });
+      this.#inFlight.set(key, p);
+      started.push(p);
+    }
+    return started;
+  }
+
+  /** Waits for every delivery in flight (shutdown, tests). */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.#inFlight.values()]);
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      this.runOnce();
+      const next = this.#o.store.nextEventAt();
+      const wait = next === undefined ? 30_000 : Math.min(30_000, Math.max(10, next - this.#now()));
+      const wake = new AbortController();
+      this.#wake = () => wake.abort();
+      await sleep(wait, AbortSignal.any([wake.signal, signal]));
+      this.#wake = undefined;
+    }
+    await this.drain();
+  }
+
+  /** One delivery attempt of `event`; records the outcome in the outbox. */
+  async deliver(event: OutboxEvent): Promise<DeliveryOutcome> {
+    const { store, log, metrics, timeout } = this.#o;
+    const timestamp = Math.floor(this.#now() / 1000);
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      "user-agent": "foreman-webhooks",
+      "webhook-id": event.id,
+      "webhook-timestamp": String(timestamp),
+    };
+    if (this.#key) {
+      Object.assign(
+        headers,
+        signatureHeaders(this.#key, { id: event.id, timestamp, body: event.body }),
+      );
+    }
+    let status: number | null = null;
+    let retryAfter: number | undefined;
+    let error: string;
+    try {
+      const res = await (this.#o.fetch ?? fetch)(event.url, {
+        method: "POST",
+        headers,
+        body: event.body,
+        redirect: "manual",
+        signal: AbortSignal.timeout(timeout),
+      });
+      status = res.status;
+      retryAfter = parseRetryAfter(res.headers.get("retry-after"), this.#now());
+      await res.body?.cancel();
+      if (status >= 200 && status < 300) {
+        store.markDelivered(event.id, status);
+        metrics.webhookDeliveries.inc({ outcome: "delivered" });
+        log.debug("webhook delivered", { job_id: event.jobId, event_id: event.id, status });
+        return "delivered";
+      }
+      if (status === 410) {
+        store.markDead(event.id, { status, error: "receiver answered 410 Gone" });
+        store.markJobEventsDead(event.jobId, "receiver answered 410 Gone");
+        metrics.webhookDeliveries.inc({ outcome: "dead" });
+        log.warn("webhook receiver gone, deliveries for this job stopped", {
+          job_id: event.jobId,
+          event_id: event.id,
+        });
+        return "dead";
+      }
+      error = status >= 300 && status < 400
+        ? `receiver answered ${status} (redirects are not followed)`
+        : `receiver answered ${status}`;
+    } catch (err) {
+      error = err instanceof DOMException && err.name === "TimeoutError"
+        ? `receiver did not answer within ${timeout} ms`
+        : `cannot reach receiver: ${errorMessage(err)}`;
+    }
+    const attempts = event.attempts + 1;
+    if (attempts >= this.#o.maxAttempts) {
+      store.markDead(event.id, { status, error });
+      metrics.webhookDeliveries.inc({ outcome: "dead" });
+      log.warn("webhook event dead after its last attempt", {
+        job_id: event.jobId,
+        event_id: event.id,
+        attempts,
+        error,
+      });
+      return "dead";
+    }
+    const delay = retryAfter ?? this.#backoff(attempts);
+    store.markRetry(event.id, { status, error, nextAt: this.#now() + delay });
+    metrics.webhookDeliveries.inc({ outcome: "retry" });
+    log.info("webhook delivery failed, will retry", {
+      job_id: event.jobId,
+      event_id: event.id,
+      attempts,
+      retry_in_ms: delay,
+      error,
+    });
+    return "retry";
+  }
+
+  /** Full jitter: uniform in [base/2, base × 2^(n-1)] so retries of many events spread out. */
+  #backoff(attempts: number): number {
+    const ceiling = Math.min(RETRY_CAP, this.#o.retryBase * 2 ** (attempts - 1));
+    const floor = Math.min(ceiling, this.#o.retryBase / 2);
+    return Math.round(floor + (this.#o.random ?? Math.random)() * (ceiling - floor));
+  }
+}
+
+/** Retry-After as seconds or an HTTP date, in ms from now; capped at an hour. */
+export function parseRetryAfter(value: string | null, now: number): number | undefined {
+  if (!value) return undefined;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Math.min(RETRY_AFTER_CAP, Number(v) * 1000);
+  const at = Date.parse(v);
+  if (Number.isNaN(at)) return undefined;
+  return Math.min(RETRY_AFTER_CAP, Math.max(0, at - now));
+}

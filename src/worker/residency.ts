@@ -1,0 +1,107 @@
+// Two-slot residency at the target: slot 1 holds the embedder (warmed with keep_alive -1 and never
+// unloaded by foreman), slot 2 rotates among worker models. A swap is explicit: unload every other
+// worker model first, then load the next one, so the target never has to evict on its own.
+
+import type { Logger } from "../log.ts";
+import { errorMessage } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import { type TargetClient, TargetHttpError } from "../ollama/client.ts";
+import { type Inventory, type ModelInfo, sameModel } from "../ollama/inventory.ts";
+import type { Endpoint } from "../queue/states.ts";
+import { keepAliveSeconds } from "../units.ts";
+
+export interface ResidencyOptions {
+  client: TargetClient;
+  inventory: Inventory;
+  log: Logger;
+  metrics: Metrics;
+  embedModel: string;
+  /** keep_alive for worker models, in ms (negative = forever). */
+  keepAlive: number;
+}
+
+export class Residency {
+  /** The worker model foreman last made resident; undefined after a failure or at start. */
+  current: string | undefined;
+  readonly #o: ResidencyOptions;
+
+  constructor(options: ResidencyOptions) {
+    this.#o = options;
+  }
+
+  /** Seeds `current` from the target's /api/ps: a resident model other than the embedder. */
+  adopt(ps: ModelInfo[]): void {
+    if (this.current) return;
+    const worker = ps.find((m) => !this.isEmbedder(m.name));
+    if (worker) this.current = worker.name;
+  }
+
+  isEmbedder(model: string): boolean {
+    return this.#o.embedModel !== "" && sameModel(model, this.#o.embedModel);
+  }
+
+  /**
+   * Makes `model` the resident worker model. Returns "resident" when nothing had to happen,
+   * "loaded" after a cold load, "swapped" after unloading another worker model first.
+   */
+  async ensure(
+    model: string,
+    endpoint: Endpoint,
+    signal: AbortSignal,
+  ): Promise<"resident" | "loaded" | "swapped"> {
+    const { client, inventory, log, metrics } = this.#o;
+    if (this.current && sameModel(this.current, model)) return "resident";
+    const ps = await client.json<{ models: ModelInfo[] }>("/api/ps", undefined, signal);
+    inventory.updatePs(ps);
+    const others = (ps.models ?? []).filter((m) =>
+      !sameModel(m.name, model) && !this.isEmbedder(m.name)
+    );
+    const alreadyLoaded = (ps.models ?? []).some((m) => sameModel(m.name, model));
+    const previous = this.current;
+    if (alreadyLoaded && others.length === 0) {
+      this.current = model;
+      return "resident";
+    }
+    this.current = undefined;
+    for (const m of others) {
+      log.info("unloading worker model", { model: m.name, next: model });
+      await client.json("/api/generate", { model: m.name, keep_alive: 0 }, signal);
+    }
+    const swapped = others.length > 0 || (previous !== undefined && !sameModel(previous, model));
+    log.info("loading worker model", { model, previous: previous ?? null });
+    const started = performance.now();
+    await client.json(`/api/${endpoint}`, this.#loadRequest(model, endpoint), signal);
+    metrics.loads.inc({ model });
+    if (swapped) metrics.swaps.inc();
+    log.info("worker model resident", { model, ms: Math.round(performance.now() - started) });
+    this.current = model;
+    return swapped ? "swapped" : "loaded";
+  }
+
+  #loadRequest(model: string, endpoint: Endpoint): Record<string, unknown> {
+    const keep_alive = keepAliveSeconds(this.#o.keepAlive);
+    return endpoint === "chat"
+      ? { model, messages: [], keep_alive, stream: false }
+      : { model, prompt: "", keep_alive, stream: false };
+  }
+
+  /** Loads the embedder with keep_alive -1 (slot 1). Failures are logged, never fatal. */
+  async warmEmbedder(): Promise<boolean> {
+    const { client, log, embedModel } = this.#o;
+    if (!embedModel) return false;
+    try {
+      await client.json("/api/embed", { model: embedModel, input: [], keep_alive: -1 });
+      log.info("embedder resident", { model: embedModel });
+      return true;
+    } catch (err) {
+      const level = err instanceof TargetHttpError ? "error" : "warn";
+      log[level]("cannot warm the embedder", { model: embedModel, error: errorMessage(err) });
+      return false;
+    }
+  }
+
+  /** Whether the last /api/ps shows the embedder resident. */
+  embedderResident(ps: ModelInfo[]): boolean {
+    return ps.some((m) => this.isEmbedder(m.name));
+  }
+}

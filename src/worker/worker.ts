@@ -1,0 +1,354 @@
+// The single worker: takes one job at a time by drain-by-model, makes its model resident, runs it at
+// the target and records the outcome through the store's guarded transitions. Sync callers waiting
+// on /api/chat or /api/generate get the target's response relayed from the moment the job works.
+
+import { createHash } from "node:crypto";
+import type { Logger } from "../log.ts";
+import { errorMessage } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import {
+  errorFromBody,
+  type TargetClient,
+  TargetHttpError,
+  TargetUnreachableError,
+} from "../ollama/client.ts";
+import { sleep } from "../ollama/inventory.ts";
+import type { Artifact, Job, Store } from "../queue/store.ts";
+import { keepAliveSeconds } from "../units.ts";
+import { CallerGoneError, readAll, relay, StallError } from "./relay.ts";
+import type { Residency } from "./residency.ts";
+
+/** What a sync caller receives: the response to send, once the job works or ends. */
+export interface Caller {
+  respond(res: Response): void;
+}
+
+export interface WorkerOptions {
+  store: Store;
+  client: TargetClient;
+  residency: Residency;
+  log: Logger;
+  metrics: Metrics;
+  maxAttempts: number;
+  maxWait: number;
+  keepAlive: number;
+  retryBase: number;
+  targetTimeout: number;
+  now?: () => number;
+}
+
+/** What one step of the worker did, for tests and logs. */
+export type Outcome =
+  | { job: string; outcome: "done" | "failed" | "cancelled" }
+  | { job: string; outcome: "requeued"; reason: string };
+
+const RETRY_CAP = 30_000;
+
+/** Raised inside a run when the job was cancelled from outside. */
+class Cancelled extends Error {
+  override name = "Cancelled";
+}
+
+export class Worker {
+  readonly #o: WorkerOptions;
+  readonly #now: () => number;
+  readonly #callers = new Map<string, Caller>();
+  #current?: { id: string; abort: AbortController; settled: Promise<unknown> };
+  #wake?: () => void;
+  #unreachableStreak = 0;
+
+  constructor(options: WorkerOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Registers the caller waiting for sync job `id`. */
+  attach(id: string, caller: Caller): void {
+    this.#callers.set(id, caller);
+  }
+
+  detach(id: string): void {
+    this.#callers.delete(id);
+  }
+
+  /** Nudges an idle worker: new work arrived. */
+  wake(): void {
+    this.#wake?.();
+  }
+
+  /** The job the worker is on, if any. */
+  get currentJob(): string | undefined {
+    return this.#current?.id;
+  }
+
+  /**
+   * Cancels job `id`: a queued job is cancelled at once; the running one is aborted at the target
+   * and cancelled when its run unwinds. Returns the job afterwards, or undefined if it is unknown.
+   */
+  async cancel(id: string, reason: string): Promise<Job | undefined> {
+    const current = this.#current;
+    if (current?.id === id) {
+      current.abort.abort(new Cancelled(reason));
+      await current.settled;
+      return this.#o.store.get(id);
+    }
+    const job = this.#o.store.tryTransition("cancel", id, { error: reason });
+    if (job) {
+      this.#finished(job);
+      this.#callers.delete(id);
+    }
+    return this.#o.store.get(id);
+  }
+
+  /** Runs jobs until `signal` aborts; sleeps while there is nothing to do. */
+  async start(signal: AbortSignal): Promise<void> {
+    signal.addEventListener("abort", () => {
+      this.#current?.abort.abort(new Cancelled("foreman is shutting down"));
+      this.#wake?.();
+    }, { once: true });
+    while (!signal.aborted) {
+      const did = await this.runOnce();
+      if (did || signal.aborted) continue;
+      const readyAt = this.#o.store.nextReadyAt();
+      const wait = readyAt === undefined ? 60_000 : Math.max(5, readyAt - this.#now());
+      await new Promise<void>((resolve) => {
+        const wake = new AbortController();
+        this.#wake = () => wake.abort();
+        sleep(wait, AbortSignal.any([wake.signal, signal])).then(resolve);
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  /** Takes and runs the next job, if one is ready. */
+  async runOnce(): Promise<Outcome | undefined> {
+    const { store, residency, maxWait } = this.#o;
+    const next = store.next(residency.current, { maxWait });
+    if (!next) return undefined;
+    const job = store.tryTransition("claim", next.id);
+    if (!job) return undefined;
+    if (job.kind === "sync" && !this.#callers.has(job.id)) {
+      // The caller left between submit and now (its cancel lost the race with the claim).
+      return this.#cancelled(job.id, "caller went away");
+    }
+    const abort = new AbortController();
+    const run = this.#run(job, abort.signal);
+    this.#current = { id: job.id, abort, settled: run.catch(() => {}) };
+    try {
+      return await run;
+    } finally {
+      this.#current = undefined;
+    }
+  }
+
+  async #run(job: Job, signal: AbortSignal): Promise<Outcome> {
+    const { store, log, metrics } = this.#o;
+    const started = this.#now();
+    metrics.jobWait.observe((started - job.createdAt) / 1000);
+    log.info("job loading", {
+      job_id: job.id,
+      model: job.model,
+      state: "loading",
+      attempt: job.attempt,
+    });
+    try {
+      await this.#o.residency.ensure(job.model, job.endpoint, signal);
+      store.transition("startWorking", job.id);
+      log.info("job working", { job_id: job.id, model: job.model, state: "working" });
+      const outcome = job.kind === "sync"
+        ? await this.#runSync(job, signal)
+        : await this.#runAsync(job, signal);
+      this.#unreachableStreak = 0;
+      return outcome;
+    } catch (err) {
+      return this.#handleFailure(job, err, signal);
+    } finally {
+      metrics.jobRun.observe((this.#now() - started) / 1000);
+    }
+  }
+
+  /** Sends the job to the target; resolves with a 2xx response or throws TargetHttpError. */
+  async #send(job: Job, stream: boolean | undefined, signal: AbortSignal): Promise<Response> {
+    const body = JSON.parse(job.request);
+    body.keep_alive = keepAliveSeconds(this.#o.keepAlive);
+    if (stream !== undefined) body.stream = stream;
+    const res = await this.#o.client.fetch(`/api/${job.endpoint}`, {
+      method: "POST",
+      body: JSON.stringify(body),
+      contentType: "application/json",
+      signal,
+    });
+    if (res.ok) return res;
+    const text = await res.text().catch(() => "");
+    throw new TargetHttpError(res.status, errorFromBody(text, res.status));
+  }
+
+  async #runSync(job: Job, signal: AbortSignal): Promise<Outcome> {
+    const { store, targetTimeout } = this.#o;
+    const res = await this.#send(job, undefined, signal);
+    const caller = this.#callers.get(job.id);
+    if (!caller) throw new Cancelled("caller went away");
+    const r = relay(res.body!, { idleTimeout: targetTimeout });
+    const headers = relayHeaders(res.headers, job.id);
+    caller.respond(new Response(r.readable, { status: res.status, headers }));
+    const onAbort = () => r.readable.cancel(signal.reason).catch(() => {});
+    signal.addEventListener("abort", onAbort, { once: true });
+    let last: string;
+    try {
+      last = await r.done;
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      if (err instanceof CallerGoneError) throw new Cancelled("caller went away");
+      // Bytes may already be with the caller: a retry would repeat them, so the job ends here.
+      return this.#failed(job.id, `the target stopped mid-response: ${errorMessage(err)}`);
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      this.#callers.delete(job.id);
+    }
+    const midStreamError = parseError(last);
+    if (midStreamError !== undefined) return this.#failed(job.id, midStreamError);
+    const done = store.transition("complete", job.id, { result: last || "{}" });
+    this.#finished(done);
+    return { job: job.id, outcome: "done" };
+  }
+
+  async #runAsync(job: Job, signal: AbortSignal): Promise<Outcome> {
+    const { store, targetTimeout } = this.#o;
+    const res = await this.#send(job, false, signal);
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = await readAll(res.body!, { idleTimeout: targetTimeout });
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      throw new TargetUnreachableError(`the target stopped mid-response: ${errorMessage(err)}`);
+    }
+    const text = new TextDecoder().decode(bytes);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new TargetHttpError(502, "the target sent a response that is not JSON");
+    }
+    const err = parseError(text);
+    if (err !== undefined || typeof parsed !== "object" || parsed === null) {
+      throw new TargetHttpError(502, err ?? "the target sent an unexpected response");
+    }
+    const completion: Artifact = {
+      name: "completion",
+      contentType: "application/json",
+      size: bytes.byteLength,
+      sha256: createHash("sha256").update(bytes).digest("hex"),
+      body: bytes,
+    };
+    const done = store.transition("complete", job.id, { result: text }, [completion]);
+    this.#finished(done);
+    return { job: job.id, outcome: "done" };
+  }
+
+  #handleFailure(job: Job, err: unknown, signal: AbortSignal): Outcome {
+    const { log, maxAttempts, residency } = this.#o;
+    if (signal.aborted) {
+      const reason = signal.reason instanceof Cancelled ? signal.reason.message : "cancelled";
+      if (reason === "foreman is shutting down") return this.#requeue(job, reason, 0, true);
+      return this.#cancelled(job.id, reason);
+    }
+    if (err instanceof Cancelled) return this.#cancelled(job.id, err.message);
+    if (err instanceof TargetUnreachableError || err instanceof StallError) {
+      // Never the job's fault: give the attempt back and try again later.
+      residency.current = undefined;
+      this.#unreachableStreak++;
+      const delay = Math.min(RETRY_CAP, this.#o.retryBase * 2 ** (this.#unreachableStreak - 1));
+      log.warn("target unreachable, job requeued", {
+        job_id: job.id,
+        model: job.model,
+        state: "queued",
+        retry_in_ms: delay,
+        error: errorMessage(err),
+      });
+      return this.#requeue(job, errorMessage(err), delay, true);
+    }
+    if (err instanceof TargetHttpError) {
+      const retryable = err.status >= 500 || err.status === 408 || err.status === 429;
+      if (retryable && job.attempt < maxAttempts) {
+        const delay = Math.min(RETRY_CAP, this.#o.retryBase * 2 ** (job.attempt - 1));
+        log.warn("target error, job requeued", {
+          job_id: job.id,
+          model: job.model,
+          state: "queued",
+          status: err.status,
+          attempt: job.attempt,
+          error: err.message,
+        });
+        return this.#requeue(job, err.message, delay, false);
+      }
+      return this.#failed(job.id, err.message, err.status);
+    }
+    log.error("job failed unexpectedly", { job_id: job.id, error: errorMessage(err) });
+    return this.#failed(job.id, `foreman could not run the job: ${errorMessage(err)}`, 500);
+  }
+
+  #requeue(job: Job, error: string, delay: number, refund: boolean): Outcome {
+    this.#o.store.transition("requeue", job.id, { error, notBefore: this.#now() + delay, refund });
+    return { job: job.id, outcome: "requeued", reason: error };
+  }
+
+  #failed(id: string, error: string, status = 500): Outcome {
+    const job = this.#o.store.tryTransition("fail", id, { error });
+    if (job) this.#finished(job);
+    this.#callers.get(id)?.respond(errorResponse(status, error, id));
+    this.#callers.delete(id);
+    return { job: id, outcome: "failed" };
+  }
+
+  #cancelled(id: string, reason: string): Outcome {
+    const job = this.#o.store.tryTransition("cancel", id, { error: reason });
+    if (job) this.#finished(job);
+    this.#callers.delete(id);
+    return { job: id, outcome: "cancelled" };
+  }
+
+  #finished(job: Job): void {
+    this.#o.metrics.jobsFinished.inc({ outcome: job.state });
+    const fields = { job_id: job.id, model: job.model, state: job.state, attempt: job.attempt };
+    if (job.state === "failed") this.#o.log.warn("job failed", { ...fields, error: job.error });
+    else this.#o.log.info(`job ${job.state}`, fields);
+  }
+}
+
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "content-length",
+  "content-encoding",
+]);
+
+/** The target's response headers minus hop-by-hop ones, plus X-Foreman-Job-Id. */
+export function relayHeaders(source: Headers, jobId?: string): Headers {
+  const out = new Headers();
+  for (const [k, v] of source) if (!HOP_BY_HOP.has(k)) out.set(k, v);
+  if (jobId) out.set("x-foreman-job-id", jobId);
+  return out;
+}
+
+export function errorResponse(status: number, error: string, jobId?: string): Response {
+  const headers = new Headers({ "content-type": "application/json; charset=utf-8" });
+  if (jobId) headers.set("x-foreman-job-id", jobId);
+  return new Response(JSON.stringify({ error }), { status, headers });
+}
+
+/** The message of a final {"error": "..."} line, if `line` is one. */
+function parseError(line: string): string | undefined {
+  if (!line.includes('"error"')) return undefined;
+  try {
+    const v = JSON.parse(line);
+    return typeof v?.error === "string" ? v.error : undefined;
+  } catch {
+    return undefined;
+  }
+}
