@@ -11,14 +11,17 @@ export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 export const DENO_JSON = fileURLToPath(new URL("../deno.json", import.meta.url));
 
 /** The full `deno` argument list that runs the daemon for these foreman arguments. */
-export function daemonArgs(args: string[]): string[] {
+export function daemonArgs(
+  args: string[],
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): string[] {
   const { values } = parseArgs({
     args,
     options: flagOptions(),
     allowPositionals: true,
     strict: false,
   });
-  const config = loadConfig({ flags: values as Record<string, string | boolean> });
+  const config = loadConfig({ flags: values as Record<string, string | boolean>, env });
   return ["run", "--config", DENO_JSON, ...permissionFlags(config), MAIN, ...args];
 }
 

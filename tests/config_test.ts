@@ -1,0 +1,142 @@
+import assert from "node:assert/strict";
+import { ConfigError, flagName, loadConfig, SETTINGS } from "../src/config.ts";
+import { formatDuration, keepAliveSeconds, parseDuration, parseSize } from "../src/units.ts";
+
+const noFile = (path: string): string => {
+  throw new Deno.errors.NotFound(path);
+};
+const envOf = (vars: Record<string, string>) => (name: string) => vars[name];
+
+Deno.test("defaults apply when nothing is configured", () => {
+  const c = loadConfig({ env: envOf({}), readFile: noFile });
+  assert.deepEqual(c.addr, { hostname: "127.0.0.1", port: 8080 });
+  assert.equal(c.ollamaUrl, "http://127.0.0.1:11434");
+  assert.equal(c.db, "./data/foreman.db");
+  assert.equal(c.pollInterval, 30_000);
+  assert.equal(c.keepAlive, -1000);
+  assert.equal(c.maxAttempts, 3);
+  assert.equal(c.jobTtl, 24 * 3_600_000);
+  assert.equal(c.maxQueue, 10_000);
+  assert.equal(c.maxWait, 0);
+  assert.equal(c.inlineLimit, 262_144);
+  assert.equal(c.maxBody, 16 * 1024 * 1024);
+  assert.deepEqual(c.tokens, []);
+  assert.equal(c.configLoaded, false);
+});
+
+Deno.test("later sources win: defaults < toml < env < flags", () => {
+  const toml = `
+[server]
+addr = "127.0.0.1:9000"
+[queue]
+max_attempts = 5
+max_queue = 7
+[residency]
+embed_model = "nomic"
+`;
+  const c = loadConfig({
+    env: envOf({ FOREMAN_MAX_ATTEMPTS: "6", FOREMAN_MAX_QUEUE: "8" }),
+    flags: { "max-queue": "9" },
+    readFile: () => toml,
+  });
+  assert.equal(c.addr.port, 9000);
+  assert.equal(c.maxAttempts, 6);
+  assert.equal(c.maxQueue, 9);
+  assert.equal(c.embedModel, "nomic");
+  assert.equal(c.configLoaded, true);
+});
+
+Deno.test("a bad value names the setting, the source and the value in one line", () => {
+  const cases: [Record<string, string>, Record<string, string>, RegExp][] = [
+    [{ FOREMAN_JOB_TTL: "2x" }, {}, /^Invalid FOREMAN_JOB_TTL from FOREMAN_JOB_TTL: '2x' is not a duration/],
+    [{}, { "max-attempts": "zero" }, /^Invalid FOREMAN_MAX_ATTEMPTS from --max-attempts: 'zero'/],
+    [{ FOREMAN_OLLAMA_URL: "ftp://x" }, {}, /FOREMAN_OLLAMA_URL .*must be http/],
+    [{ FOREMAN_ADDR: "localhost" }, {}, /FOREMAN_ADDR .*'localhost' is not host:port/],
+    [{ FOREMAN_ALLOW_UNAUTHENTICATED: "maybe" }, {}, /not a boolean/],
+  ];
+  for (const [env, flags, re] of cases) {
+    assert.throws(() => loadConfig({ env: envOf(env), flags, readFile: noFile }), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(e.message, re);
+      assert.ok(!e.message.includes("\n"), "one line");
+      return true;
+    });
+  }
+});
+
+Deno.test("a bad value in foreman.toml names the file and key", () => {
+  assert.throws(
+    () => loadConfig({ env: envOf({}), readFile: () => `[queue]\njob_ttl = "soon"\n` }),
+    /Invalid FOREMAN_JOB_TTL from \.\/foreman\.toml queue\.job_ttl: 'soon'/,
+  );
+  assert.throws(
+    () => loadConfig({ env: envOf({}), readFile: () => `[server]\nadr = "x"\n` }),
+    /Unknown setting 'server\.adr'/,
+  );
+});
+
+Deno.test("secret values are never echoed in errors", () => {
+  // tokens are lists and always valid; a secret file that cannot be read is reported by path only
+  assert.throws(
+    () => loadConfig({ env: envOf({ FOREMAN_TOKEN_FILE: "/nope/token" }), readFile: noFile }),
+    /Cannot read FOREMAN_TOKEN_FILE \/nope\/token/,
+  );
+});
+
+Deno.test("secrets can come from files and tokens split on commas for rotation", () => {
+  const files: Record<string, string> = { "/run/tok": "new-token , old-token\n" };
+  const c = loadConfig({
+    env: envOf({ FOREMAN_TOKEN_FILE: "/run/tok" }),
+    readFile: (p) => files[p] ?? noFile(p),
+  });
+  assert.deepEqual(c.tokens, ["new-token", "old-token"]);
+  assert.deepEqual(c.secretFiles, ["/run/tok"]);
+});
+
+Deno.test("no token and a non-loopback address refuses to start unless explicitly allowed", () => {
+  assert.throws(
+    () => loadConfig({ env: envOf({ FOREMAN_ADDR: "0.0.0.0:8080" }), readFile: noFile }),
+    /Refusing to listen on 0\.0\.0\.0:8080 without FOREMAN_TOKEN/,
+  );
+  const open = loadConfig({
+    env: envOf({ FOREMAN_ADDR: "0.0.0.0:8080", FOREMAN_ALLOW_UNAUTHENTICATED: "1" }),
+    readFile: noFile,
+  });
+  assert.equal(open.allowUnauthenticated, true);
+  const withToken = loadConfig({
+    env: envOf({ FOREMAN_ADDR: "0.0.0.0:8080", FOREMAN_TOKEN: "t0ken" }),
+    readFile: noFile,
+  });
+  assert.deepEqual(withToken.tokens, ["t0ken"]);
+});
+
+Deno.test("every setting is documented in foreman.toml and the README with its env name", async () => {
+  const toml = await Deno.readTextFile(new URL("../foreman.toml", import.meta.url));
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  for (const s of SETTINGS) {
+    assert.ok(toml.includes(s.env), `foreman.toml mentions ${s.env}`);
+    assert.ok(toml.includes(s.toml.split(".")[1]), `foreman.toml has key ${s.toml}`);
+    assert.ok(readme.includes(s.env), `README mentions ${s.env}`);
+    assert.ok(readme.includes(`--${flagName(s)}`), `README mentions --${flagName(s)}`);
+  }
+  // The shipped file must load as it is.
+  const c = loadConfig({ env: envOf({}), readFile: () => toml });
+  assert.equal(c.addr.port, 8080);
+});
+
+Deno.test("durations and sizes parse like Go and Ollama", () => {
+  assert.equal(parseDuration("30s"), 30_000);
+  assert.equal(parseDuration("1h30m"), 5_400_000);
+  assert.equal(parseDuration("250ms"), 250);
+  assert.equal(parseDuration("-1"), -1000);
+  assert.equal(parseDuration("0"), 0);
+  assert.equal(parseDuration("30"), undefined);
+  assert.equal(parseDuration("soon"), undefined);
+  assert.equal(parseSize("16MiB"), 16 * 1024 * 1024);
+  assert.equal(parseSize("262144"), 262_144);
+  assert.equal(parseSize("1 kb"), 1000);
+  assert.equal(parseSize("lots"), undefined);
+  assert.equal(keepAliveSeconds(-1000), -1);
+  assert.equal(keepAliveSeconds(300_000), 300);
+  assert.equal(formatDuration(5_400_000), "1h30m");
+});

@@ -1,0 +1,187 @@
+import assert from "node:assert/strict";
+import { Store, TransitionError } from "../src/queue/store.ts";
+
+function fixture(now = { t: 1_700_000_000_000 }) {
+  const dir = Deno.makeTempDirSync();
+  const events: string[] = [];
+  const store = new Store(`${dir}/q.db`, {
+    now: () => now.t,
+    renderEvent: (job, prev) => {
+      events.push(`${prev}->${job.state}`);
+      return JSON.stringify({ job_id: job.id, state: job.state, previous_state: prev });
+    },
+  });
+  const add = (model: string, extra: Partial<Parameters<Store["insertJob"]>[0]> = {}) =>
+    store.insertJob({ kind: "async", endpoint: "chat", model, request: "{}", ...extra });
+  return { store, add, now, events, dir };
+}
+
+Deno.test("a job moves through named transitions and each writes one outbox event", () => {
+  const { store, add, events } = fixture();
+  const job = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
+  store.transition("claim", job.id);
+  store.transition("startWorking", job.id);
+  const done = store.transition("complete", job.id, { result: '{"done":true}' });
+  assert.equal(done.state, "done");
+  assert.equal(done.attempt, 1);
+  assert.ok(done.finishedAt !== null);
+  assert.deepEqual(events, ["null->queued", "queued->loading", "loading->working", "working->done"]);
+  assert.equal(store.countEventsByState().pending, 4);
+  store.close();
+});
+
+Deno.test("a transition from the wrong state is refused and changes nothing", () => {
+  const { store, add } = fixture();
+  const job = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
+  assert.throws(() => store.transition("startWorking", job.id), TransitionError);
+  assert.throws(() => store.transition("complete", job.id, { result: "{}" }), TransitionError);
+  assert.equal(store.get(job.id)!.state, "queued");
+  assert.equal(store.countEventsByState().pending, 1);
+  assert.equal(store.tryTransition("startWorking", job.id), undefined);
+  store.close();
+});
+
+Deno.test("the schema's CHECK constraints refuse impossible rows", () => {
+  const { store, add } = fixture();
+  const job = add("a:latest");
+  assert.throws(() => store.db.exec(`UPDATE jobs SET state = 'exploded' WHERE id = '${job.id}'`));
+  assert.throws(() => store.db.exec(`UPDATE jobs SET state = 'done' WHERE id = '${job.id}'`));
+  assert.throws(() => store.db.exec(`UPDATE jobs SET attempt = -1 WHERE id = '${job.id}'`));
+  assert.throws(() =>
+    store.insertJob({ kind: "sync", endpoint: "chat", model: "a", request: "{}", webhookUrl: "http://x" })
+  );
+  store.close();
+});
+
+Deno.test("sync jobs never produce webhook events", () => {
+  const { store, events } = fixture();
+  const job = store.insertJob({ kind: "sync", endpoint: "chat", model: "a:latest", request: "{}" });
+  store.transition("claim", job.id);
+  store.transition("cancel", job.id, { error: "gone" });
+  assert.deepEqual(events, []);
+  store.close();
+});
+
+Deno.test("a queued job for the resident model runs before an older job for another model", () => {
+  const { store, add } = fixture();
+  const a1 = add("a:latest");
+  const b1 = add("b:latest");
+  const a2 = add("a:latest");
+  assert.equal(store.next(undefined)!.id, a1.id, "nothing resident: oldest first");
+  assert.equal(store.next("b:latest")!.id, b1.id);
+  store.transition("claim", b1.id);
+  assert.equal(store.next("b:latest")!.id, a1.id, "no b left: oldest overall");
+  assert.equal(store.next("a:latest")!.id, a1.id);
+  void a2;
+  store.close();
+});
+
+Deno.test("drain-by-model orders an interleaved backlog with one swap per model", () => {
+  const { store, add } = fixture();
+  for (let i = 0; i < 4; i++) for (const m of ["a", "b", "c"]) add(`${m}:latest`);
+  let resident: string | undefined;
+  const order: string[] = [];
+  for (let job = store.next(resident); job; job = store.next(resident)) {
+    store.transition("claim", job.id);
+    store.transition("startWorking", job.id);
+    store.transition("complete", job.id, { result: "{}" });
+    resident = job.model;
+    order.push(job.model[0]);
+  }
+  assert.equal(order.join(""), "aaaabbbbcccc");
+});
+
+Deno.test("max_wait lets a job that waited too long jump the resident model's queue", () => {
+  const { store, add, now } = fixture();
+  const old = add("b:latest");
+  now.t += 10_000;
+  add("a:latest");
+  assert.equal(store.next("a:latest", { maxWait: 60_000 })!.model, "a:latest");
+  assert.equal(store.next("a:latest", { maxWait: 5_000 })!.id, old.id);
+});
+
+Deno.test("a backed-off job waits until not_before", () => {
+  const { store, add, now } = fixture();
+  const job = add("a:latest");
+  store.transition("claim", job.id);
+  store.transition("requeue", job.id, { error: "down", notBefore: now.t + 1000, refund: true });
+  assert.equal(store.get(job.id)!.attempt, 0, "connection failures give the attempt back");
+  assert.equal(store.next(undefined), undefined);
+  assert.equal(store.nextReadyAt(), now.t + 1000);
+  now.t += 1000;
+  assert.equal(store.next(undefined)!.id, job.id);
+});
+
+Deno.test("recovery requeues interrupted async jobs and cancels sync jobs whose callers are gone", () => {
+  const { store, add } = fixture();
+  const running = add("a:latest");
+  store.transition("claim", running.id);
+  store.transition("startWorking", running.id);
+  const exhausted = add("a:latest");
+  for (let i = 0; i < 3; i++) {
+    store.transition("claim", exhausted.id);
+    if (i < 2) store.transition("requeue", exhausted.id, { error: "500" });
+  }
+  const sync = store.insertJob({ kind: "sync", endpoint: "chat", model: "a:latest", request: "{}" });
+  const queued = add("b:latest");
+  const r = store.recover(3);
+  assert.deepEqual(r.requeued, [running.id]);
+  assert.deepEqual(r.failed, [exhausted.id]);
+  assert.deepEqual(r.cancelled, [sync.id]);
+  assert.equal(store.get(running.id)!.state, "queued");
+  assert.equal(store.get(queued.id)!.state, "queued");
+  assert.equal(store.active().length, 0);
+});
+
+Deno.test("position follows the order the worker will take jobs in", () => {
+  const { store, add } = fixture();
+  const a1 = add("a:latest");
+  const b1 = add("b:latest");
+  const a2 = add("a:latest");
+  const c1 = add("c:latest");
+  const b2 = add("b:latest");
+  const pos = (id: string, resident?: string) => store.position(store.get(id)!, resident);
+  assert.deepEqual([a1, a2, b1, b2, c1].map((j) => pos(j.id)), [1, 2, 3, 4, 5]);
+  assert.deepEqual([b1, b2, a1, a2, c1].map((j) => pos(j.id, "b:latest")), [1, 2, 3, 4, 5]);
+});
+
+Deno.test("outbox events of one job are due one at a time, in order", () => {
+  const { store, add, now } = fixture();
+  const job = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
+  store.transition("claim", job.id);
+  const due = store.dueEvents(10);
+  assert.equal(due.length, 1);
+  assert.match(due[0].body, /"state":"queued"/);
+  store.markRetry(due[0].id, { status: 500, error: "500", nextAt: now.t + 5000 });
+  assert.equal(store.dueEvents(10).length, 0, "the second event waits behind the first");
+  now.t += 5000;
+  const again = store.dueEvents(10);
+  assert.equal(again[0].id, due[0].id, "same webhook-id on retry");
+  store.markDelivered(again[0].id, 200);
+  assert.match(store.dueEvents(10)[0].body, /"state":"loading"/);
+  const summary = store.webhookSummary(job.id)!;
+  assert.equal(summary.delivered, 1);
+  assert.equal(summary.pending, 1);
+});
+
+Deno.test("the pruner's query removes only finished jobs older than the cutoff, with their rows", () => {
+  const { store, add, now } = fixture();
+  const done = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
+  store.transition("claim", done.id);
+  store.transition("startWorking", done.id);
+  store.transition("complete", done.id, { result: "{}" }, [{
+    name: "completion",
+    contentType: "application/json",
+    size: 2,
+    sha256: "0".repeat(64),
+    body: new TextEncoder().encode("{}"),
+  }]);
+  const queued = add("a:latest");
+  now.t += 100_000;
+  assert.equal(store.prune(now.t - 50_000), 1);
+  assert.equal(store.get(done.id), undefined);
+  assert.equal(store.artifacts(done.id).length, 0);
+  assert.equal(store.countEventsByState().pending, 0);
+  assert.equal(store.get(queued.id)!.state, "queued");
+  assert.equal(store.integrityCheck(), "ok");
+});
