@@ -1,0 +1,154 @@
+import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
+import { Webhook } from "standardwebhooks";
+import { silentLogger } from "../src/log.ts";
+import { Metrics } from "../src/metrics.ts";
+import { Store } from "../src/queue/store.ts";
+import { Dispatcher, parseRetryAfter } from "../src/webhooks/dispatcher.ts";
+import { webhookUrlProblem } from "../src/webhooks/policy.ts";
+import { secretKey, signatureHeaders } from "../src/webhooks/signing.ts";
+import { startReceiver } from "./support/receiver.ts";
+
+Deno.test("webhook URLs are allowed only for listed hosts, with the port when one is listed", () => {
+  const hosts = ["hooks.example.com", "127.0.0.1:9000"];
+  assert.equal(webhookUrlProblem("https://hooks.example.com/x", hosts), undefined);
+  assert.equal(webhookUrlProblem("http://hooks.example.com:8080/x", hosts), undefined);
+  assert.equal(webhookUrlProblem("http://127.0.0.1:9000/x", hosts), undefined);
+  assert.match(webhookUrlProblem("http://127.0.0.1:9001/x", hosts)!, /FOREMAN_WEBHOOK_HOSTS/);
+  assert.match(webhookUrlProblem("https://evil.example.com/x", hosts)!, /FOREMAN_WEBHOOK_HOSTS/);
+  assert.match(webhookUrlProblem("https://hooks.example.com.evil.io/", hosts)!, /not allowed/);
+  assert.match(webhookUrlProblem("ftp://hooks.example.com/", hosts)!, /http or https/);
+  assert.match(webhookUrlProblem("https://u:p@hooks.example.com/", hosts)!, /credentials/);
+  assert.match(webhookUrlProblem("not a url", hosts)!, /not a URL/);
+  assert.match(webhookUrlProblem("https://hooks.example.com/", [])!, /FOREMAN_WEBHOOK_HOSTS/);
+});
+
+Deno.test("signatures verify with the standardwebhooks package for whsec_ and plain secrets", () => {
+  const body = JSON.stringify({ job_id: "01J", state: "done" });
+  const id = "msg_01JABC";
+  const timestamp = Math.floor(Date.now() / 1000);
+  for (const secret of ["whsec_" + btoa("0123456789abcdef0123456789abcdef"), "plain-secret-value"]) {
+    const headers: Record<string, string> = {
+      "webhook-id": id,
+      "webhook-timestamp": String(timestamp),
+      ...signatureHeaders(secretKey(secret), { id, timestamp, body }),
+    };
+    // The package takes a whsec_ secret as is; a raw secret is passed as its bytes, base64-encoded.
+    const wh = new Webhook(
+      secret.startsWith("whsec_") ? secret : btoa(secret),
+    );
+    assert.deepEqual(wh.verify(body, headers), JSON.parse(body));
+    const hex = createHmac("sha256", secretKey(secret)).update(body).digest("hex");
+    assert.equal(headers["x-foreman-signature"], `sha256=${hex}`);
+    assert.throws(() => wh.verify(body + " ", headers));
+  }
+});
+
+Deno.test("Retry-After is read as seconds or an HTTP date and capped at an hour", () => {
+  const now = Date.parse("2026-01-01T00:00:00Z");
+  assert.equal(parseRetryAfter("3", now), 3000);
+  assert.equal(parseRetryAfter("Thu, 01 Jan 2026 00:00:10 GMT", now), 10_000);
+  assert.equal(parseRetryAfter("999999", now), 3_600_000);
+  assert.equal(parseRetryAfter("soon", now), undefined);
+  assert.equal(parseRetryAfter(null, now), undefined);
+});
+
+function outboxFixture(url: string, options: Partial<ConstructorParameters<typeof Dispatcher>[0]> = {}) {
+  const dir = Deno.makeTempDirSync();
+  const clock = { t: Date.now() };
+  const store = new Store(`${dir}/q.db`, {
+    now: () => clock.t,
+    renderEvent: (job, prev) => JSON.stringify({ job_id: job.id, state: job.state, previous_state: prev }),
+  });
+  const metrics = new Metrics();
+  const dispatcher = new Dispatcher({
+    store,
+    log: silentLogger,
+    metrics,
+    secret: "whsec_" + btoa("k".repeat(32)),
+    maxAttempts: 3,
+    retryBase: 1000,
+    timeout: 2000,
+    now: () => clock.t,
+    random: () => 0.5,
+    ...options,
+  });
+  const job = store.insertJob({ kind: "async", endpoint: "chat", model: "a:latest", request: "{}", webhookUrl: url });
+  return { store, dispatcher, job, clock, metrics };
+}
+
+Deno.test("a receiver answering 500 then 200 gets the same event again after a backoff", async () => {
+  const receiver = await startReceiver({ statuses: [500, 200] });
+  try {
+    const { store, dispatcher, clock, job } = outboxFixture(receiver.url + "/hook");
+    assert.deepEqual(await Promise.all(dispatcher.runOnce()), ["retry"]);
+    assert.deepEqual(dispatcher.runOnce(), [], "not due before the backoff passes");
+    clock.t += 60_000;
+    assert.deepEqual(await Promise.all(dispatcher.runOnce()), ["delivered"]);
+    assert.equal(receiver.received.length, 2);
+    assert.equal(receiver.received[0].headers.get("webhook-id"), receiver.received[1].headers.get("webhook-id"));
+    assert.equal(receiver.received[0].body, receiver.received[1].body);
+    assert.equal(store.webhookSummary(job.id)!.delivered, 1);
+    store.close();
+  } finally {
+    await receiver.close();
+  }
+});
+
+Deno.test("Retry-After from a 429 sets the next attempt", async () => {
+  const receiver = await startReceiver({ statuses: [429], headers: { "retry-after": "7" } });
+  try {
+    const { store, dispatcher, clock } = outboxFixture(receiver.url + "/hook");
+    await Promise.all(dispatcher.runOnce());
+    assert.equal(store.nextEventAt(), clock.t + 7000);
+    store.close();
+  } finally {
+    await receiver.close();
+  }
+});
+
+Deno.test("410 Gone stops every delivery for the job; redirects are not followed", async () => {
+  const receiver = await startReceiver({ statuses: [410] });
+  const redirect = await startReceiver({ statuses: [302], headers: { location: "http://127.0.0.1:1/" } });
+  try {
+    const gone = outboxFixture(receiver.url + "/hook");
+    gone.store.transition("claim", gone.job.id);
+    assert.deepEqual(await Promise.all(gone.dispatcher.runOnce()), ["dead"]);
+    assert.equal(gone.store.webhookSummary(gone.job.id)!.dead, 2, "the later event is dead too");
+    const moved = outboxFixture(redirect.url + "/hook");
+    assert.deepEqual(await Promise.all(moved.dispatcher.runOnce()), ["retry"]);
+    assert.equal(redirect.received.length, 1);
+    assert.match(moved.store.webhookSummary(moved.job.id)!.lastError!, /redirects are not followed/);
+    gone.store.close();
+    moved.store.close();
+  } finally {
+    await receiver.close();
+    await redirect.close();
+  }
+});
+
+Deno.test("an event is dead after the last attempt and stays visible", async () => {
+  const { store, dispatcher, clock, job, metrics } = outboxFixture("http://127.0.0.1:9/unreachable", {
+    maxAttempts: 2,
+  });
+  assert.deepEqual(await Promise.all(dispatcher.runOnce()), ["retry"]);
+  clock.t += 60_000;
+  assert.deepEqual(await Promise.all(dispatcher.runOnce()), ["dead"]);
+  const summary = store.webhookSummary(job.id)!;
+  assert.equal(summary.dead, 1);
+  assert.match(summary.lastError!, /cannot reach receiver/);
+  assert.equal(metrics.webhookDeliveries.get({ outcome: "dead" }), 1);
+  store.close();
+});
+
+Deno.test("a slow receiver times out and is retried", async () => {
+  const receiver = await startReceiver({ delayMs: 1500 });
+  try {
+    const { store, dispatcher, job } = outboxFixture(receiver.url + "/hook", { timeout: 200 });
+    assert.deepEqual(await Promise.all(dispatcher.runOnce()), ["retry"]);
+    assert.match(store.webhookSummary(job.id)!.lastError!, /did not answer within 200 ms/);
+    store.close();
+  } finally {
+    await receiver.close();
+  }
+});
