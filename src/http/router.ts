@@ -132,7 +132,6 @@ export function health(d: RouterDeps): Record<string, unknown> {
     status: "ok",
     degraded: d.inventory.degraded,
     target: {
-      url: d.client.baseUrl,
       reachable: d.inventory.reachable,
       last_poll: snap.lastPoll === null ? null : new Date(snap.lastPoll).toISOString(),
       version: snap.version,

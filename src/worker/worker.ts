@@ -187,7 +187,10 @@ export class Worker {
     const { store, targetTimeout } = this.#o;
     const res = await this.#send(job, undefined, signal);
     const caller = this.#callers.get(job.id);
-    if (!caller) throw new Cancelled("caller went away");
+    if (!caller) {
+      await res.body?.cancel();
+      throw new Cancelled("caller went away");
+    }
     const r = relay(res.body!, { idleTimeout: targetTimeout });
     const headers = relayHeaders(res.headers, job.id);
     caller.respond(new Response(r.readable, { status: res.status, headers }));

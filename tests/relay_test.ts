@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { BearerAuth } from "../src/http/auth.ts";
+import { CallerGoneError, readAll, relay, StallError } from "../src/worker/relay.ts";
+
+const enc = new TextEncoder();
+
+function source(chunks: string[], options: { stallAfter?: number } = {}) {
+  let i = 0;
+  let cancelled = false;
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      if (options.stallAfter !== undefined && i >= options.stallAfter) {
+        await new Promise((r) => setTimeout(r, 1000));
+        return;
+      }
+      if (i >= chunks.length) return c.close();
+      c.enqueue(enc.encode(chunks[i++]));
+    },
+    cancel() {
+      cancelled = true;
+    },
+  });
+  return { stream, cancelled: () => cancelled };
+}
+
+Deno.test("the relay passes chunks through unchanged and reports the last line", async () => {
+  const chunks = ['{"a":1}\n{"b"', ':2}\n', '{"done":true,"eval_count":3}\n'];
+  const r = relay(source(chunks).stream, { idleTimeout: 1000 });
+  const seen: string[] = [];
+  for await (const c of r.readable) seen.push(new TextDecoder().decode(c));
+  assert.deepEqual(seen, chunks);
+  assert.equal(await r.done, '{"done":true,"eval_count":3}');
+  assert.equal(r.sent(), chunks.join("").length);
+});
+
+Deno.test("the last line is found when every chunk is one line", async () => {
+  const chunks = Array.from({ length: 50 }, (_, i) => `{"i":${i}}\n`);
+  assert.equal(await relayLast(chunks), '{"i":49}');
+  assert.equal(await relayLast(['{"whole":', '"object"}']), '{"whole":"object"}');
+});
+
+async function relayLast(chunks: string[]): Promise<string> {
+  const r = relay(source(chunks).stream, { idleTimeout: 1000 });
+  for await (const _ of r.readable) { /* drain */ }
+  return await r.done;
+}
+
+Deno.test("a silent target counts as stalled and the caller gets a final error line", async () => {
+  const src = source(['{"a":1}\n'], { stallAfter: 1 });
+  const r = relay(src.stream, { idleTimeout: 50 });
+  let text = "";
+  for await (const c of r.readable) text += new TextDecoder().decode(c);
+  await assert.rejects(r.done, StallError);
+  const lines = text.trim().split("\n");
+  assert.match(JSON.parse(lines.at(-1)!).error, /sent nothing for 50 ms/);
+  await assert.rejects(readAll(source([], { stallAfter: 0 }).stream, { idleTimeout: 50 }), StallError);
+});
+
+Deno.test("the caller going away cancels the target's stream", async () => {
+  const src = source(['{"a":1}\n', '{"b":2}\n', '{"c":3}\n']);
+  const r = relay(src.stream, { idleTimeout: 1000 });
+  const reader = r.readable.getReader();
+  await reader.read();
+  await reader.cancel("bye");
+  await assert.rejects(r.done, CallerGoneError);
+  assert.equal(src.cancelled(), true);
+});
+
+Deno.test("bearer auth accepts any configured token and nothing else", () => {
+  const auth = new BearerAuth(["new-token", "old-token"]);
+  assert.equal(auth.check("Bearer new-token"), true);
+  assert.equal(auth.check("bearer old-token"), true);
+  assert.equal(auth.check("Bearer other"), false);
+  assert.equal(auth.check("Bearer new-token, Bearer old-token"), false, "two credentials");
+  assert.equal(auth.check("Basic bmV3LXRva2Vu"), false);
+  assert.equal(auth.check("Bearer "), false);
+  assert.equal(auth.check(null), false);
+  assert.equal(new BearerAuth([]).check(null), true, "unauthenticated mode");
+});
