@@ -1,0 +1,143 @@
+package foreman_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"time"
+
+	foreman "github.com/foreman-dev/foreman/clients/go"
+)
+
+// Checking a webhook foreman sent. The headers are what foreman adds when
+// FOREMAN_WEBHOOK_SECRET is "my-webhook-secret"; the fixed clock stands in for time.Now.
+func ExampleVerifyWebhookWithOptions() {
+	body := []byte(`{"job_id":"01JGZ8K3V4W5X6Y7Z8A9B0C1D2","state":"done","previous_state":"working"}`)
+	header := http.Header{}
+	header.Set("X-Foreman-Signature", "sha256=60d37819892a8e4b848941b99fee6d1847aaa4c1703642d11aa07cc08d5fe21a")
+	header.Set("webhook-id", "msg_01JGZ8K3V4W5X6Y7Z8A9B0C1D3")
+	header.Set("webhook-timestamp", "1767323045") // 2026-01-02T03:04:05Z
+	header.Set("webhook-signature", "v1,Hd0QdmiqZ7bq62ZqgoRKMiESDKQcAIg0eIN7ZCw0HKA=")
+
+	sent := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	check := func(label string, body []byte, now time.Time) {
+		err := foreman.VerifyWebhookWithOptions(header, body, foreman.VerifyOptions{
+			Secrets: []string{"my-webhook-secret"},
+			Now:     func() time.Time { return now },
+		})
+		switch {
+		case err == nil:
+			fmt.Println(label+":", "verified")
+		case errors.Is(err, foreman.ErrInvalidSignature):
+			fmt.Println(label+":", "rejected, the signature does not match")
+		case errors.Is(err, foreman.ErrTimestamp):
+			fmt.Println(label+":", "rejected, too old")
+		}
+	}
+	check("as sent", body, sent.Add(3*time.Second))
+	check("tampered", []byte(`{"job_id":"01JGZ8K3V4W5X6Y7Z8A9B0C1D2","state":"failed"}`), sent.Add(3*time.Second))
+	check("replayed an hour later", body, sent.Add(time.Hour))
+
+	var ev foreman.WebhookEvent
+	_ = json.Unmarshal(body, &ev)
+	fmt.Println(ev.JobID, ev.PreviousState, "→", ev.State)
+	// Output:
+	// as sent: verified
+	// tampered: rejected, the signature does not match
+	// replayed an hour later: rejected, too old
+	// 01JGZ8K3V4W5X6Y7Z8A9B0C1D2 working → done
+}
+
+// A receiver for the webhooks of jobs submitted with foreman.WithWebhookURL.
+func ExampleVerifyWebhook() {
+	secret := os.Getenv("FOREMAN_WEBHOOK_SECRET")
+	http.HandleFunc("/foreman-events", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		if err := foreman.VerifyWebhook(secret, r.Header, body); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized) // foreman retries; a forger gives up
+			return
+		}
+		var ev foreman.WebhookEvent
+		if err := json.Unmarshal(body, &ev); err != nil {
+			http.Error(w, "not a foreman event", http.StatusBadRequest)
+			return
+		}
+		// Delivery is at least once: the webhook-id header identifies repeats.
+		log.Printf("job %s is %s", ev.JobID, ev.State)
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// Submit a chat job and wait for its answer. Run listens for the job's webhook and falls back to
+// polling when foreman cannot call back.
+func ExampleClient_Run() {
+	c := foreman.New("http://127.0.0.1:8080", os.Getenv("FOREMAN_TOKEN"),
+		foreman.WithWebhookSecret(os.Getenv("FOREMAN_WEBHOOK_SECRET")))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	job, err := c.Run(ctx, foreman.ChatRequest{
+		Model:    "llama3.2:3b",
+		Messages: []foreman.Message{{Role: "user", Content: "Why is the sky blue?"}},
+	})
+	if err != nil {
+		log.Fatal(err) // a *foreman.JobError if the job failed, a *foreman.StatusError if foreman refused it
+	}
+	answer, err := job.ChatResponse()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(answer.Message.Content)
+}
+
+// Fire and forget: foreman posts each state change to your receiver, and the job can be read
+// back at any time.
+func ExampleClient_Submit() {
+	c := foreman.New("http://127.0.0.1:8080", os.Getenv("FOREMAN_TOKEN"))
+	ctx := context.Background()
+
+	id, err := c.Submit(ctx, foreman.GenerateRequest{Model: "llama3.2:3b", Prompt: "Write a haiku about queues."},
+		foreman.WithWebhookURL("http://10.0.0.5:9000/foreman-events"),
+		foreman.WithMetadata(map[string]string{"ticket": "OPS-42"}),
+		foreman.WithIdempotencyKey("OPS-42-haiku"), // a retried Submit returns the same job
+	)
+	var se *foreman.StatusError
+	if errors.As(err, &se) && se.StatusCode == http.StatusNotFound {
+		log.Fatalf("the target has no such model: %s", se.ErrorMessage)
+	} else if err != nil {
+		log.Fatal(err)
+	}
+
+	job, err := c.Get(ctx, id)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(job.State, job.Position)
+}
+
+// Any Ollama client works through foreman once its requests carry the token; here plain
+// net/http, the way go-llm's Ollama provider talks to it.
+func ExampleBearerTransport() {
+	hc := &http.Client{Transport: &foreman.BearerTransport{Token: os.Getenv("FOREMAN_TOKEN")}}
+	resp, err := hc.Get("http://127.0.0.1:8080/api/tags")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tags foreman.TagsResponse
+	if err := json.NewDecoder(resp.Body).Decode(&tags); err != nil {
+		log.Fatal(err)
+	}
+	for _, m := range tags.Models {
+		fmt.Println(m.Name)
+	}
+}

@@ -1,0 +1,3 @@
+module github.com/foreman-dev/foreman/clients/go
+
+go 1.22

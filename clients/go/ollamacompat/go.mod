@@ -1,0 +1,16 @@
+module github.com/foreman-dev/foreman/clients/go/ollamacompat
+
+go 1.24.0
+
+require (
+	github.com/foreman-dev/foreman/clients/go v0.0.0
+	github.com/ollama/ollama v0.11.4
+)
+
+require (
+	golang.org/x/crypto v0.36.0 // indirect
+	golang.org/x/sys v0.31.0 // indirect
+)
+
+// The client is this repository's own module, one directory up.
+replace github.com/foreman-dev/foreman/clients/go => ../

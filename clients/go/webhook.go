@@ -1,0 +1,165 @@
+// Webhook verification for receivers of foreman's job events. foreman signs each event twice
+// with one key: X-Foreman-Signature (HMAC of the body) and the Standard Webhooks headers (HMAC of
+// id, timestamp and body), which also bound replays by the timestamp.
+package foreman
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultTolerance is how far a webhook's timestamp may be from the receiver's clock.
+const DefaultTolerance = 5 * time.Minute
+
+// Errors of webhook verification, for errors.Is.
+var (
+	ErrNoSignature      = errors.New("foreman: webhook carries no signature")
+	ErrInvalidSignature = errors.New("foreman: webhook signature does not match")
+	ErrTimestamp        = errors.New("foreman: webhook timestamp is outside the tolerance")
+)
+
+// VerifyOptions tunes [VerifyWebhookWithOptions].
+type VerifyOptions struct {
+	// Secrets are the accepted values of FOREMAN_WEBHOOK_SECRET; during a rotation list the new
+	// and the old one. A secret starting with "whsec_" is base64 after the prefix (Standard
+	// Webhooks style); any other secret is used as its UTF-8 bytes.
+	Secrets []string
+	// Tolerance bounds the age (and the clock skew) of the webhook-timestamp header; 0 means
+	// DefaultTolerance and a negative value turns the check off.
+	Tolerance time.Duration
+	// Now is the receiver's clock, time.Now when nil.
+	Now func() time.Time
+	// RequireTimestamp rejects events signed only with X-Foreman-Signature. That header has no
+	// timestamp, so a captured event could be replayed with it alone; foreman always sends both.
+	RequireTimestamp bool
+}
+
+// VerifyWebhook checks that body and header come from a foreman holding secret and that the
+// event is recent (within [DefaultTolerance]). It returns nil or an error wrapping
+// [ErrNoSignature], [ErrInvalidSignature] or [ErrTimestamp]. Pass the raw body, before any JSON
+// decoding.
+func VerifyWebhook(secret string, header http.Header, body []byte) error {
+	return VerifyWebhookWithOptions(header, body, VerifyOptions{Secrets: []string{secret}})
+}
+
+// VerifyWebhookWithOptions is [VerifyWebhook] with several secrets, another tolerance or clock.
+//
+// When the Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature) are
+// present they decide: the timestamp must be within the tolerance and one of the space-separated
+// "v1,<base64>" signatures must match one secret. Otherwise X-Foreman-Signature
+// ("sha256=<hex>", several may be separated by commas or spaces) must match one secret.
+func VerifyWebhookWithOptions(header http.Header, body []byte, opts VerifyOptions) error {
+	keys := make([][]byte, 0, len(opts.Secrets))
+	for _, s := range opts.Secrets {
+		k, err := hmacKey(s)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return errors.New("foreman: VerifyWebhook needs at least one non-empty secret")
+	}
+
+	if sigs := header.Get("webhook-signature"); sigs != "" {
+		return verifyStandard(keys, header, sigs, body, opts)
+	}
+	if sigs := header.Get("X-Foreman-Signature"); sigs != "" {
+		if opts.RequireTimestamp {
+			return fmt.Errorf("%w: only X-Foreman-Signature is present and a timestamp is required", ErrNoSignature)
+		}
+		return verifyLegacy(keys, sigs, body)
+	}
+	return fmt.Errorf("%w: neither webhook-signature nor X-Foreman-Signature is set", ErrNoSignature)
+}
+
+func hmacKey(secret string) ([]byte, error) {
+	if secret == "" {
+		return nil, errors.New("foreman: a webhook secret is empty")
+	}
+	if rest, ok := strings.CutPrefix(secret, "whsec_"); ok {
+		k, err := base64.StdEncoding.DecodeString(rest)
+		if err != nil {
+			return nil, fmt.Errorf("foreman: a whsec_ webhook secret is not valid base64: %w", err)
+		}
+		return k, nil
+	}
+	return []byte(secret), nil
+}
+
+func verifyStandard(keys [][]byte, header http.Header, sigs string, body []byte, opts VerifyOptions) error {
+	id, ts := header.Get("webhook-id"), header.Get("webhook-timestamp")
+	if id == "" || ts == "" {
+		return fmt.Errorf("%w: webhook-signature is set without webhook-id and webhook-timestamp", ErrNoSignature)
+	}
+	if opts.Tolerance >= 0 {
+		sec, err := strconv.ParseInt(ts, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%w: webhook-timestamp %q is not unix seconds", ErrTimestamp, ts)
+		}
+		tolerance := opts.Tolerance
+		if tolerance == 0 {
+			tolerance = DefaultTolerance
+		}
+		now := time.Now
+		if opts.Now != nil {
+			now = opts.Now
+		}
+		if skew := now().Sub(time.Unix(sec, 0)); skew > tolerance || skew < -tolerance {
+			return fmt.Errorf("%w: webhook-timestamp %s is %s away from now (tolerance %s)", ErrTimestamp, ts, skew.Round(time.Second), tolerance)
+		}
+	}
+	signed := make([]byte, 0, len(id)+len(ts)+len(body)+2)
+	signed = append(append(append(append(append(signed, id...), '.'), ts...), '.'), body...)
+	for _, entry := range strings.Fields(sigs) {
+		version, sig, ok := strings.Cut(entry, ",")
+		if !ok || version != "v1" {
+			continue // other schemes (v1a: asymmetric) are not foreman's
+		}
+		got, err := base64.StdEncoding.DecodeString(sig)
+		if err != nil {
+			continue
+		}
+		if anyMAC(keys, signed, got) {
+			return nil
+		}
+	}
+	return ErrInvalidSignature
+}
+
+func verifyLegacy(keys [][]byte, sigs string, body []byte) error {
+	for _, entry := range strings.FieldsFunc(sigs, func(r rune) bool { return r == ',' || r == ' ' }) {
+		sig, ok := strings.CutPrefix(entry, "sha256=")
+		if !ok {
+			continue
+		}
+		got, err := hex.DecodeString(sig)
+		if err != nil {
+			continue
+		}
+		if anyMAC(keys, body, got) {
+			return nil
+		}
+	}
+	return ErrInvalidSignature
+}
+
+// anyMAC reports whether mac is the HMAC-SHA256 of msg under one of keys, in constant time for
+// each key.
+func anyMAC(keys [][]byte, msg, mac []byte) bool {
+	ok := false
+	for _, k := range keys {
+		h := hmac.New(sha256.New, k)
+		h.Write(msg)
+		ok = hmac.Equal(h.Sum(nil), mac) || ok
+	}
+	return ok
+}

@@ -1,0 +1,129 @@
+package foreman_test
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	foreman "github.com/foreman-dev/foreman/clients/go"
+)
+
+// signedHeader signs body the way the contract says foreman does: both schemes, one key.
+func signedHeader(t testing.TB, secret, id string, ts time.Time, body []byte) http.Header {
+	t.Helper()
+	key := []byte(secret)
+	if len(secret) > 6 && secret[:6] == "whsec_" {
+		var err error
+		if key, err = base64.StdEncoding.DecodeString(secret[6:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unix := strconv.FormatInt(ts.Unix(), 10)
+	h := hmac.New(sha256.New, key)
+	h.Write(body)
+	legacy := "sha256=" + hex.EncodeToString(h.Sum(nil))
+	h = hmac.New(sha256.New, key)
+	h.Write([]byte(id + "." + unix + "." + string(body)))
+	std := "v1," + base64.StdEncoding.EncodeToString(h.Sum(nil))
+	return http.Header{
+		"X-Foreman-Signature": {legacy},
+		"Webhook-Id":          {id},
+		"Webhook-Timestamp":   {unix},
+		"Webhook-Signature":   {std},
+	}
+}
+
+func TestVerifyWebhook(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_760_000_000, 0)
+	body := []byte(`{"job_id":"01JABCDEFGHJKMNPQRSTVWXYZ0","state":"done"}`)
+	const secret = "s3cret"
+	good := signedHeader(t, secret, "msg_1", now, body)
+	only := func(keys ...string) http.Header {
+		h := http.Header{}
+		for _, k := range keys {
+			h[http.CanonicalHeaderKey(k)] = good.Values(k)
+		}
+		return h
+	}
+	with := func(h http.Header, k, v string) http.Header {
+		h = h.Clone()
+		h.Set(k, v)
+		return h
+	}
+	otherSig := signedHeader(t, "old-secret", "msg_1", now, body).Get("webhook-signature")
+
+	tests := []struct {
+		name    string
+		header  http.Header
+		body    []byte
+		opts    foreman.VerifyOptions
+		wantErr error
+	}{
+		{"both schemes valid", good, body, foreman.VerifyOptions{}, nil},
+		{"standard headers alone", only("webhook-id", "webhook-timestamp", "webhook-signature"), body, foreman.VerifyOptions{}, nil},
+		{"X-Foreman-Signature alone", only("X-Foreman-Signature"), body, foreman.VerifyOptions{}, nil},
+		{"X-Foreman-Signature alone when a timestamp is required", only("X-Foreman-Signature"), body, foreman.VerifyOptions{RequireTimestamp: true}, foreman.ErrNoSignature},
+		{"a tampered body", good, append([]byte(`{"x":1,`), body[1:]...), foreman.VerifyOptions{}, foreman.ErrInvalidSignature},
+		{"a tampered body with the legacy header only", only("X-Foreman-Signature"), []byte(`{}`), foreman.VerifyOptions{}, foreman.ErrInvalidSignature},
+		{"a changed webhook-id", with(good, "webhook-id", "msg_2"), body, foreman.VerifyOptions{}, foreman.ErrInvalidSignature},
+		{"no signature at all", http.Header{}, body, foreman.VerifyOptions{}, foreman.ErrNoSignature},
+		{"a signature without id and timestamp", only("webhook-signature"), body, foreman.VerifyOptions{}, foreman.ErrNoSignature},
+		{"rotation: the old signature first, then the new one", with(good, "webhook-signature", otherSig+" "+good.Get("webhook-signature")), body, foreman.VerifyOptions{}, nil},
+		{"unknown versions are skipped", with(good, "webhook-signature", "v1a,AAAA v1,!!! "+good.Get("webhook-signature")), body, foreman.VerifyOptions{}, nil},
+		{"only a signature by another secret", with(good, "webhook-signature", otherSig), body, foreman.VerifyOptions{}, foreman.ErrInvalidSignature},
+		{"rotation: several secrets accepted", with(good, "webhook-signature", otherSig), body, foreman.VerifyOptions{Secrets: []string{"new-secret", "old-secret"}}, nil},
+		{"legacy rotation: several sha256 entries", with(only("X-Foreman-Signature"), "X-Foreman-Signature", "sha256=00ff, "+good.Get("X-Foreman-Signature")), body, foreman.VerifyOptions{}, nil},
+		{"six minutes old", good, body, foreman.VerifyOptions{Now: func() time.Time { return now.Add(6 * time.Minute) }}, foreman.ErrTimestamp},
+		{"six minutes in the future", good, body, foreman.VerifyOptions{Now: func() time.Time { return now.Add(-6 * time.Minute) }}, foreman.ErrTimestamp},
+		{"four minutes old", good, body, foreman.VerifyOptions{Now: func() time.Time { return now.Add(4 * time.Minute) }}, nil},
+		{"an hour old with a custom tolerance", good, body, foreman.VerifyOptions{Tolerance: 2 * time.Hour, Now: func() time.Time { return now.Add(time.Hour) }}, nil},
+		{"an hour old with the check off", good, body, foreman.VerifyOptions{Tolerance: -1, Now: func() time.Time { return now.Add(time.Hour) }}, nil},
+		{"a timestamp that is not a number", with(good, "webhook-timestamp", "yesterday"), body, foreman.VerifyOptions{}, foreman.ErrTimestamp},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			opts := tt.opts
+			if opts.Secrets == nil {
+				opts.Secrets = []string{secret}
+			}
+			if opts.Now == nil {
+				opts.Now = func() time.Time { return now }
+			}
+			err := foreman.VerifyWebhookWithOptions(tt.header, tt.body, opts)
+			if tt.wantErr == nil && err != nil {
+				t.Fatalf("want success, got %v", err)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("want %v, got %v", tt.wantErr, err)
+			}
+		})
+	}
+}
+
+func TestVerifyWebhookDecodesWhsecSecrets(t *testing.T) {
+	t.Parallel()
+	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("raw key bytes"))
+	body := []byte(`{"state":"working"}`)
+	h := signedHeader(t, secret, "msg_x", time.Now(), body)
+	if err := foreman.VerifyWebhook(secret, h, body); err != nil {
+		t.Fatalf("a whsec_ secret must verify with its decoded key: %v", err)
+	}
+	// The key is the decoded bytes, so the same bytes given as a plain secret verify too.
+	if err := foreman.VerifyWebhook("raw key bytes", h, body); err != nil {
+		t.Fatalf("the decoded key as a plain secret must verify: %v", err)
+	}
+	if err := foreman.VerifyWebhook(secret[:len(secret)-2]+"!!", h, body); err == nil {
+		t.Fatal("a whsec_ secret that is not base64 must be an error")
+	}
+	if err := foreman.VerifyWebhook("", h, body); err == nil || errors.Is(err, foreman.ErrInvalidSignature) {
+		t.Fatalf("an empty secret is a usage error, not a mismatch: %v", err)
+	}
+}
