@@ -15,7 +15,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -156,9 +155,10 @@ func (c *Client) request(ctx context.Context, method, path string, query url.Val
 func (c *Client) send(req *http.Request) (*http.Response, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
-		// The context's error is what callers test for; keep it reachable with errors.Is.
-		if ctxErr := req.Context().Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
-			return nil, fmt.Errorf("foreman: %s %s: %w (%v)", req.Method, req.URL.Path, ctxErr, err)
+		// A call cut short by its context says so, not that foreman is unreachable; the context's
+		// error stays reachable with errors.Is.
+		if ctxErr := req.Context().Err(); ctxErr != nil {
+			return nil, fmt.Errorf("foreman: %s %s: %w", req.Method, req.URL.Path, ctxErr)
 		}
 		return nil, fmt.Errorf("foreman: cannot reach %s (%s %s): %w", c.base.Redacted(), req.Method, req.URL.Path, err)
 	}

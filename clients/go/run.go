@@ -56,9 +56,13 @@ func (c *Client) Run(ctx context.Context, req JobRequest, opts ...SubmitOption) 
 			if hook, err = c.listen(addr); err != nil {
 				return nil, err
 			}
-			defer hook.close()
 		}
 	}
+	defer func() {
+		if hook != nil {
+			hook.close()
+		}
+	}()
 
 	var id JobID
 	var err error
@@ -87,6 +91,7 @@ func (c *Client) Run(ctx context.Context, req JobRequest, opts ...SubmitOption) 
 	}
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
+	var pollErr error // the last failed poll, reported if the wait ends without success
 	for {
 		job, err := c.Get(ctx, id)
 		if err == nil && job.State.Terminal() {
@@ -97,9 +102,17 @@ func (c *Client) Run(ctx context.Context, req JobRequest, opts ...SubmitOption) 
 		if errors.As(err, &se) && se.StatusCode < 500 && se.StatusCode != http.StatusTooManyRequests {
 			return nil, err
 		}
+		if err != nil && ctx.Err() == nil {
+			pollErr = err
+		} else if err == nil {
+			pollErr = nil
+		}
 		select {
 		case <-ctx.Done():
 			c.abandon(ctx, id)
+			if pollErr != nil {
+				return nil, fmt.Errorf("foreman: stopped waiting for job %s: %w (last poll: %v)", id, ctx.Err(), pollErr)
+			}
 			return nil, fmt.Errorf("foreman: stopped waiting for job %s: %w", id, ctx.Err())
 		case <-wake:
 		case <-ticker.C:

@@ -27,6 +27,7 @@ type fakeJob struct {
 	inlineResult bool   // whether GET /jobs/{id} carries the result inline
 	refuseHooks  bool   // answer a state_webhook_url with foreman's 400
 	signWith     string // the secret webhooks are signed with; "" = unsigned
+	unavailable  bool   // answer GET /jobs/{id} with 503, as a restarting foreman behind a proxy
 }
 
 // fakeForeman serves one fakeJob and records what the client did.
@@ -75,6 +76,9 @@ func (f *fakeForeman) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusAccepted)
 		fmt.Fprintf(w, `{"job_id":%q}`, testJobID)
+	case r.Method == "GET" && r.URL.Path == "/jobs/"+string(testJobID) && f.unavailable:
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"error":"restarting"}`)
 	case r.Method == "GET" && r.URL.Path == "/jobs/"+string(testJobID):
 		f.gets++
 		json.NewEncoder(w).Encode(f.job())
@@ -270,6 +274,18 @@ func TestRunCancelsTheJobWhenTheContextEnds(t *testing.T) {
 	}
 	if _, _, cancelled, _ := f.snapshot(); !cancelled {
 		t.Error("the abandoned job was not cancelled")
+	}
+}
+
+func TestRunRetriesPollsThatMayClearAndReportsTheLastOne(t *testing.T) {
+	t.Parallel()
+	f := &fakeForeman{fakeJob: fakeJob{after: time.Hour, finalState: foreman.StateDone, unavailable: true}, t: t}
+	srv := f.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := foreman.New(srv.URL, "tok", foreman.WithPollInterval(20*time.Millisecond)).Run(ctx, chatReq)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "last poll") || !strings.Contains(err.Error(), "restarting") {
+		t.Fatalf("want a deadline error that names the failing poll, got %v", err)
 	}
 }
 
