@@ -199,6 +199,40 @@ func TestLevel0GoLLMProviderTalksToForeman(t *testing.T) {
 		})
 	}
 
+	t.Run("a provider that stops reading cancels its job", func(t *testing.T) {
+		t.Parallel()
+		// A provider's caller cancels its context mid-stream; foreman must not keep the one
+		// worker busy with an answer nobody reads.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		data, _ := json.Marshal(map[string]any{"model": model, "messages": messages, "stream": true,
+			"options": map[string]any{"num_predict": 5000}})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, f.URL+"/api/chat", bytes.NewReader(data))
+		req.Header.Set("Authorization", "Bearer "+f.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := resp.Header.Get("X-Foreman-Job-Id")
+		if !bufio.NewScanner(resp.Body).Scan() {
+			t.Fatal("no first chunk")
+		}
+		cancel()
+		resp.Body.Close()
+
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			job := getJob(t, f.URL, f.Token, id)
+			if job["state"] == "cancelled" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job %s is still %v after its caller left", id, job["state"])
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+
 	t.Run("a wrong token is 401 with a Bearer challenge", func(t *testing.T) {
 		t.Parallel()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -211,4 +245,21 @@ func TestLevel0GoLLMProviderTalksToForeman(t *testing.T) {
 			t.Errorf("WWW-Authenticate = %q", resp.Header.Get("WWW-Authenticate"))
 		}
 	})
+}
+
+// getJob reads GET /jobs/{id} as plain JSON.
+func getJob(t *testing.T, baseURL, token, id string) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, baseURL+"/jobs/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var job map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&job); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /jobs/%s: %s, %v", id, resp.Status, err)
+	}
+	return job
 }
