@@ -1,21 +1,64 @@
-// The foreman command line. `serve` (the default) runs the daemon; the other subcommands talk to a
-// running foreman over HTTP or print what an operator needs (the permission flags).
+// The foreman command line. `serve` (the default) runs the daemon and `permissions` prints the Deno
+// flags its configuration needs; both read the daemon's configuration. The client commands
+// (submit, jobs, ps) talk to a running foreman over HTTP and never load that configuration.
 
 import { parseArgs } from "node:util";
 import { ConfigError, flagOptions, loadConfig } from "../config.ts";
 import { createLogger } from "../log.ts";
 import { broaderPermissions, missingPermissions, permissionFlags } from "../permissions.ts";
 import { startDaemon } from "../app.ts";
+import { clientSettings, CliError, ForemanClient, UsageError } from "./client.ts";
+import { type Io, processIo } from "./io.ts";
+import { jobs } from "./jobs.ts";
+import { ps } from "./ps.ts";
+import { submit } from "./submit.ts";
 
 const USAGE = `foreman: an authenticated, queued Ollama endpoint
 
 usage: foreman [serve] [flags]      run the daemon (default)
-       foreman permissions [flags]  print the deno permission flags this configuration needs
+       foreman permissions [flags]  print the Deno permission flags this configuration needs
+       foreman submit [flags]       queue a job on a running foreman (--wait to follow it)
+       foreman jobs [flags]         list jobs on a running foreman
+       foreman ps                   show a running foreman's target, queue and resident models
 
-Every setting is a flag named after its env variable (FOREMAN_MAX_WAIT → --max-wait);
-see foreman.toml and the README for the full table.`;
+serve and permissions take every setting as a flag named after its env variable
+(FOREMAN_MAX_WAIT → --max-wait); see foreman.toml and the README for the full table.
+submit, jobs and ps reach foreman at FOREMAN_URL (default http://127.0.0.1:8080) with
+FOREMAN_TOKEN; 'foreman <command> --help' describes their flags.`;
 
-export async function main(args: string[]): Promise<number> {
+type ClientCommand = (args: string[], io: Io, client: () => ForemanClient) => Promise<number>;
+
+const CLIENT_COMMANDS: Record<string, ClientCommand> = { submit, jobs, ps };
+
+export async function main(args: string[], io: Io = processIo): Promise<number> {
+  const command = CLIENT_COMMANDS[args[0]];
+  if (command) return await runClient(args[0], command, args.slice(1), io);
+  return await daemonCommand(args, io);
+}
+
+async function runClient(
+  name: string,
+  command: ClientCommand,
+  args: string[],
+  io: Io,
+): Promise<number> {
+  try {
+    return await command(args, io, () => new ForemanClient(clientSettings()));
+  } catch (err) {
+    if (err instanceof CliError) {
+      io.err(`foreman ${name}: ${err.message}`);
+      return 1;
+    }
+    if (err instanceof UsageError || isParseArgsError(err)) {
+      io.err(`foreman ${name}: ${usageText(err as Error)} (see foreman ${name} --help)`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+/** serve and permissions: both need the daemon's configuration. */
+async function daemonCommand(args: string[], io: Io): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -24,16 +67,24 @@ export async function main(args: string[]): Promise<number> {
       allowPositionals: true,
     });
   } catch (err) {
-    console.error(`foreman: ${(err as Error).message}`);
+    io.err(`foreman: ${(err as Error).message}`);
     return 2;
   }
   const [command = "serve", ...rest] = parsed.positionals;
-  if (parsed.values.help) {
-    console.log(USAGE);
+  if (parsed.values.help || command === "help") {
+    io.out(USAGE);
     return 0;
   }
+  if (command in CLIENT_COMMANDS) {
+    io.err(`foreman: put '${command}' first: foreman ${command} [flags]`);
+    return 2;
+  }
+  if (command !== "serve" && command !== "permissions") {
+    io.err(`foreman: unknown command '${command}'\n\n${USAGE}`);
+    return 2;
+  }
   if (rest.length > 0) {
-    console.error(`foreman: unexpected argument '${rest[0]}'`);
+    io.err(`foreman: unexpected argument '${rest[0]}'`);
     return 2;
   }
   let config;
@@ -41,20 +92,14 @@ export async function main(args: string[]): Promise<number> {
     config = loadConfig({ flags: parsed.values as Record<string, string | boolean> });
   } catch (err) {
     if (err instanceof ConfigError || err instanceof Deno.errors.NotCapable) {
-      console.error(`foreman: ${(err as Error).message}`);
+      io.err(`foreman: ${(err as Error).message}`);
       return 2;
     }
     throw err;
   }
-  switch (command) {
-    case "permissions":
-      console.log(permissionFlags(config).join(" "));
-      return 0;
-    case "serve":
-      break;
-    default:
-      console.error(`foreman: unknown command '${command}'\n\n${USAGE}`);
-      return 2;
+  if (command === "permissions") {
+    io.out(permissionFlags(config).join(" "));
+    return 0;
   }
 
   const secrets = [...config.tokens, config.ollamaToken, config.webhookSecret].filter(Boolean);
@@ -62,7 +107,7 @@ export async function main(args: string[]): Promise<number> {
   const missing = missingPermissions(config);
   if (missing.length > 0) {
     log.error("missing permissions for this configuration", { missing });
-    console.error(`foreman: missing Deno permissions: ${missing.join(" ")}`);
+    io.err(`foreman: missing Deno permissions: ${missing.join(" ")}`);
     return 2;
   }
   const broader = broaderPermissions();
@@ -78,4 +123,14 @@ export async function main(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGTERM", stop);
   await daemon.finished;
   return 0;
+}
+
+/** parseArgs reports unknown or malformed flags as TypeErrors with an ERR_PARSE_ARGS_* code. */
+function isParseArgsError(err: unknown): boolean {
+  return String((err as { code?: unknown })?.code ?? "").startsWith("ERR_PARSE_ARGS");
+}
+
+function usageText(err: Error): string {
+  const unknown = /^Unknown option '([^']+)'/.exec(err.message);
+  return unknown ? `unknown flag ${unknown[1]}` : err.message;
 }
