@@ -1,0 +1,216 @@
+// The deployment files, checked without a container engine: compose.yaml's services, healthcheck,
+// ports, env and volumes; the Dockerfile's flags against permissionFlags for the container's
+// configuration; what the image contains; and `deno task compile` without a network.
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { parse as parseYaml } from "yaml";
+import { loadConfig } from "../src/config.ts";
+import { permissionFlags } from "../src/permissions.ts";
+import { compileArgs, runtimeUnavailable } from "../scripts/compile.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const read = (path: string) => Deno.readTextFileSync(`${ROOT}/${path}`);
+
+interface Service {
+  image?: string;
+  build?: unknown;
+  environment?: Record<string, string>;
+  env_file?: string[];
+  ports?: string[];
+  volumes?: string[];
+  depends_on?: string[];
+  healthcheck?: { test: string[]; interval?: string };
+}
+
+const compose = parseYaml(read("compose.yaml")) as {
+  services: Record<string, Service>;
+  volumes: Record<string, unknown>;
+};
+
+/** The Dockerfile with continuation lines joined. */
+const dockerfile = read("Dockerfile").replace(/\\\n\s*/g, " ");
+
+function instruction(name: string): string[] {
+  return dockerfile.split("\n").filter((l) => l.startsWith(`${name} `)).map((l) =>
+    l.slice(name.length + 1).trim()
+  );
+}
+
+/** ENV lines as a map (KEY=value pairs, space-separated). */
+function dockerEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of instruction("ENV")) {
+    for (const pair of line.split(/\s+/)) {
+      const i = pair.indexOf("=");
+      env[pair.slice(0, i)] = pair.slice(i + 1);
+    }
+  }
+  return env;
+}
+
+const entrypoint: string[] = JSON.parse(instruction("ENTRYPOINT")[0]);
+
+Deno.test("compose runs ollama and foreman, and publishes only foreman's port", () => {
+  assert.deepEqual(Object.keys(compose.services).sort(), ["foreman", "ollama"]);
+  const { ollama, foreman } = compose.services;
+  assert.match(ollama.image!, /^ollama\/ollama(:|$)/);
+  assert.equal(ollama.environment?.OLLAMA_MAX_LOADED_MODELS, "2");
+  assert.equal(ollama.ports, undefined);
+  assert.deepEqual(ollama.volumes, ["ollama-models:/root/.ollama"]);
+  assert.equal(foreman.build, ".");
+  assert.equal(foreman.image, undefined);
+  assert.deepEqual(foreman.depends_on, ["ollama"]);
+  assert.deepEqual(foreman.ports, ["8080:8080"]);
+  assert.deepEqual(foreman.volumes, ["foreman-data:/data"]);
+  assert.deepEqual(Object.keys(compose.volumes).sort(), ["foreman-data", "ollama-models"]);
+});
+
+Deno.test("compose takes foreman's token from an env file and points it at the ollama service", () => {
+  const { foreman } = compose.services;
+  assert.deepEqual(foreman.env_file, ["foreman.env"]);
+  assert.equal(foreman.environment?.FOREMAN_TOKEN, undefined, "no token in compose.yaml");
+  assert.equal(foreman.environment?.FOREMAN_OLLAMA_URL, "http://ollama:11434");
+  assert.equal(foreman.environment?.FOREMAN_ADDR, "0.0.0.0:8080");
+  // The compose settings are the ones the image's fixed flags were computed for.
+  for (const [name, value] of Object.entries(foreman.environment ?? {})) {
+    assert.equal(dockerEnv()[name], value, `${name} in compose.yaml and the Dockerfile`);
+  }
+  const example = read("foreman.env.example");
+  assert.match(example, /^FOREMAN_TOKEN=\S+$/m);
+});
+
+Deno.test("the healthcheck fetches /healthz with network access to foreman alone", () => {
+  const test = compose.services.foreman.healthcheck!.test;
+  assert.equal(test[0], "CMD");
+  assert.deepEqual(test.slice(1, 5), ["deno", "run", "--no-config", "--allow-net=127.0.0.1:8080"]);
+  assert.equal(test.filter((a) => a.startsWith("-A") || a.startsWith("--allow")).length, 1);
+  const script = test[5];
+  assert.equal(script, "/app/src/cli/healthcheck.ts");
+  assert.ok(Deno.statSync(`${ROOT}/src/cli/healthcheck.ts`).isFile);
+  assert.equal(test[6], "http://127.0.0.1:8080/healthz");
+});
+
+Deno.test("the Dockerfile runs the daemon under exactly permissionFlags for its configuration", () => {
+  // The image's ENV plus the env file, which must hold a token for a non-loopback address.
+  const env: Record<string, string> = { ...dockerEnv(), FOREMAN_TOKEN: "from-foreman.env" };
+  const config = loadConfig({
+    env: (name) => env[name],
+    readFile: (path) => {
+      throw new Deno.errors.NotFound(`${path} is not in the image`);
+    },
+  });
+  const expected = permissionFlags(config, "/app");
+  assert.deepEqual(expected, [
+    "--allow-net=0.0.0.0:8080,ollama:11434",
+    "--allow-read=/data,/app/foreman.toml",
+    "--allow-write=/data",
+    "--allow-env=FOREMAN_*",
+    "--no-prompt",
+  ]);
+  assert.deepEqual(entrypoint, ["deno", "run", ...expected, "main.ts"]);
+  assert.deepEqual(JSON.parse(instruction("CMD")[0]), ["serve"]);
+  assert.deepEqual(instruction("WORKDIR"), ["/app"]);
+  assert.deepEqual(instruction("USER"), ["deno"]);
+});
+
+Deno.test("the Dockerfile builds on the official Deno image and caches dependencies first", () => {
+  const version = /^ARG DENO_VERSION=(\S+)$/m.exec(dockerfile)?.[1];
+  // The image's Deno is the minor release the project is tested on (2.9.x).
+  const minor = (v: string) => v.split(".").slice(0, 2).join(".");
+  assert.equal(minor(version ?? ""), minor(Deno.version.deno));
+  assert.deepEqual(instruction("FROM"), ["denoland/deno:${DENO_VERSION}"]);
+  const steps = dockerfile.split("\n").filter((l) => /^(COPY|RUN) /.test(l));
+  const install = steps.findIndex((l) => l.startsWith("RUN deno install --frozen"));
+  const sources = steps.findIndex((l) => l.includes(" src "));
+  assert.ok(steps[install - 1].endsWith("deno.json deno.lock ./"), "only the manifest before");
+  assert.ok(install >= 0 && install < sources, "dependencies are cached before sources");
+});
+
+Deno.test("the image holds every module the daemon and the healthcheck load", async () => {
+  // .dockerignore admits only these; the module graph must stay inside them.
+  const admitted = read(".dockerignore").split("\n").filter((l) => l.startsWith("!"))
+    .map((l) => l.slice(1));
+  assert.deepEqual(admitted.sort(), ["deno.json", "deno.lock", "main.ts", "src/"]);
+  for (const entry of ["main.ts", "src/cli/healthcheck.ts"]) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json", entry],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    const graph = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+      modules: { specifier: string }[];
+    };
+    const local = graph.modules.map((m) => m.specifier).filter((s) => s.startsWith("file://"))
+      .map((s) => fileURLToPath(s).slice(ROOT.length));
+    assert.ok(local.length > 0);
+    for (const path of local) {
+      assert.ok(path === "main.ts" || path.startsWith("src/"), `${path} is not in the image`);
+    }
+  }
+});
+
+Deno.test("deno task compile bakes permissionFlags into the executable", () => {
+  const plan = compileArgs(
+    ["--addr", "127.0.0.1:8181", "--db", "/srv/foreman/foreman.db", "-o", "/tmp/f"],
+    () => undefined,
+  );
+  const config = loadConfig({
+    flags: { addr: "127.0.0.1:8181", db: "/srv/foreman/foreman.db" },
+    env: () => undefined,
+  });
+  const flags = permissionFlags(config);
+  assert.equal(plan.denoArgs[0], "compile");
+  assert.deepEqual(
+    plan.denoArgs.filter((a) => a.startsWith("--allow-") || a === "--no-prompt"),
+    flags,
+  );
+  assert.equal(plan.denoArgs.at(-1), fileURLToPath(new URL("../main.ts", import.meta.url)));
+  assert.equal(plan.denoArgs.at(-2), "/tmp/f");
+  assert.equal(plan.output, "/tmp/f");
+});
+
+Deno.test("deno task compile says in one line when it cannot fetch Deno's runtime", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "foreman-compile-" });
+  // A proxy that refuses connections stands in for a machine without a network.
+  const refused = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const proxy = `http://127.0.0.1:${(refused.addr as Deno.NetAddr).port}`;
+  refused.close();
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "-q", "compile", "--output", `${dir}/foreman`],
+      cwd: ROOT,
+      env: { HTTPS_PROXY: proxy, HTTP_PROXY: proxy, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    const stderr = new TextDecoder().decode(out.stderr);
+    if (out.success) {
+      // The runtime was already cached: then the executable exists.
+      assert.match(stdout, /^compile: wrote /);
+      assert.ok(Deno.statSync(`${dir}/foreman`).isFile);
+      return;
+    }
+    assert.equal(out.code, 1);
+    assert.equal(
+      stderr,
+      "compile: deno compile could not download Deno's runtime (denort) from dl.deno.land; " +
+        "it needs a network once (or DENORT_BIN pointing at a local denort binary)\n",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a runtime download failure is told apart from other compile errors", () => {
+  assert.ok(runtimeUnavailable(
+    "error: Writing deno compile executable to temporary file\n\nCaused by:\n" +
+      "    0: Setting up base binary.\n    1: error sending request for url " +
+      "(https://dl.deno.land/release/v2.9.6/denort-x86_64-unknown-linux-gnu.zip): client error " +
+      "(Connect): dns error",
+  ));
+  assert.ok(!runtimeUnavailable("error: TS2322 [ERROR]: Type 'string' is not assignable"));
+});
