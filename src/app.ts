@@ -148,6 +148,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       log.info("shutting down");
       loops.abort();
       await Promise.allSettled(running);
+      worker.releaseCallers(503, "foreman is shutting down; try again shortly");
       await server.shutdown();
       store.close();
       log.info("stopped");

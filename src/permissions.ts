@@ -49,6 +49,8 @@ export function permissionFlags(config: Config, cwd = Deno.cwd()): string[] {
     `--allow-write=${n.write.join(",")}`,
     `--allow-env=${n.env}`,
     "--no-prompt",
+    // request.signal then aborts only when a client goes away, not after every answer.
+    "--unstable-no-legacy-abort",
   ];
 }
 

@@ -93,11 +93,19 @@ export class Worker {
       return this.#o.store.get(id);
     }
     const job = this.#o.store.tryTransition("cancel", id, { error: reason });
-    if (job) {
-      this.#finished(job);
-      this.#callers.delete(id);
-    }
+    if (job) this.#finished(job);
+    this.#release(id, 499, "request canceled");
     return this.#o.store.get(id);
+  }
+
+  /** Answers every waiting sync caller (shutdown): nobody is left hanging on a dead worker. */
+  releaseCallers(status: number, error: string): void {
+    for (const id of [...this.#callers.keys()]) this.#release(id, status, error);
+  }
+
+  #release(id: string, status: number, error: string): void {
+    this.#callers.get(id)?.respond(errorResponse(status, error, id));
+    this.#callers.delete(id);
   }
 
   /** Runs jobs until `signal` aborts; sleeps while there is nothing to do. */
@@ -194,8 +202,7 @@ export class Worker {
     const r = relay(res.body!, { idleTimeout: targetTimeout });
     const headers = relayHeaders(res.headers, job.id);
     caller.respond(new Response(r.readable, { status: res.status, headers }));
-    const onAbort = () => r.readable.cancel(signal.reason).catch(() => {});
-    signal.addEventListener("abort", onAbort, { once: true });
+    // An abort (cancel, shutdown) reaches the relay through the target fetch's signal.
     let last: string;
     try {
       last = await r.done;
@@ -205,7 +212,6 @@ export class Worker {
       // Bytes may already be with the caller: a retry would repeat them, so the job ends here.
       return this.#failed(job.id, `the target stopped mid-response: ${errorMessage(err)}`);
     } finally {
-      signal.removeEventListener("abort", onAbort);
       this.#callers.delete(job.id);
     }
     const midStreamError = parseError(last);
@@ -298,15 +304,14 @@ export class Worker {
   #failed(id: string, error: string, status = 500): Outcome {
     const job = this.#o.store.tryTransition("fail", id, { error });
     if (job) this.#finished(job);
-    this.#callers.get(id)?.respond(errorResponse(status, error, id));
-    this.#callers.delete(id);
+    this.#release(id, status, error);
     return { job: id, outcome: "failed" };
   }
 
   #cancelled(id: string, reason: string): Outcome {
     const job = this.#o.store.tryTransition("cancel", id, { error: reason });
     if (job) this.#finished(job);
-    this.#callers.delete(id);
+    this.#release(id, 499, "request canceled");
     return { job: id, outcome: "cancelled" };
   }
 

@@ -69,6 +69,13 @@ export async function startForeman(options: ForemanOptions): Promise<ForemanProc
   const dir = options.dir ?? await Deno.makeTempDir({ prefix: "foreman-test-" });
   const port = options.port ?? await freePort();
   const token = options.token ?? crypto.randomUUID();
+  // An empty config file of its own, so the repository's foreman.toml never leaks into a test.
+  const configFile = `${dir}/foreman.toml`;
+  try {
+    await Deno.stat(configFile);
+  } catch {
+    await Deno.writeTextFile(configFile, "");
+  }
   const flags = [
     "serve",
     "--addr",
@@ -78,7 +85,7 @@ export async function startForeman(options: ForemanOptions): Promise<ForemanProc
     "--ollama-url",
     options.ollamaUrl,
     "--config",
-    `${dir}/foreman.toml`,
+    configFile,
     ...(options.args ?? []),
   ];
   const env: Record<string, string> = { ...options.env };
