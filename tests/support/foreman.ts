@@ -50,13 +50,13 @@ export async function freePort(): Promise<number> {
 export async function waitFor<T>(
   check: () => T | Promise<T>,
   options: { timeout?: number; interval?: number; what?: string } = {},
-): Promise<NonNullable<T>> {
+): Promise<Exclude<T, false | null | undefined | 0 | "">> {
   const deadline = Date.now() + (options.timeout ?? 15_000);
   let last: unknown;
   while (Date.now() < deadline) {
     try {
       const v = await check();
-      if (v) return v as NonNullable<T>;
+      if (v) return v as Exclude<T, false | null | undefined | 0 | "">;
     } catch (err) {
       last = err;
     }
