@@ -40,7 +40,9 @@ export function markdown(): string {
   for (const s of SETTINGS) {
     const file = secretFileVar(s) ? ` (or \`${secretFileVar(s)}\`)` : "";
     rows.push(
-      `| \`${s.toml}\` | \`${s.env}\`${file} | \`--${flagName(s)}\` | ${s.default ? `\`${s.default}\`` : "empty"} | ${s.help} |`,
+      `| \`${s.toml}\` | \`${s.env}\`${file} | \`--${flagName(s)}\` | ${
+        s.default ? `\`${s.default}\`` : "empty"
+      } | ${s.help} |`,
     );
   }
   return rows.join("\n") + "\n";

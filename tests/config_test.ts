@@ -48,7 +48,11 @@ embed_model = "nomic"
 
 Deno.test("a bad value names the setting, the source and the value in one line", () => {
   const cases: [Record<string, string>, Record<string, string>, RegExp][] = [
-    [{ FOREMAN_JOB_TTL: "2x" }, {}, /^Invalid FOREMAN_JOB_TTL from FOREMAN_JOB_TTL: '2x' is not a duration/],
+    [
+      { FOREMAN_JOB_TTL: "2x" },
+      {},
+      /^Invalid FOREMAN_JOB_TTL from FOREMAN_JOB_TTL: '2x' is not a duration/,
+    ],
     [{}, { "max-attempts": "zero" }, /^Invalid FOREMAN_MAX_ATTEMPTS from --max-attempts: 'zero'/],
     [{ FOREMAN_OLLAMA_URL: "ftp://x" }, {}, /FOREMAN_OLLAMA_URL .*must be http/],
     [{ FOREMAN_ADDR: "localhost" }, {}, /FOREMAN_ADDR .*'localhost' is not host:port/],

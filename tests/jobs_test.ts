@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-explicit-any -- job JSON is checked field by field below
 // The async surface through a real foreman process, the simulator and a real webhook receiver.
 
 import assert from "node:assert/strict";
@@ -16,7 +17,8 @@ interface Stack {
 }
 
 async function stack(
-  options: { statuses?: number[]; args?: string[]; sim?: Parameters<typeof OllamaSim.start>[0] } = {},
+  options: { statuses?: number[]; args?: string[]; sim?: Parameters<typeof OllamaSim.start>[0] } =
+    {},
 ): Promise<Stack> {
   const sim = await OllamaSim.start({ loadMs: 10, tokenMs: 2, ...options.sim });
   const hook = await startReceiver({ statuses: options.statuses });
@@ -62,16 +64,24 @@ async function getJob(fm: ForemanProcess, id: string) {
 }
 
 function chat(model = "tiny-a", extra: Record<string, unknown> = {}) {
-  return { model, messages: [{ role: "user", content: "hi" }], options: { num_predict: 4 }, ...extra };
+  return {
+    model,
+    messages: [{ role: "user", content: "hi" }],
+    options: { num_predict: 4 },
+    ...extra,
+  };
 }
 
 Deno.test("a job's full lifecycle reaches the webhook in order, signed, with metadata", async () => {
   const s = await stack();
   try {
-    const res = await submit(s.fm, chat("tiny-a", {
-      state_webhook_url: `${s.hook.url}/hook`,
-      metadata: { ticket: 42 },
-    }));
+    const res = await submit(
+      s.fm,
+      chat("tiny-a", {
+        state_webhook_url: `${s.hook.url}/hook`,
+        metadata: { ticket: 42 },
+      }),
+    );
     assert.equal(res.status, 202);
     const { job_id } = await res.json();
     assert.match(job_id, /^[0-9A-HJKMNP-TV-Z]{26}$/);
@@ -120,14 +130,19 @@ Deno.test("a job's full lifecycle reaches the webhook in order, signed, with met
 Deno.test("artifacts are inline up to the limit and by URL beyond it, with a strong ETag", async () => {
   const s = await stack({ args: ["--inline-limit", "600"] });
   try {
-    const small = (await (await submit(s.fm, chat("tiny-a", { options: { num_predict: 1 } }))).json()).job_id;
-    const large = (await (await submit(s.fm, chat("tiny-a", { options: { num_predict: 200 } }))).json()).job_id;
+    const small =
+      (await (await submit(s.fm, chat("tiny-a", { options: { num_predict: 1 } }))).json()).job_id;
+    const large =
+      (await (await submit(s.fm, chat("tiny-a", { options: { num_predict: 200 } }))).json()).job_id;
     const jobs = await waitFor(async () => {
       const all = [await getJob(s.fm, small), await getJob(s.fm, large)];
       return all.every((j) => j.state === "done") && all;
     });
     const [a, b] = jobs.map((j: any) => j.artifacts[0]);
-    assert.ok(a.size <= 600 && typeof a.inline === "string", `small artifact ${a.size} bytes inline`);
+    assert.ok(
+      a.size <= 600 && typeof a.inline === "string",
+      `small artifact ${a.size} bytes inline`,
+    );
     assert.ok(jobs[0].result !== null);
     assert.ok(b.size > 600 && b.inline === null, `large artifact ${b.size} bytes by URL`);
     assert.equal(jobs[1].result, null);
@@ -142,12 +157,16 @@ Deno.test("artifacts are inline up to the limit and by URL beyond it, with a str
     const digest = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)))
       .map((x) => x.toString(16).padStart(2, "0")).join("");
     assert.equal(digest, b.sha256);
-    const again = await fetch(b.url, { headers: s.fm.headers({ "if-none-match": `"${b.sha256}"` }) });
+    const again = await fetch(b.url, {
+      headers: s.fm.headers({ "if-none-match": `"${b.sha256}"` }),
+    });
     assert.equal(again.status, 304);
     await again.body?.cancel();
 
     for (const name of ["nope", "..%2F..%2Fetc%2Fpasswd", "%2e%2e", "completion%00"]) {
-      const r = await fetch(`${s.fm.url}/jobs/${large}/artifacts/${name}`, { headers: s.fm.headers() });
+      const r = await fetch(`${s.fm.url}/jobs/${large}/artifacts/${name}`, {
+        headers: s.fm.headers(),
+      });
       assert.equal(r.status, 404, name);
       // "%2e%2e" is normalised away by the URL parser before it is sent: then there is no route.
       assert.match((await r.json()).error, /has no artifact|no route/);
@@ -160,8 +179,11 @@ Deno.test("artifacts are inline up to the limit and by URL beyond it, with a str
 Deno.test("a receiver answering 500 then 200 gets the event again and the job is unaffected", async () => {
   const s = await stack({ statuses: [500, 200] });
   try {
-    const { job_id } = await (await submit(s.fm, chat("tiny-a", { state_webhook_url: `${s.hook.url}/h` }))).json();
-    await waitFor(async () => (await getJob(s.fm, job_id)).webhook?.delivered === 4, { what: "all events" });
+    const { job_id } =
+      await (await submit(s.fm, chat("tiny-a", { state_webhook_url: `${s.hook.url}/h` }))).json();
+    await waitFor(async () => (await getJob(s.fm, job_id)).webhook?.delivered === 4, {
+      what: "all events",
+    });
     const queued = s.hook.received.filter((r) => r.json.state === "queued");
     assert.equal(queued.length, 2, "the first event was retried");
     assert.equal(queued[0].headers.get("webhook-id"), queued[1].headers.get("webhook-id"));
@@ -177,12 +199,20 @@ Deno.test("an event survives a kill -9 between the state change and its delivery
   // Long retry so the first delivery fails and the next one is still pending when foreman dies.
   const fm = await startForeman({
     ollamaUrl: sim.url,
-    args: ["--poll-interval", "1s", "--webhook-hosts", `127.0.0.1:${hookPort.port}`, "--webhook-retry-base", "1s"],
+    args: [
+      "--poll-interval",
+      "1s",
+      "--webhook-hosts",
+      `127.0.0.1:${hookPort.port}`,
+      "--webhook-retry-base",
+      "1s",
+    ],
     env: { FOREMAN_WEBHOOK_SECRET: SECRET },
   });
   let hook: Receiver | undefined;
   try {
-    const { job_id } = await (await submit(fm, chat("tiny-a", { state_webhook_url: `${hookPort.url}/h` }))).json();
+    const { job_id } =
+      await (await submit(fm, chat("tiny-a", { state_webhook_url: `${hookPort.url}/h` }))).json();
     await waitFor(async () => (await getJob(fm, job_id)).state === "done");
     const firstId = hookPort.received[0].headers.get("webhook-id");
     await fm.kill();
@@ -190,9 +220,21 @@ Deno.test("an event survives a kill -9 between the state change and its delivery
     await hookPort.close();
     hook = await startReceiver({ port });
     await fm.restart();
-    await waitFor(() => hook!.delivered().length === 4, { timeout: 20_000, what: "events after restart" });
-    assert.deepEqual(hook.delivered().map((e) => e.state), ["queued", "loading", "working", "done"]);
-    assert.equal(hook.received[0].headers.get("webhook-id"), firstId, "same webhook-id after the crash");
+    await waitFor(() => hook!.delivered().length === 4, {
+      timeout: 20_000,
+      what: "events after restart",
+    });
+    assert.deepEqual(hook.delivered().map((e) => e.state), [
+      "queued",
+      "loading",
+      "working",
+      "done",
+    ]);
+    assert.equal(
+      hook.received[0].headers.get("webhook-id"),
+      firstId,
+      "same webhook-id after the crash",
+    );
   } finally {
     await fm.stop();
     await hook?.close();
@@ -203,14 +245,20 @@ Deno.test("an event survives a kill -9 between the state change and its delivery
 Deno.test("kill -9 mid-job: after restart the job completes and its done event arrives", async () => {
   const s = await stack({ sim: { tokenMs: 20 } });
   try {
-    const { job_id } = await (await submit(s.fm, chat("tiny-a", {
-      state_webhook_url: `${s.hook.url}/h`,
-      options: { num_predict: 200 },
-    }))).json();
+    const { job_id } = await (await submit(
+      s.fm,
+      chat("tiny-a", {
+        state_webhook_url: `${s.hook.url}/h`,
+        options: { num_predict: 200 },
+      }),
+    )).json();
     await waitFor(async () => (await getJob(s.fm, job_id)).state === "working");
     await s.fm.kill();
     await s.fm.restart();
-    await waitFor(() => s.hook.delivered().some((e) => e.state === "done"), { timeout: 30_000, what: "done" });
+    await waitFor(() => s.hook.delivered().some((e) => e.state === "done"), {
+      timeout: 30_000,
+      what: "done",
+    });
     const states = s.hook.delivered().map((e) => e.state);
     assert.deepEqual(states.slice(-4), ["queued", "loading", "working", "done"], states.join(","));
     const job = await getJob(s.fm, job_id);
@@ -224,22 +272,34 @@ Deno.test("kill -9 mid-job: after restart the job completes and its done event a
 Deno.test("cancelling a queued job and a running job ends both cancelled; a finished one is 409", async () => {
   const s = await stack({ sim: { tokenMs: 20 } });
   try {
-    const running = (await (await submit(s.fm, chat("tiny-a", {
-      state_webhook_url: `${s.hook.url}/h`,
-      options: { num_predict: 500 },
-    }))).json()).job_id;
+    const running = (await (await submit(
+      s.fm,
+      chat("tiny-a", {
+        state_webhook_url: `${s.hook.url}/h`,
+        options: { num_predict: 500 },
+      }),
+    )).json()).job_id;
     const queued = (await (await submit(s.fm, chat("tiny-b"))).json()).job_id;
     await waitFor(async () => (await getJob(s.fm, running)).state === "working");
     assert.equal((await getJob(s.fm, queued)).position, 1);
 
-    const delQueued = await fetch(`${s.fm.url}/jobs/${queued}`, { method: "DELETE", headers: s.fm.headers() });
+    const delQueued = await fetch(`${s.fm.url}/jobs/${queued}`, {
+      method: "DELETE",
+      headers: s.fm.headers(),
+    });
     assert.equal(delQueued.status, 200);
     assert.equal((await delQueued.json()).state, "cancelled");
-    const delRunning = await fetch(`${s.fm.url}/jobs/${running}`, { method: "DELETE", headers: s.fm.headers() });
+    const delRunning = await fetch(`${s.fm.url}/jobs/${running}`, {
+      method: "DELETE",
+      headers: s.fm.headers(),
+    });
     assert.equal(delRunning.status, 200);
     assert.equal((await delRunning.json()).state, "cancelled");
     await waitFor(() => s.hook.delivered().some((e) => e.state === "cancelled"));
-    const again = await fetch(`${s.fm.url}/jobs/${running}`, { method: "DELETE", headers: s.fm.headers() });
+    const again = await fetch(`${s.fm.url}/jobs/${running}`, {
+      method: "DELETE",
+      headers: s.fm.headers(),
+    });
     assert.equal(again.status, 409);
     assert.match((await again.json()).error, /already cancelled/);
     // The target stopped generating for the aborted job: the worker is free again.
@@ -271,8 +331,16 @@ Deno.test("submissions are validated: webhook allowlist, model, body, ids and qu
   const s = await stack({ args: ["--max-queue", "2"], sim: { tokenMs: 30 } });
   try {
     const cases: [Record<string, unknown> | string, number, RegExp][] = [
-      [chat("tiny-a", { state_webhook_url: "http://169.254.169.254/latest" }), 400, /FOREMAN_WEBHOOK_HOSTS/],
-      [chat("tiny-a", { state_webhook_url: `http://127.0.0.1:${s.hook.port + 1}/` }), 400, /FOREMAN_WEBHOOK_HOSTS/],
+      [
+        chat("tiny-a", { state_webhook_url: "http://169.254.169.254/latest" }),
+        400,
+        /FOREMAN_WEBHOOK_HOSTS/,
+      ],
+      [
+        chat("tiny-a", { state_webhook_url: `http://127.0.0.1:${s.hook.port + 1}/` }),
+        400,
+        /FOREMAN_WEBHOOK_HOSTS/,
+      ],
       [chat("nope"), 404, /model "nope" not found/],
       [chat("tiny-a", { endpoint: "embed" }), 400, /endpoint/],
       [chat("tiny-a", { metadata: [1] }), 400, /metadata/],
@@ -290,7 +358,12 @@ Deno.test("submissions are validated: webhook allowlist, model, body, ids and qu
     }
     assert.equal(s.hook.received.length, 0, "no connection to a refused receiver was tried");
 
-    for (const [path, status] of [["/jobs/not-a-ulid", 400], ["/jobs/01J00000000000000000000000", 404]] as const) {
+    for (
+      const [path, status] of [["/jobs/not-a-ulid", 400], [
+        "/jobs/01J00000000000000000000000",
+        404,
+      ]] as const
+    ) {
       const res = await fetch(s.fm.url + path, { headers: s.fm.headers() });
       assert.equal(res.status, status, path);
       assert.equal(typeof (await res.json()).error, "string");
@@ -300,8 +373,12 @@ Deno.test("submissions are validated: webhook allowlist, model, body, ids and qu
     await badList.body?.cancel();
 
     // Fill the queue behind a long job: the next submission is refused with 503.
-    await submit(s.fm, chat("tiny-a", { options: { num_predict: 200 } })).then((r) => r.body?.cancel());
-    await waitFor(async () => (await (await fetch(s.fm.url + "/healthz")).json()).queue.running === 1);
+    await submit(s.fm, chat("tiny-a", { options: { num_predict: 200 } })).then((r) =>
+      r.body?.cancel()
+    );
+    await waitFor(async () =>
+      (await (await fetch(s.fm.url + "/healthz")).json()).queue.running === 1
+    );
     for (let i = 0; i < 2; i++) await submit(s.fm, chat("tiny-b")).then((r) => r.body?.cancel());
     const full = await submit(s.fm, chat("tiny-b"));
     assert.equal(full.status, 503);
@@ -319,12 +396,16 @@ Deno.test("GET /jobs lists newest first with filters and a ULID cursor", async (
       ids.push((await (await submit(s.fm, chat(m))).json()).job_id);
     }
     await waitFor(async () => (await getJob(s.fm, ids[4])).state === "done");
-    const page1 = await (await fetch(`${s.fm.url}/jobs?limit=2`, { headers: s.fm.headers() })).json();
+    const page1 = await (await fetch(`${s.fm.url}/jobs?limit=2`, { headers: s.fm.headers() }))
+      .json();
     assert.deepEqual(page1.jobs.map((j: any) => j.job_id), [ids[4], ids[3]]);
-    const page2 = await (await fetch(`${s.fm.url}/jobs?limit=2&before=${page1.next}`, { headers: s.fm.headers() }))
+    const page2 = await (await fetch(`${s.fm.url}/jobs?limit=2&before=${page1.next}`, {
+      headers: s.fm.headers(),
+    }))
       .json();
     assert.deepEqual(page2.jobs.map((j: any) => j.job_id), [ids[2], ids[1]]);
-    const onlyB = await (await fetch(`${s.fm.url}/jobs?model=tiny-b`, { headers: s.fm.headers() })).json();
+    const onlyB = await (await fetch(`${s.fm.url}/jobs?model=tiny-b`, { headers: s.fm.headers() }))
+      .json();
     assert.deepEqual(onlyB.jobs.map((j: any) => j.job_id), [ids[3], ids[1]]);
   } finally {
     await s.close();
@@ -354,9 +435,11 @@ Deno.test("a generate job runs through the generate endpoint", async () => {
 Deno.test("finished jobs are pruned after the TTL; queued ones are kept", async () => {
   const s = await stack({ args: ["--job-ttl", "1s"], sim: { tokenMs: 30 } });
   try {
-    const done = (await (await submit(s.fm, chat("tiny-a", { options: { num_predict: 1 } }))).json()).job_id;
+    const done =
+      (await (await submit(s.fm, chat("tiny-a", { options: { num_predict: 1 } }))).json()).job_id;
     await waitFor(async () => (await getJob(s.fm, done)).state === "done");
-    const long = (await (await submit(s.fm, chat("tiny-a", { options: { num_predict: 150 } }))).json()).job_id;
+    const long =
+      (await (await submit(s.fm, chat("tiny-a", { options: { num_predict: 150 } }))).json()).job_id;
     await waitFor(async () => {
       const r = await fetch(`${s.fm.url}/jobs/${done}`, { headers: s.fm.headers() });
       await r.body?.cancel();

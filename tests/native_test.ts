@@ -53,7 +53,11 @@ Deno.test("an unchanged Ollama client works through foreman with a bearer header
     assert.ok(chunks >= 2, `streamed ${chunks} chunks`);
     assert.equal(last!.done, true);
 
-    const gen = await ollama.generate({ model: "tiny-b", prompt: "once", options: { num_predict: 4 } });
+    const gen = await ollama.generate({
+      model: "tiny-b",
+      prompt: "once",
+      options: { num_predict: 4 },
+    });
     assert.equal(gen.done, true);
     assert.ok((gen.response ?? "").length > 0);
 
@@ -94,7 +98,14 @@ Deno.test("every protected route answers 401 without the right token; / and /hea
       ["GET", "/v1/models"],
     ];
     for (const [method, path] of routes) {
-      for (const auth of [undefined, "Bearer wrong-token", `Basic ${btoa("a:b")}`, `Bearer ${fm.token}x`]) {
+      for (
+        const auth of [
+          undefined,
+          "Bearer wrong-token",
+          `Basic ${btoa("a:b")}`,
+          `Bearer ${fm.token}x`,
+        ]
+      ) {
         const res = await fetch(fm.url + path, {
           method,
           headers: auth ? { authorization: auth } : {},
@@ -127,8 +138,20 @@ Deno.test("bad requests get the right status and an Ollama-shaped error", async 
       ["POST", "/api/chat", JSON.stringify({ messages: [] }), 400, /model is required/],
       ["POST", "/api/chat", JSON.stringify({ model: 7 }), 400, /model must be a string/],
       ["POST", "/api/chat", JSON.stringify({ model: "tiny-a", messages: "hi" }), 400, /messages/],
-      ["POST", "/api/chat", JSON.stringify({ model: "no-such-model" }), 404, /model "no-such-model" not found/],
-      ["POST", "/api/generate", JSON.stringify({ model: "tiny-a", prompt: "x".repeat(2000) }), 413, /too large/],
+      [
+        "POST",
+        "/api/chat",
+        JSON.stringify({ model: "no-such-model" }),
+        404,
+        /model "no-such-model" not found/,
+      ],
+      [
+        "POST",
+        "/api/generate",
+        JSON.stringify({ model: "tiny-a", prompt: "x".repeat(2000) }),
+        413,
+        /too large/,
+      ],
       ["GET", "/api/nothing", undefined, 404, /no route/],
       ["GET", "/api/chat", undefined, 405, /method not allowed/],
       ["POST", "/api/pull", JSON.stringify({ model: "x" }), 403, /model management/],
@@ -139,7 +162,11 @@ Deno.test("bad requests get the right status and an Ollama-shaped error", async 
     for (const [method, path, body, status, re] of cases) {
       const res = await fetch(fm.url + path, { method, headers: fm.headers(), body });
       const json = await res.json();
-      assert.equal(res.status, status, `${method} ${path} ${String(body).slice(0, 30)}: ${json.error}`);
+      assert.equal(
+        res.status,
+        status,
+        `${method} ${path} ${String(body).slice(0, 30)}: ${json.error}`,
+      );
       assert.match(json.error, re);
       assert.deepEqual(Object.keys(json), ["error"]);
     }
@@ -154,7 +181,11 @@ Deno.test("streaming relays NDJSON chunk by chunk with the job id header", async
     const res = await fetch(fm.url + "/api/chat", {
       method: "POST",
       headers: fm.headers(),
-      body: JSON.stringify({ model: "tiny-a", messages: [{ role: "user", content: "x" }], options: { num_predict: 10 } }),
+      body: JSON.stringify({
+        model: "tiny-a",
+        messages: [{ role: "user", content: "x" }],
+        options: { num_predict: 10 },
+      }),
     });
     assert.equal(res.status, 200);
     assert.match(res.headers.get("content-type")!, /application\/x-ndjson/);
@@ -183,7 +214,12 @@ Deno.test("stream:false returns one JSON object", async () => {
     const res = await fetch(fm.url + "/api/generate", {
       method: "POST",
       headers: fm.headers(),
-      body: JSON.stringify({ model: "tiny-b", prompt: "x", stream: false, options: { num_predict: 3 } }),
+      body: JSON.stringify({
+        model: "tiny-b",
+        prompt: "x",
+        stream: false,
+        options: { num_predict: 3 },
+      }),
     });
     assert.match(res.headers.get("content-type")!, /application\/json/);
     const body = await res.json();
@@ -201,9 +237,13 @@ Deno.test("jobs for one model run strictly one at a time", async () => {
       fetch(fm.url + "/api/chat", {
         method: "POST",
         headers: fm.headers(),
-        body: JSON.stringify({ model: "tiny-a", stream: false, messages: [{ role: "user", content: `q${i}` }], options: { num_predict: 8 } }),
-      }).then((r) => r.json())
-    ));
+        body: JSON.stringify({
+          model: "tiny-a",
+          stream: false,
+          messages: [{ role: "user", content: `q${i}` }],
+          options: { num_predict: 8 },
+        }),
+      }).then((r) => r.json())));
     assert.equal(sim.maxConcurrent("tiny-a:latest"), 1);
     assert.equal(sim.maxConcurrent(), 1);
   } finally {
@@ -218,19 +258,25 @@ Deno.test("embeddings are answered while a long chat job runs", async () => {
     const chat = fetch(fm.url + "/api/chat", {
       method: "POST",
       headers: fm.headers(),
-      body: JSON.stringify({ model: "tiny-a", stream: false, messages: [{ role: "user", content: "long" }], options: { num_predict: 100 } }),
+      body: JSON.stringify({
+        model: "tiny-a",
+        stream: false,
+        messages: [{ role: "user", content: "long" }],
+        options: { num_predict: 100 },
+      }),
     }).then(async (r) => {
       await r.json();
       chatDone = performance.now();
     });
-    await waitFor(async () => (await (await fetch(fm.url + "/healthz")).json()).queue.running === 1);
+    await waitFor(async () =>
+      (await (await fetch(fm.url + "/healthz")).json()).queue.running === 1
+    );
     const embeds = await Promise.all(Array.from({ length: 5 }, () =>
       fetch(fm.url + "/api/embed", {
         method: "POST",
         headers: fm.headers(),
         body: JSON.stringify({ model: "embed-e", input: "x" }),
-      }).then(async (r) => ({ status: r.status, body: await r.json(), at: performance.now() }))
-    ));
+      }).then(async (r) => ({ status: r.status, body: await r.json(), at: performance.now() }))));
     assert.ok(embeds.every((e) => e.status === 200 && e.body.embeddings.length === 1));
     assert.equal(chatDone, 0, "every embedding came back while the chat was still running");
     await chat;
@@ -252,7 +298,9 @@ Deno.test("the client going away cancels its queued job", async () => {
         options: { num_predict: 40 },
       }),
     });
-    await waitFor(async () => (await (await fetch(fm.url + "/healthz")).json()).queue.running === 1);
+    await waitFor(async () =>
+      (await (await fetch(fm.url + "/healthz")).json()).queue.running === 1
+    );
     const ac = new AbortController();
     const leaving = fetch(fm.url + "/api/chat", {
       method: "POST",
@@ -263,11 +311,15 @@ Deno.test("the client going away cancels its queued job", async () => {
     await waitFor(async () => (await (await fetch(fm.url + "/healthz")).json()).queue.queued === 1);
     ac.abort();
     assert.equal(await leaving, "aborted");
-    await waitFor(async () => (await (await fetch(fm.url + "/healthz")).json()).queue.queued === 0, {
-      what: "the queued job to be cancelled",
-    });
+    await waitFor(
+      async () => (await (await fetch(fm.url + "/healthz")).json()).queue.queued === 0,
+      {
+        what: "the queued job to be cancelled",
+      },
+    );
     await (await blocker).json();
-    const list = await (await fetch(fm.url + "/jobs?state=cancelled", { headers: fm.headers() })).json();
+    const list = await (await fetch(fm.url + "/jobs?state=cancelled", { headers: fm.headers() }))
+      .json();
     assert.equal(list.jobs.length, 1);
     assert.equal(list.jobs[0].model, "tiny-b:latest");
   } finally {
@@ -283,7 +335,11 @@ Deno.test("the target going down makes jobs wait; they complete when it returns"
     const answer = fetch(fm.url + "/api/chat", {
       method: "POST",
       headers: fm.headers(),
-      body: JSON.stringify({ model: "tiny-a", stream: false, messages: [{ role: "user", content: "hi" }] }),
+      body: JSON.stringify({
+        model: "tiny-a",
+        stream: false,
+        messages: [{ role: "user", content: "hi" }],
+      }),
     }).then(async (r) => ({ status: r.status, body: await r.json() }));
     await fm.waitForOutput("target unreachable, job requeued");
     const health = await (await fetch(fm.url + "/healthz")).json();

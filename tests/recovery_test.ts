@@ -13,12 +13,20 @@ Deno.test("kill -9 with jobs queued and running loses nothing and serves new req
       const res = await fetch(fm.url + "/jobs", {
         method: "POST",
         headers: fm.headers(),
-        body: JSON.stringify({ model, messages: [{ role: "user", content: "x" }], options: { num_predict: tokens } }),
+        body: JSON.stringify({
+          model,
+          messages: [{ role: "user", content: "x" }],
+          options: { num_predict: tokens },
+        }),
       });
       assert.equal(res.status, 202);
       return (await res.json()).job_id as string;
     };
-    const asyncIds = [await submit("tiny-a", 200), await submit("tiny-b", 5), await submit("tiny-a", 5)];
+    const asyncIds = [
+      await submit("tiny-a", 200),
+      await submit("tiny-b", 5),
+      await submit("tiny-a", 5),
+    ];
     // A sync caller waiting in the queue, whose connection dies with foreman.
     const sync = fetch(fm.url + "/api/chat", {
       method: "POST",
@@ -26,7 +34,8 @@ Deno.test("kill -9 with jobs queued and running loses nothing and serves new req
       body: JSON.stringify({ model: "tiny-c", messages: [{ role: "user", content: "x" }] }),
     }).catch(() => "connection lost");
     await waitFor(async () => {
-      const j = await (await fetch(`${fm.url}/jobs/${asyncIds[0]}`, { headers: fm.headers() })).json();
+      const j = await (await fetch(`${fm.url}/jobs/${asyncIds[0]}`, { headers: fm.headers() }))
+        .json();
       return j.state === "working";
     });
     await fm.kill();
@@ -35,23 +44,30 @@ Deno.test("kill -9 with jobs queued and running loses nothing and serves new req
     // The database is intact and still shows the interrupted job as working.
     const db = new DatabaseSync(fm.dbPath, { readOnly: true });
     assert.equal(db.prepare("PRAGMA integrity_check").get()!.integrity_check, "ok");
-    assert.equal(db.prepare("SELECT state FROM jobs WHERE id = ?").get(asyncIds[0])!.state, "working");
+    assert.equal(
+      db.prepare("SELECT state FROM jobs WHERE id = ?").get(asyncIds[0])!.state,
+      "working",
+    );
     db.close();
 
     await fm.restart();
     await fm.waitForOutput("recovered jobs interrupted by a restart");
     const jobs = await waitFor(async () => {
-      const all = await Promise.all(asyncIds.map(async (id) =>
-        (await (await fetch(`${fm.url}/jobs/${id}`, { headers: fm.headers() })).json())
-      ));
+      const all = await Promise.all(
+        asyncIds.map(async (
+          id,
+        ) => (await (await fetch(`${fm.url}/jobs/${id}`, { headers: fm.headers() })).json())),
+      );
       return all.every((j) => j.state === "done") && all;
     }, { timeout: 30_000, what: "every async job to finish" });
     assert.equal(jobs[0].attempt, 2, "the interrupted job ran again");
-    const cancelled = await (await fetch(`${fm.url}/jobs?state=cancelled`, { headers: fm.headers() })).json();
+    const cancelled =
+      await (await fetch(`${fm.url}/jobs?state=cancelled`, { headers: fm.headers() })).json();
     assert.equal(cancelled.jobs.length, 1, "the sync job whose caller died is cancelled");
     assert.equal(cancelled.jobs[0].model, "tiny-c:latest");
     for (const state of ["loading", "working", "queued"]) {
-      const left = await (await fetch(`${fm.url}/jobs?state=${state}`, { headers: fm.headers() })).json();
+      const left = await (await fetch(`${fm.url}/jobs?state=${state}`, { headers: fm.headers() }))
+        .json();
       assert.equal(left.jobs.length, 0, `nothing left ${state}`);
     }
     const fresh = await fetch(fm.url + "/api/chat", {

@@ -24,7 +24,7 @@ function source(chunks: string[], options: { stallAfter?: number } = {}) {
 }
 
 Deno.test("the relay passes chunks through unchanged and reports the last line", async () => {
-  const chunks = ['{"a":1}\n{"b"', ':2}\n', '{"done":true,"eval_count":3}\n'];
+  const chunks = ['{"a":1}\n{"b"', ":2}\n", '{"done":true,"eval_count":3}\n'];
   const r = relay(source(chunks).stream, { idleTimeout: 1000 });
   const seen: string[] = [];
   for await (const c of r.readable) seen.push(new TextDecoder().decode(c));
@@ -53,7 +53,10 @@ Deno.test("a silent target counts as stalled and the caller gets a final error l
   await assert.rejects(r.done, StallError);
   const lines = text.trim().split("\n");
   assert.match(JSON.parse(lines.at(-1)!).error, /sent nothing for 50 ms/);
-  await assert.rejects(readAll(source([], { stallAfter: 0 }).stream, { idleTimeout: 50 }), StallError);
+  await assert.rejects(
+    readAll(source([], { stallAfter: 0 }).stream, { idleTimeout: 50 }),
+    StallError,
+  );
 });
 
 Deno.test("the caller going away cancels the target's stream", async () => {

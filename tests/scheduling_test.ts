@@ -15,14 +15,22 @@ function fifoSwaps(order: string[]): number {
 
 Deno.test("an interleaved backlog over three models is served with two swaps, FIFO would need one per job", async () => {
   const sim = await OllamaSim.start({ loadMs: 30, tokenMs: 2, maxLoaded: 2 });
-  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "1s", "--embed-model", "embed-e"] });
+  const fm = await startForeman({
+    ollamaUrl: sim.url,
+    args: ["--poll-interval", "1s", "--embed-model", "embed-e"],
+  });
   try {
     const health = async () => (await (await fetch(fm.url + "/healthz")).json()).queue;
     // A long job for tiny-a holds the worker while the backlog builds up behind it.
     const blocker = fetch(fm.url + "/api/generate", {
       method: "POST",
       headers: fm.headers(),
-      body: JSON.stringify({ model: "tiny-a", prompt: "hold", stream: false, options: { num_predict: 300 } }),
+      body: JSON.stringify({
+        model: "tiny-a",
+        prompt: "hold",
+        stream: false,
+        options: { num_predict: 300 },
+      }),
     }).then((r) => r.json());
     await waitFor(async () => (await health()).running === 1);
     const order: string[] = [];
@@ -34,7 +42,11 @@ Deno.test("an interleaved backlog over three models is served with two swaps, FI
         fetch(fm.url + "/api/chat", {
           method: "POST",
           headers: fm.headers(),
-          body: JSON.stringify({ model, stream: false, messages: [{ role: "user", content: `${i}` }] }),
+          body: JSON.stringify({
+            model,
+            stream: false,
+            messages: [{ role: "user", content: `${i}` }],
+          }),
         }).then((r) => r.json()),
       );
       await waitFor(async () => (await health()).queued === i + 1, { what: `job ${i} queued` });
@@ -46,7 +58,9 @@ Deno.test("an interleaved backlog over three models is served with two swaps, FI
     const workerLoads = sim.loads().filter((m) => m !== "embed-e:latest");
     const swaps = workerLoads.length - 1;
     const fifo = fifoSwaps(["tiny-a:latest", ...order]);
-    console.log(`drain-by-model: ${swaps} swaps (${workerLoads.join(" → ")}); plain FIFO: ${fifo} swaps`);
+    console.log(
+      `drain-by-model: ${swaps} swaps (${workerLoads.join(" → ")}); plain FIFO: ${fifo} swaps`,
+    );
     assert.equal(swaps, 2);
     assert.equal(fifo, 9);
     assert.ok(sim.resident().includes("embed-e:latest"), "the embedder stayed resident");

@@ -25,7 +25,12 @@ Deno.test("a job moves through named transitions and each writes one outbox even
   assert.equal(done.state, "done");
   assert.equal(done.attempt, 1);
   assert.ok(done.finishedAt !== null);
-  assert.deepEqual(events, ["null->queued", "queued->loading", "loading->working", "working->done"]);
+  assert.deepEqual(events, [
+    "null->queued",
+    "queued->loading",
+    "loading->working",
+    "working->done",
+  ]);
   assert.equal(store.countEventsByState().pending, 4);
   store.close();
 });
@@ -48,7 +53,13 @@ Deno.test("the schema's CHECK constraints refuse impossible rows", () => {
   assert.throws(() => store.db.exec(`UPDATE jobs SET state = 'done' WHERE id = '${job.id}'`));
   assert.throws(() => store.db.exec(`UPDATE jobs SET attempt = -1 WHERE id = '${job.id}'`));
   assert.throws(() =>
-    store.insertJob({ kind: "sync", endpoint: "chat", model: "a", request: "{}", webhookUrl: "http://x" })
+    store.insertJob({
+      kind: "sync",
+      endpoint: "chat",
+      model: "a",
+      request: "{}",
+      webhookUrl: "http://x",
+    })
   );
   store.close();
 });
@@ -122,7 +133,12 @@ Deno.test("recovery requeues interrupted async jobs and cancels sync jobs whose 
     store.transition("claim", exhausted.id);
     if (i < 2) store.transition("requeue", exhausted.id, { error: "500" });
   }
-  const sync = store.insertJob({ kind: "sync", endpoint: "chat", model: "a:latest", request: "{}" });
+  const sync = store.insertJob({
+    kind: "sync",
+    endpoint: "chat",
+    model: "a:latest",
+    request: "{}",
+  });
   const queued = add("b:latest");
   const r = store.recover(3);
   assert.deepEqual(r.requeued, [running.id]);

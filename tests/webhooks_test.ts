@@ -27,7 +27,9 @@ Deno.test("signatures verify with the standardwebhooks package for whsec_ and pl
   const body = JSON.stringify({ job_id: "01J", state: "done" });
   const id = "msg_01JABC";
   const timestamp = Math.floor(Date.now() / 1000);
-  for (const secret of ["whsec_" + btoa("0123456789abcdef0123456789abcdef"), "plain-secret-value"]) {
+  for (
+    const secret of ["whsec_" + btoa("0123456789abcdef0123456789abcdef"), "plain-secret-value"]
+  ) {
     const headers: Record<string, string> = {
       "webhook-id": id,
       "webhook-timestamp": String(timestamp),
@@ -53,12 +55,16 @@ Deno.test("Retry-After is read as seconds or an HTTP date and capped at an hour"
   assert.equal(parseRetryAfter(null, now), undefined);
 });
 
-function outboxFixture(url: string, options: Partial<ConstructorParameters<typeof Dispatcher>[0]> = {}) {
+function outboxFixture(
+  url: string,
+  options: Partial<ConstructorParameters<typeof Dispatcher>[0]> = {},
+) {
   const dir = Deno.makeTempDirSync();
   const clock = { t: Date.now() };
   const store = new Store(`${dir}/q.db`, {
     now: () => clock.t,
-    renderEvent: (job, prev) => JSON.stringify({ job_id: job.id, state: job.state, previous_state: prev }),
+    renderEvent: (job, prev) =>
+      JSON.stringify({ job_id: job.id, state: job.state, previous_state: prev }),
   });
   const metrics = new Metrics();
   const dispatcher = new Dispatcher({
@@ -73,7 +79,13 @@ function outboxFixture(url: string, options: Partial<ConstructorParameters<typeo
     random: () => 0.5,
     ...options,
   });
-  const job = store.insertJob({ kind: "async", endpoint: "chat", model: "a:latest", request: "{}", webhookUrl: url });
+  const job = store.insertJob({
+    kind: "async",
+    endpoint: "chat",
+    model: "a:latest",
+    request: "{}",
+    webhookUrl: url,
+  });
   return { store, dispatcher, job, clock, metrics };
 }
 
@@ -86,7 +98,10 @@ Deno.test("a receiver answering 500 then 200 gets the same event again after a b
     clock.t += 60_000;
     assert.deepEqual(await Promise.all(dispatcher.runOnce()), ["delivered"]);
     assert.equal(receiver.received.length, 2);
-    assert.equal(receiver.received[0].headers.get("webhook-id"), receiver.received[1].headers.get("webhook-id"));
+    assert.equal(
+      receiver.received[0].headers.get("webhook-id"),
+      receiver.received[1].headers.get("webhook-id"),
+    );
     assert.equal(receiver.received[0].body, receiver.received[1].body);
     assert.equal(store.webhookSummary(job.id)!.delivered, 1);
     store.close();
@@ -109,7 +124,10 @@ Deno.test("Retry-After from a 429 sets the next attempt", async () => {
 
 Deno.test("410 Gone stops every delivery for the job; redirects are not followed", async () => {
   const receiver = await startReceiver({ statuses: [410] });
-  const redirect = await startReceiver({ statuses: [302], headers: { location: "http://127.0.0.1:1/" } });
+  const redirect = await startReceiver({
+    statuses: [302],
+    headers: { location: "http://127.0.0.1:1/" },
+  });
   try {
     const gone = outboxFixture(receiver.url + "/hook");
     gone.store.transition("claim", gone.job.id);
@@ -118,7 +136,10 @@ Deno.test("410 Gone stops every delivery for the job; redirects are not followed
     const moved = outboxFixture(redirect.url + "/hook");
     assert.deepEqual(await Promise.all(moved.dispatcher.runOnce()), ["retry"]);
     assert.equal(redirect.received.length, 1);
-    assert.match(moved.store.webhookSummary(moved.job.id)!.lastError!, /redirects are not followed/);
+    assert.match(
+      moved.store.webhookSummary(moved.job.id)!.lastError!,
+      /redirects are not followed/,
+    );
     gone.store.close();
     moved.store.close();
   } finally {
@@ -128,9 +149,12 @@ Deno.test("410 Gone stops every delivery for the job; redirects are not followed
 });
 
 Deno.test("an event is dead after the last attempt and stays visible", async () => {
-  const { store, dispatcher, clock, job, metrics } = outboxFixture("http://127.0.0.1:9/unreachable", {
-    maxAttempts: 2,
-  });
+  const { store, dispatcher, clock, job, metrics } = outboxFixture(
+    "http://127.0.0.1:9/unreachable",
+    {
+      maxAttempts: 2,
+    },
+  );
   assert.deepEqual(await Promise.all(dispatcher.runOnce()), ["retry"]);
   clock.t += 60_000;
   assert.deepEqual(await Promise.all(dispatcher.runOnce()), ["dead"]);

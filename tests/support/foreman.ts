@@ -39,7 +39,7 @@ export interface ForemanProcess {
   restart(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
+export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -62,7 +62,9 @@ export async function waitFor<T>(
     }
     await new Promise((r) => setTimeout(r, options.interval ?? 25));
   }
-  throw new Error(`timed out waiting for ${options.what ?? "a condition"}${last ? `: ${last}` : ""}`);
+  throw new Error(
+    `timed out waiting for ${options.what ?? "a condition"}${last ? `: ${last}` : ""}`,
+  );
 }
 
 export async function startForeman(options: ForemanOptions): Promise<ForemanProcess> {

@@ -39,7 +39,13 @@ export async function startReceiver(options: {
       json = JSON.parse(body);
     } catch { /* recorded as is */ }
     const status = statuses[Math.min(received.length, statuses.length - 1)];
-    received.push({ at: Date.now(), path: new URL(req.url).pathname, headers: req.headers, body, json });
+    received.push({
+      at: Date.now(),
+      path: new URL(req.url).pathname,
+      headers: req.headers,
+      body,
+      json,
+    });
     if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
     if (status >= 200 && status < 300) ok.push(json);
     return new Response(status === 204 || status === 304 ? null : "ok", {

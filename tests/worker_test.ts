@@ -1,0 +1,196 @@
+// Worker behaviour against target errors, the outbound token and embedder residency, through a
+// real foreman process in front of the simulator.
+
+import assert from "node:assert/strict";
+import { startForeman, waitFor } from "./support/foreman.ts";
+import { OllamaSim } from "./support/ollama_sim.ts";
+
+function chatBody(model: string, stream = false) {
+  return JSON.stringify({
+    model,
+    stream,
+    messages: [{ role: "user", content: "x" }],
+    options: { num_predict: 3 },
+  });
+}
+
+Deno.test("target HTTP errors count attempts: a 500 is retried, and after the last attempt the caller gets the target's error", async () => {
+  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
+  const fm = await startForeman({
+    ollamaUrl: sim.url,
+    args: ["--poll-interval", "1s", "--retry-base", "50ms", "--max-attempts", "3"],
+  });
+  try {
+    // Warm the model so the faults hit the inference request itself.
+    await (await fetch(fm.url + "/api/chat", {
+      method: "POST",
+      headers: fm.headers(),
+      body: chatBody("tiny-a"),
+    })).json();
+
+    sim.failNext(2, 500, "llama runner process has terminated");
+    const ok = await fetch(fm.url + "/api/chat", {
+      method: "POST",
+      headers: fm.headers(),
+      body: chatBody("tiny-a"),
+    });
+    assert.equal(ok.status, 200);
+    assert.equal((await ok.json()).done, true);
+    const id = ok.headers.get("x-foreman-job-id")!;
+    const job = await (await fetch(`${fm.url}/jobs/${id}`, { headers: fm.headers() })).json();
+    assert.equal(job.attempt, 3);
+    assert.equal(job.kind, "sync");
+
+    sim.failNext(3, 500, "llama runner process has terminated");
+    const failed = await fetch(fm.url + "/api/chat", {
+      method: "POST",
+      headers: fm.headers(),
+      body: chatBody("tiny-a"),
+    });
+    assert.equal(failed.status, 500);
+    assert.deepEqual(await failed.json(), { error: "llama runner process has terminated" });
+    const fid = failed.headers.get("x-foreman-job-id")!;
+    const fjob = await (await fetch(`${fm.url}/jobs/${fid}`, { headers: fm.headers() })).json();
+    assert.equal(fjob.state, "failed");
+    assert.equal(fjob.attempt, 3);
+  } finally {
+    await fm.stop();
+    await sim.close();
+  }
+});
+
+Deno.test("a request the target rejects as invalid fails at once with the target's status", async () => {
+  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
+  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "1s"] });
+  try {
+    // The simulator's embedding-only model refuses chat, as Ollama does for capabilities.
+    const res = await fetch(fm.url + "/api/chat", {
+      method: "POST",
+      headers: fm.headers(),
+      body: chatBody("embed-e"),
+    });
+    assert.equal(res.status, 400);
+    assert.match((await res.json()).error, /does not support chat/);
+  } finally {
+    await fm.stop();
+    await sim.close();
+  }
+});
+
+Deno.test("the target dropping the connection before answering never fails a job", async () => {
+  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
+  const fm = await startForeman({
+    ollamaUrl: sim.url,
+    args: ["--poll-interval", "1s", "--retry-base", "50ms", "--max-attempts", "1"],
+  });
+  try {
+    await (await fetch(fm.url + "/api/chat", {
+      method: "POST",
+      headers: fm.headers(),
+      body: chatBody("tiny-a"),
+    })).json();
+    sim.dropNext(3);
+    const res = await fetch(fm.url + "/api/chat", {
+      method: "POST",
+      headers: fm.headers(),
+      body: chatBody("tiny-a"),
+    });
+    assert.equal(
+      res.status,
+      200,
+      "three dropped connections with max_attempts 1 still end in success",
+    );
+    assert.equal((await res.json()).done, true);
+  } finally {
+    await fm.stop();
+    await sim.close();
+  }
+});
+
+Deno.test("foreman sends its outbound token to the target and never the caller's", async () => {
+  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
+  const fm = await startForeman({
+    ollamaUrl: sim.url,
+    args: ["--poll-interval", "1s"],
+    env: { FOREMAN_OLLAMA_TOKEN: "to-the-target" },
+  });
+  try {
+    await (await fetch(fm.url + "/api/chat", {
+      method: "POST",
+      headers: fm.headers(),
+      body: chatBody("tiny-a"),
+    })).json();
+    await (await fetch(fm.url + "/api/embed", {
+      method: "POST",
+      headers: fm.headers(),
+      body: JSON.stringify({ model: "embed-e", input: "x" }),
+    })).json();
+    assert.ok(sim.requests.length > 0);
+    for (const r of sim.requests) {
+      assert.equal(r.headers.get("authorization"), "Bearer to-the-target", r.path);
+    }
+    assert.ok(!fm.output().includes("to-the-target"), "the token is never logged");
+    assert.ok(!fm.output().includes(fm.token), "the inbound token is never logged");
+  } finally {
+    await fm.stop();
+    await sim.close();
+  }
+});
+
+Deno.test("the embedder is warmed at start and again after the target restarts and forgets it", async () => {
+  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
+  const fm = await startForeman({
+    ollamaUrl: sim.url,
+    args: ["--poll-interval", "200ms", "--embed-model", "embed-e"],
+  });
+  try {
+    await waitFor(() => sim.resident().includes("embed-e:latest"), {
+      what: "embedder warm at start",
+    });
+    const warm = sim.requests.find((r) => r.path === "/api/embed");
+    assert.equal((warm!.body as { keep_alive: number }).keep_alive, -1);
+    await sim.restart();
+    assert.ok(!sim.resident().includes("embed-e:latest"));
+    await waitFor(() => sim.resident().includes("embed-e:latest"), { what: "embedder warm again" });
+    const ps = await (await fetch(fm.url + "/api/ps", { headers: fm.headers() })).json();
+    const embed = ps.models.find((m: { name: string }) => m.name === "embed-e:latest");
+    assert.ok(new Date(embed.expires_at).getFullYear() > 2100, "kept forever");
+  } finally {
+    await fm.stop();
+    await sim.close();
+  }
+});
+
+Deno.test("tags come from the inventory cache and keep being served while the target is down", async () => {
+  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
+  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "200ms"] });
+  try {
+    const before = await (await fetch(fm.url + "/api/tags", { headers: fm.headers() })).json();
+    await sim.stop();
+    await waitFor(async () => (await (await fetch(fm.url + "/healthz")).json()).degraded === true);
+    const after = await (await fetch(fm.url + "/api/tags", { headers: fm.headers() })).json();
+    assert.deepEqual(after, before);
+    const ps = await fetch(fm.url + "/api/ps", { headers: fm.headers() });
+    assert.equal(ps.status, 200);
+    assert.equal(ps.headers.get("x-foreman-cached"), "true");
+    await ps.body?.cancel();
+    const embed = await fetch(fm.url + "/api/embed", {
+      method: "POST",
+      headers: fm.headers(),
+      body: JSON.stringify({ model: "embed-e", input: "x" }),
+    });
+    assert.equal(embed.status, 503);
+    assert.match((await embed.json()).error, /target unavailable/);
+    // A job is still accepted: one failed poll is never a reason to refuse work.
+    const job = await fetch(fm.url + "/jobs", {
+      method: "POST",
+      headers: fm.headers(),
+      body: JSON.stringify({ model: "tiny-a", messages: [{ role: "user", content: "x" }] }),
+    });
+    assert.equal(job.status, 202);
+    await job.body?.cancel();
+  } finally {
+    await fm.stop();
+    await sim.close();
+  }
+});
