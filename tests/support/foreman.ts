@@ -114,15 +114,19 @@ export async function startForeman(options: ForemanOptions): Promise<ForemanProc
     };
     pumping = Promise.all([pump(child.stdout), pump(child.stderr)]);
     const exited = child.status.then((s) => s);
+    let listening = false;
     await Promise.race([
-      waitFor(() => out.slice(startAt).includes('"msg":"listening"'), {
-        timeout: 30_000,
-        what: "foreman to listen",
-      }),
+      waitFor(async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+        await res.body?.cancel();
+        return res.ok;
+      }, { timeout: 30_000, what: "foreman to answer /healthz" }),
       exited.then((s) => {
+        if (listening) return;
         throw new Error(`foreman exited with ${s.code} before listening:\n${out.slice(startAt)}`);
       }),
     ]);
+    listening = true;
   };
   const wait = async () => {
     if (!child) return;
