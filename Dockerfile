@@ -27,5 +27,5 @@ ENV FOREMAN_ADDR=0.0.0.0:8080 \
 VOLUME /data
 EXPOSE 8080
 
-ENTRYPOINT ["deno", "run", "--allow-net=0.0.0.0:8080,ollama:11434", "--allow-read=/data,/app/foreman.toml", "--allow-write=/data", "--allow-env=FOREMAN_*", "--no-prompt", "main.ts"]
+ENTRYPOINT ["deno", "run", "--allow-net=0.0.0.0:8080,ollama:11434", "--allow-read=/data,/app/foreman.toml", "--allow-write=/data", "--allow-env=FOREMAN_*", "--no-prompt", "--unstable-no-legacy-abort", "main.ts"]
 CMD ["serve"]

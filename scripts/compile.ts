@@ -28,7 +28,7 @@ const NETWORK_FAILURE = /error sending request|dns error|connect|timed out|proxy
 export function compileArgs(
   args: string[],
   env: (name: string) => string | undefined = (name) => Deno.env.get(name),
-): { denoArgs: string[]; output: string; skipOffline: boolean; help: boolean } {
+): { denoArgs: string[]; flags: string[]; output: string; skipOffline: boolean; help: boolean } {
   const { values } = parseArgs({
     args,
     options: {
@@ -42,18 +42,19 @@ export function compileArgs(
   const { output: out, target, "skip-offline": skip, help, ...settings } = values;
   const output = resolve(out ?? "dist/foreman");
   const config = loadConfig({ flags: settings as Record<string, string | boolean>, env });
+  const flags = permissionFlags(config);
   const denoArgs = [
     "compile",
     "--config",
     DENO_JSON,
     "--exclude-unused-npm",
-    ...permissionFlags(config),
+    ...flags,
     ...(target ? ["--target", target] : []),
     "--output",
     output,
     MAIN,
   ];
-  return { denoArgs, output, skipOffline: skip ?? false, help: help ?? false };
+  return { denoArgs, flags, output, skipOffline: skip ?? false, help: help ?? false };
 }
 
 /** Whether deno compile's error output says the runtime download failed. */
@@ -84,8 +85,7 @@ if (import.meta.main) {
   }).output();
   const stderr = new TextDecoder().decode(result.stderr);
   if (result.success) {
-    const flags = plan.denoArgs.filter((a) => a.startsWith("--allow-") || a === "--no-prompt");
-    console.log(`compile: wrote ${plan.output} (permissions: ${flags.join(" ")})`);
+    console.log(`compile: wrote ${plan.output} (flags: ${plan.flags.join(" ")})`);
     Deno.exit(0);
   }
   if (runtimeUnavailable(stderr)) {

@@ -285,6 +285,7 @@ Deno.test("permissions prints exactly the flags the daemon is launched with", as
       `--allow-write=${dir}/data`,
       "--allow-env=FOREMAN_*",
       "--no-prompt",
+      "--unstable-no-legacy-abort",
     ]);
   } finally {
     await Deno.remove(dir, { recursive: true });
