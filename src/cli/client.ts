@@ -5,6 +5,13 @@
 /** A failure the CLI reports as one line and exit code 1. */
 export class CliError extends Error {
   override name = "CliError";
+  /** The HTTP status foreman answered with, when it answered. */
+  readonly status?: number;
+
+  constructor(message: string, options: { status?: number } = {}) {
+    super(message);
+    this.status = options.status;
+  }
 }
 
 /** A usage mistake (bad flag, missing model): one line and exit code 2. */
@@ -110,9 +117,10 @@ export class ForemanClient {
       throw new CliError(
         `foreman at ${this.url} refused the token (${message}): ` +
           (this.#token ? "check FOREMAN_TOKEN" : "set FOREMAN_TOKEN"),
+        { status: 401 },
       );
     }
-    throw new CliError(`${method} ${path}: ${res.status} ${message}`);
+    throw new CliError(`${method} ${path}: ${res.status} ${message}`, { status: res.status });
   }
 }
 

@@ -3,7 +3,7 @@
 // live, or foreman's last inventory when the target is away).
 
 import { parseArgs } from "node:util";
-import type { ForemanClient } from "./client.ts";
+import { CliError, type ForemanClient } from "./client.ts";
 import { age, bytes, table } from "./format.ts";
 import type { Io } from "./io.ts";
 
@@ -43,12 +43,21 @@ export async function ps(args: string[], io: Io, client: () => ForemanClient): P
   }
   const fm = client();
   const health = (await fm.json<Health>("GET", "/healthz", { auth: false })).body;
-  const live = await fm.json<{ models: PsModel[] }>("GET", "/api/ps");
-  const cached = live.headers.get("x-foreman-cached") === "true";
-  const models = live.body.models ?? [];
+  let live: { headers: Headers; body: { models: PsModel[] } } | undefined;
+  let psProblem = "";
+  try {
+    live = await fm.json<{ models: PsModel[] }>("GET", "/api/ps");
+  } catch (err) {
+    // A wrong token or an unreachable foreman says nothing useful below: report it alone.
+    if (!(err instanceof CliError) || err.status === undefined || err.status === 401) throw err;
+    psProblem = err.message;
+  }
+  const cached = live?.headers.get("x-foreman-cached") === "true";
+  const models = live?.body.models ?? [];
   if (values.json) {
-    io.out(JSON.stringify({ health, ps: live.body, ps_cached: cached }, null, 2));
-    return 0;
+    io.out(JSON.stringify({ health, ps: live?.body ?? null, ps_cached: cached }, null, 2));
+    if (psProblem) io.err(`foreman ps: resident models unavailable: ${psProblem}`);
+    return psProblem ? 1 : 0;
   }
 
   const now = io.now();
@@ -66,6 +75,10 @@ export async function ps(args: string[], io: Io, client: () => ForemanClient): P
   if (health.worker_model) head.push(["worker", health.worker_model]);
   for (const line of table(head)) io.out(line);
   io.out("");
+  if (psProblem) {
+    io.err(`foreman ps: resident models unavailable: ${psProblem}`);
+    return 1;
+  }
   if (models.length === 0) {
     io.out(`no models resident${cached ? " (as of the last poll)" : ""}`);
     return 0;
