@@ -46,7 +46,7 @@ cmd_build() {
   command -v g++ > /dev/null || fail "cannot build Ollama ${version}: 'g++' is not on PATH (cgo needs gcc/g++)"
   mkdir -p "${cache_dir}"
   local log="${cache_dir}/build.log"
-  echo "real-ollama: building Ollama ${version} into ${cache_dir} (10-20 min on 2 cores; log: ${log})" >&2
+  echo "real-ollama: building Ollama ${version} into ${cache_dir} (about 3-6 min on 2 cores; log: ${log})" >&2
   # Build into a temporary GOBIN so a half-written binary is never taken for a finished one.
   local tmp_bin
   tmp_bin="$(mktemp -d "${cache_dir}/gobin.XXXXXX")"

@@ -16,11 +16,11 @@ export const e2e = { ignore: bin === null, sanitizeOps: false, sanitizeResources
 export const DETERMINISTIC = { seed: 1, temperature: 0, num_predict: 12 };
 
 /**
- * Options for a job that runs for seconds (1000 sampled tokens, about 1-5 s on two cores).
+ * Options for a job that runs for seconds (4000 sampled tokens, about 1-3 s on one thread).
  * Sampled with a strong repeat penalty, not greedy: greedy tiny models loop, and Ollama v0.11.4
  * silently ends a response whose token repeats more than 30 times, without a done:true line.
  */
-export const LONG = { seed: 7, temperature: 1.5, repeat_penalty: 1.5, num_predict: 1000 };
+export const LONG = { seed: 7, temperature: 1.5, repeat_penalty: 1.5, num_predict: 4000 };
 
 export type Foreman = Awaited<ReturnType<typeof startForeman>>;
 
