@@ -216,6 +216,9 @@ export class Worker {
     }
     const midStreamError = parseError(last);
     if (midStreamError !== undefined) return this.#failed(job.id, midStreamError);
+    // Ollama can end a response early without its final done:true object; the caller has what was
+    // sent, but the job did not complete.
+    if (!endsDone(last)) return this.#failed(job.id, INCOMPLETE);
     const done = store.transition("complete", job.id, { result: last || "{}" });
     this.#finished(done);
     return { job: job.id, outcome: "done" };
@@ -242,6 +245,7 @@ export class Worker {
     if (err !== undefined || typeof parsed !== "object" || parsed === null) {
       throw new TargetHttpError(502, err ?? "the target sent an unexpected response");
     }
+    if ((parsed as { done?: unknown }).done !== true) throw new TargetHttpError(502, INCOMPLETE);
     const completion: Artifact = {
       name: "completion",
       contentType: "application/json",
@@ -348,6 +352,17 @@ export function errorResponse(status: number, error: string, jobId?: string): Re
   const headers = new Headers({ "content-type": "application/json; charset=utf-8" });
   if (jobId) headers.set("x-foreman-job-id", jobId);
   return new Response(JSON.stringify({ error }), { status, headers });
+}
+
+const INCOMPLETE = "the target ended its response without done:true";
+
+/** Whether the final line is Ollama's closing object. */
+function endsDone(line: string): boolean {
+  try {
+    return JSON.parse(line)?.done === true;
+  } catch {
+    return false;
+  }
 }
 
 /** The message of a final {"error": "..."} line, if `line` is one. */
