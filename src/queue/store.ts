@@ -165,6 +165,7 @@ export class Store {
   readonly #onEvent?: () => void;
   readonly #ulid = monotonicFactory();
   readonly #stmts = new Map<string, StatementSync>();
+  readonly #synchronous: "FULL" | "NORMAL";
 
   constructor(path: string, options: StoreOptions = {}) {
     this.#now = options.now ?? Date.now;
@@ -172,7 +173,8 @@ export class Store {
     this.#onEvent = options.onEvent;
     this.db = new DatabaseSync(path, { enableForeignKeyConstraints: true });
     this.db.exec("PRAGMA journal_mode = WAL");
-    this.db.exec(`PRAGMA synchronous = ${options.synchronous ?? "FULL"}`);
+    this.#synchronous = options.synchronous ?? "FULL";
+    this.db.exec(`PRAGMA synchronous = ${this.#synchronous}`);
     this.db.exec("PRAGMA busy_timeout = 5000");
     migrate(this.db);
   }
@@ -186,17 +188,28 @@ export class Store {
     return this.#ulid(this.#now());
   }
 
-  /** Runs `fn` in one IMMEDIATE transaction; rolls back when it throws. */
-  tx<T>(fn: () => T): T {
+  /**
+   * Runs `fn` in one IMMEDIATE transaction; rolls back when it throws. With `durable: false` the
+   * commit does not wait for the disk (synchronous=NORMAL for this transaction only): it survives a
+   * crash of foreman, and reaches the disk with the next durable commit or checkpoint (ADR-0015).
+   */
+  tx<T>(fn: () => T, options: { durable?: boolean } = {}): T {
     if (this.db.isTransaction) return fn();
-    this.db.exec("BEGIN IMMEDIATE");
+    // SQLite refuses to change the safety level inside a transaction, so it is set around it.
+    const relaxed = options.durable === false && this.#synchronous === "FULL";
+    if (relaxed) this.db.exec("PRAGMA synchronous = NORMAL");
     try {
-      const out = fn();
-      this.db.exec("COMMIT");
-      return out;
-    } catch (err) {
-      if (this.db.isTransaction) this.db.exec("ROLLBACK");
-      throw err;
+      this.db.exec("BEGIN IMMEDIATE");
+      try {
+        const out = fn();
+        this.db.exec("COMMIT");
+        return out;
+      } catch (err) {
+        if (this.db.isTransaction) this.db.exec("ROLLBACK");
+        throw err;
+      }
+    } finally {
+      if (relaxed) this.db.exec("PRAGMA synchronous = FULL");
     }
   }
 
@@ -236,7 +249,7 @@ export class Store {
       const job = this.get(id)!;
       this.#recordEvent(job, null);
       return job;
-    });
+    }, { durable: input.kind !== "sync" });
   }
 
   get(id: string): Job | undefined {
@@ -356,6 +369,8 @@ export class Store {
     artifacts: Artifact[] = [],
   ): Job {
     const spec: TransitionSpec = TRANSITIONS[name];
+    // A job's kind never changes, so it can be read before the transaction that needs it.
+    const kind = this.#stmt("SELECT kind FROM jobs WHERE id = ?").get(id)?.kind;
     return this.tx(() => {
       const current = this.#stmt("SELECT state FROM jobs WHERE id = ?").get(id);
       const found = current?.state as JobState | undefined;
@@ -379,7 +394,7 @@ export class Store {
       const job = this.get(id)!;
       this.#recordEvent(job, found);
       return job;
-    });
+    }, { durable: kind !== "sync" });
   }
 
   /** Like transition, but returns undefined instead of throwing when the guard does not hold. */

@@ -1,0 +1,50 @@
+// Commit durability by what a commit protects (ADR-0015): sync-job rows commit without waiting for
+// the disk, everything else with synchronous=FULL, and the connection always returns to FULL.
+
+import assert from "node:assert/strict";
+import { Store, TransitionError } from "../src/queue/store.ts";
+
+const level = (store: Store) => Number(store.db.prepare("PRAGMA synchronous").get()!.synchronous);
+const FULL = 2;
+const NORMAL = 1;
+
+function open(): Store {
+  return new Store(`${Deno.makeTempDirSync()}/q.db`);
+}
+
+Deno.test("a non-durable transaction commits at NORMAL and leaves the connection at FULL", () => {
+  const store = open();
+  assert.equal(level(store), FULL);
+  assert.equal(store.tx(() => level(store), { durable: false }), NORMAL);
+  assert.equal(store.tx(() => level(store)), FULL);
+  assert.equal(level(store), FULL);
+  store.close();
+});
+
+Deno.test("a failing non-durable transaction rolls back and still restores FULL", () => {
+  const store = open();
+  const job = store.insertJob({ kind: "sync", endpoint: "chat", model: "a:latest", request: "{}" });
+  assert.throws(() => store.transition("complete", job.id, { result: "{}" }), TransitionError);
+  assert.equal(level(store), FULL);
+  assert.equal(store.get(job.id)!.state, "queued");
+  store.close();
+});
+
+Deno.test("sync and async jobs both move through their transitions with the safety level kept", () => {
+  const store = open();
+  for (const kind of ["sync", "async"] as const) {
+    const job = store.insertJob({ kind, endpoint: "chat", model: "a:latest", request: "{}" });
+    store.transition("claim", job.id);
+    store.transition("startWorking", job.id);
+    assert.equal(store.transition("complete", job.id, { result: "{}" }).state, "done");
+    assert.equal(level(store), FULL);
+  }
+  store.close();
+});
+
+Deno.test("a store opened at NORMAL stays at NORMAL", () => {
+  const store = new Store(`${Deno.makeTempDirSync()}/q.db`, { synchronous: "NORMAL" });
+  assert.equal(store.tx(() => level(store), { durable: false }), NORMAL);
+  assert.equal(level(store), NORMAL);
+  store.close();
+});
