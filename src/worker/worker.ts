@@ -56,6 +56,8 @@ export class Worker {
   #current?: { id: string; abort: AbortController; settled: Promise<unknown> };
   #wake?: () => void;
   #unreachableStreak = 0;
+  /** No job is taken before this time: the target was unreachable (one backoff for all jobs). */
+  #pausedUntil = 0;
 
   constructor(options: WorkerOptions) {
     this.#o = options;
@@ -117,7 +119,8 @@ export class Worker {
     while (!signal.aborted) {
       const did = await this.runOnce();
       if (did || signal.aborted) continue;
-      const readyAt = this.#o.store.nextReadyAt();
+      let readyAt = this.#o.store.nextReadyAt();
+      if (readyAt !== undefined) readyAt = Math.max(readyAt, this.#pausedUntil);
       const wait = readyAt === undefined ? 60_000 : Math.max(5, readyAt - this.#now());
       await new Promise<void>((resolve) => {
         const wake = new AbortController();
@@ -131,6 +134,7 @@ export class Worker {
   /** Takes and runs the next job, if one is ready. */
   async runOnce(): Promise<Outcome | undefined> {
     const { store, residency, maxWait } = this.#o;
+    if (this.#now() < this.#pausedUntil) return undefined;
     const next = store.next(residency.current, { maxWait });
     if (!next) return undefined;
     const job = store.tryTransition("claim", next.id);
@@ -271,6 +275,9 @@ export class Worker {
       residency.current = undefined;
       this.#unreachableStreak++;
       const delay = Math.min(RETRY_CAP, this.#o.retryBase * 2 ** (this.#unreachableStreak - 1));
+      // The target is down for every job, not just this one: trying the next queued job at once
+      // would only grow the streak once per queued job and park the whole queue at the cap.
+      this.#pausedUntil = this.#now() + delay;
       log.warn("target unreachable, job requeued", {
         job_id: job.id,
         model: job.model,
