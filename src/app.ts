@@ -11,6 +11,7 @@ import type { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { TargetClient } from "./ollama/client.ts";
 import { Inventory } from "./ollama/inventory.ts";
+import { GroupCommit } from "./queue/group_commit.ts";
 import { Pruner } from "./queue/pruner.ts";
 import { Store } from "./queue/store.ts";
 import { eventBody, type ViewOptions } from "./views.ts";
@@ -113,6 +114,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     residency,
     dispatcher,
     views,
+    groupCommit: new GroupCommit(store),
     auth: new BearerAuth(config.tokens),
   });
 

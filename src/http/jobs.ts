@@ -4,6 +4,7 @@
 
 import { createHash } from "node:crypto";
 import { normalizeModel } from "../ollama/inventory.ts";
+import type { GroupCommit } from "../queue/group_commit.ts";
 import { type Endpoint, isTerminal, JOB_STATES, type JobState } from "../queue/states.ts";
 import type { Job } from "../queue/store.ts";
 import { jobView, type ViewOptions } from "../views.ts";
@@ -18,6 +19,8 @@ export interface JobsDeps extends NativeDeps {
   residency: Residency;
   dispatcher: Dispatcher;
   views: ViewOptions;
+  /** Inserts key-less submissions in shared transactions (ADR-0015). */
+  groupCommit: GroupCommit;
 }
 
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -99,8 +102,8 @@ export async function submit(req: Request, d: JobsDeps): Promise<Response> {
       return accepted(prior, { "idempotent-replayed": "true" });
     }
   }
-  requireRoom(d.store, d.config);
-  const job = d.store.insertJob({
+  requireRoom(d.store, d.config, d.groupCommit.pending);
+  const input = {
     kind: "async",
     endpoint,
     model: normalizeModel(model),
@@ -109,7 +112,9 @@ export async function submit(req: Request, d: JobsDeps): Promise<Response> {
     metadata: metadata ? JSON.stringify(metadata) : null,
     idempotencyKey: key,
     requestHash: hash,
-  });
+  } as const;
+  // A keyed submission commits alone and at once, so its look-up and insert stay back to back.
+  const job = key === null ? await d.groupCommit.insert(input) : d.store.insertJob(input);
   d.worker.wake();
   d.dispatcher.wake();
   return accepted(job);

@@ -67,8 +67,9 @@ export async function requireModel(inventory: Inventory, model: string): Promise
   throw new HttpError(404, `model "${model}" not found, try pulling it first`);
 }
 
-export function requireRoom(store: Store, config: Config): void {
-  if (store.countQueued() >= config.maxQueue) {
+/** 503 when the queue is full; `pending` counts jobs accepted but not yet committed. */
+export function requireRoom(store: Store, config: Config, pending = 0): void {
+  if (store.countQueued() + pending >= config.maxQueue) {
     throw new HttpError(
       503,
       `server busy, please try again: the queue holds ${config.maxQueue} jobs (FOREMAN_MAX_QUEUE)`,

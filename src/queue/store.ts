@@ -226,30 +226,42 @@ export class Store {
 
   /** Stores a new queued job (and its `queued` event when it has a webhook). */
   insertJob(input: NewJob): Job {
-    return this.tx(() => {
-      const now = this.#now();
-      const id = this.newId();
-      this.#stmt(
-        `INSERT INTO jobs (id, kind, endpoint, model, state, request, webhook_url, metadata,
-           idempotency_key, request_hash, created_at, updated_at)
-         VALUES (:id, :kind, :endpoint, :model, 'queued', :request, :webhook_url, :metadata,
-           :idempotency_key, :request_hash, :now, :now)`,
-      ).run({
-        id,
-        kind: input.kind,
-        endpoint: input.endpoint,
-        model: input.model,
-        request: input.request,
-        webhook_url: input.webhookUrl ?? null,
-        metadata: input.metadata ?? null,
-        idempotency_key: input.idempotencyKey ?? null,
-        request_hash: input.requestHash ?? null,
-        now,
-      });
-      const job = this.get(id)!;
-      this.#recordEvent(job, null);
-      return job;
-    }, { durable: input.kind !== "sync" });
+    return this.tx(() => this.#insert(input), { durable: input.kind !== "sync" });
+  }
+
+  /**
+   * Stores several new jobs in one transaction (group commit, ADR-0015): one fsync for all of them.
+   * All or none are stored.
+   */
+  insertJobs(inputs: readonly NewJob[]): Job[] {
+    return this.tx(() => inputs.map((input) => this.#insert(input)), {
+      durable: inputs.some((input) => input.kind !== "sync"),
+    });
+  }
+
+  #insert(input: NewJob): Job {
+    const now = this.#now();
+    const id = this.newId();
+    this.#stmt(
+      `INSERT INTO jobs (id, kind, endpoint, model, state, request, webhook_url, metadata,
+         idempotency_key, request_hash, created_at, updated_at)
+       VALUES (:id, :kind, :endpoint, :model, 'queued', :request, :webhook_url, :metadata,
+         :idempotency_key, :request_hash, :now, :now)`,
+    ).run({
+      id,
+      kind: input.kind,
+      endpoint: input.endpoint,
+      model: input.model,
+      request: input.request,
+      webhook_url: input.webhookUrl ?? null,
+      metadata: input.metadata ?? null,
+      idempotency_key: input.idempotencyKey ?? null,
+      request_hash: input.requestHash ?? null,
+      now,
+    });
+    const job = this.get(id)!;
+    this.#recordEvent(job, null);
+    return job;
   }
 
   get(id: string): Job | undefined {
