@@ -483,11 +483,24 @@ export class Store {
     if (!this.#renderEvent) throw new TypeError("Store has no event renderer for webhook jobs");
     const body = this.#renderEvent(job, previous, this.artifactsWithBodies(job.id));
     const now = this.#now();
+    // A receiver that answered 410 Gone for this job hears nothing more about it: later events
+    // are written dead, as markJobEventsDead did to the ones pending at the time.
+    const gone = this.#stmt("SELECT 1 FROM outbox WHERE job_id = ? AND last_status = 410 LIMIT 1")
+      .get(job.id) !== undefined;
     this.#stmt(
-      `INSERT INTO outbox (id, job_id, url, body, state, next_attempt_at, created_at)
-       VALUES (?, ?, ?, ?, 'pending', ?, ?)`,
-    ).run(`msg_${this.newId()}`, job.id, job.webhookUrl, body, now, now);
-    this.#onEvent?.();
+      `INSERT INTO outbox (id, job_id, url, body, state, next_attempt_at, created_at, last_error)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      `msg_${this.newId()}`,
+      job.id,
+      job.webhookUrl,
+      body,
+      gone ? "dead" : "pending",
+      now,
+      now,
+      gone ? "receiver answered 410 Gone" : null,
+    );
+    if (!gone) this.#onEvent?.();
   }
 
   /** Pending events that are due and have no undelivered predecessor for the same job. */
