@@ -170,7 +170,7 @@ Deno.test("think adds thinking to the chunks and tools are answered with a tool 
     assert.equal((thought.message as Obj).content, simWords(8));
 
     const streamed = await ndjson(
-      await post(sim, "/api/generate", { model: "tiny-a", prompt: "x", think: "high" }),
+      await post(sim, "/api/generate", { model: "tiny-a", prompt: "x", think: true }),
     );
     assert.equal(streamed[0].thinking, "t1");
 
@@ -188,6 +188,103 @@ Deno.test("think adds thinking to the chunks and tools are answered with a tool 
     const [, answered] = await call(sim, "/api/chat", afterTool);
     assert.equal((answered.message as Obj).tool_calls, undefined);
     assert.equal((answered.message as Obj).content, simWords(8));
+  });
+});
+
+Deno.test("repeatLimit: a looping answer stops after 31 identical chunks without done:true", async () => {
+  await withSim({ repeatLimit: true, tokenMs: 0 }, async (sim) => {
+    const long = { options: { num_predict: 40 } };
+    const res = await post(sim, "/api/chat", chat("tiny-a", long));
+    assert.equal(res.status, 200);
+    const chunks = await ndjson(res); // the body ends cleanly, it is just short
+    assert.equal(chunks.length, 31);
+    assert.ok(chunks.every((c) => c.done === false));
+    assert.equal(
+      chunks.map((c) => (c.message as Obj).content).join(""),
+      Array(31).fill("w1").join(" "),
+    );
+
+    const [status, whole] = await call(
+      sim,
+      "/api/chat",
+      chat("tiny-a", { ...long, stream: false }),
+    );
+    assert.equal(status, 200);
+    assert.deepEqual(Object.keys(whole), ["model", "created_at", "message", "done"]);
+    assert.equal(whole.done, false);
+    assert.equal((whole.message as Obj).content, Array(31).fill("w1").join(" "));
+
+    const [, gen] = await call(sim, "/api/generate", {
+      model: "tiny-a",
+      prompt: "x",
+      stream: false,
+      ...long,
+    });
+    assert.deepEqual(Object.keys(gen), ["model", "created_at", "response", "done"]);
+    assert.equal(gen.done, false);
+
+    // 31 repeats are allowed: the answer completes.
+    const [, short] = await call(
+      sim,
+      "/api/chat",
+      chat("tiny-a", {
+        stream: false,
+        options: { num_predict: 31 },
+      }),
+    );
+    assert.equal(short.done, true);
+    assert.equal(short.eval_count, 31);
+    assert.equal(sim.events.filter((e) => e.kind === "end").length, 4, "each one freed the model");
+  });
+  await withSim({ tokenMs: 0 }, async (sim) => {
+    const [, body] = await call(
+      sim,
+      "/api/chat",
+      chat("tiny-a", {
+        stream: false,
+        options: { num_predict: 40 },
+      }),
+    );
+    assert.equal(body.done, true, "by default answers never repeat, so they always end");
+    assert.equal((body.message as Obj).content, simWords(40));
+  });
+});
+
+Deno.test("timestamps carry Go's nanoseconds and ps shows context_length and no VRAM", async () => {
+  await withSim({}, async (sim) => {
+    const goTime = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,8}[1-9])?Z$/;
+    const chunks = await ndjson(await post(sim, "/api/chat", chat("tiny-a")));
+    const stamps = chunks.map((c) => c.created_at as string);
+    for (const t of stamps) {
+      assert.match(t, goTime);
+      assert.ok(!Number.isNaN(Date.parse(t)));
+    }
+    assert.ok(
+      stamps.some((t) => /\.\d{4,}Z$/.test(t)),
+      `finer than milliseconds: ${stamps.join(" ")}`,
+    );
+    const tags = (await (await fetch(sim.url + "/api/tags")).json()).models as Obj[];
+    for (const m of tags) assert.match(m.modified_at as string, goTime);
+
+    await call(sim, "/api/generate", { model: "tiny-b", prompt: "", options: { num_ctx: 2048 } });
+    const rows = await ps(sim);
+    assert.deepEqual(Object.keys(rows[0]), [
+      "name",
+      "model",
+      "size",
+      "digest",
+      "details",
+      "expires_at",
+      "size_vram",
+      "context_length",
+    ]);
+    const byName = Object.fromEntries(rows.map((m) => [m.name, m]));
+    assert.equal(byName["tiny-a:latest"].context_length, 4096);
+    assert.equal(byName["tiny-b:latest"].context_length, 2048);
+    for (const m of rows) {
+      assert.equal(m.size_vram, 0, "a CPU-only Ollama keeps nothing in VRAM");
+      assert.match(m.expires_at as string, goTime);
+    }
   });
 });
 
@@ -247,6 +344,11 @@ Deno.test("an unknown model is a 404 with the message each Ollama route gives", 
   await withSim({}, async (sim) => {
     assert.deepEqual(await call(sim, "/api/chat", chat("nope")), [
       404,
+      { error: 'model "nope" not found, try pulling it first' },
+    ]);
+    // Chat looks the name up itself only to unload (empty messages, keep_alive 0).
+    assert.deepEqual(await call(sim, "/api/chat", { model: "nope", keep_alive: 0 }), [
+      404,
       { error: "model 'nope' not found" },
     ]);
     assert.deepEqual(await call(sim, "/api/generate", { model: "nope", prompt: "x" }), [
@@ -277,7 +379,12 @@ Deno.test("bad JSON, an empty body and a missing model are 400s", async () => {
       400,
       { error: "model is required" },
     ]);
+    // /api/embed asks the scheduler for a model named "", /api/embeddings checks the name first.
     assert.deepEqual(await call(sim, "/api/embed", { input: "x" }), [
+      404,
+      { error: 'model "" not found, try pulling it first' },
+    ]);
+    assert.deepEqual(await call(sim, "/api/embeddings", { prompt: "x" }), [
       400,
       { error: "model is required" },
     ]);
@@ -289,6 +396,151 @@ Deno.test("bad JSON, an empty body and a missing model are 400s", async () => {
     const [typeStatus, typeBody] = await call(sim, "/api/chat", { model: 7 });
     assert.equal(typeStatus, 400);
     assert.match(typeBody.error as string, /cannot unmarshal number into Go struct field/);
+  });
+});
+
+Deno.test("think, tools or suffix on a model without the capability is a 400 naming it in full", async () => {
+  const tools = [{ type: "function", function: { name: "f", parameters: {} } }];
+  await withSim({ capabilities: { "tiny-a": ["completion"] } }, async (sim) => {
+    const [, show] = await call(sim, "/api/show", { model: "tiny-a" });
+    assert.deepEqual(show.capabilities, ["completion"]);
+    const refused = (what: string) => [
+      400,
+      { error: `registry.ollama.ai/library/tiny-a:latest does not support ${what}` },
+    ];
+    assert.deepEqual(
+      await call(sim, "/api/chat", chat("tiny-a", { think: true })),
+      refused("thinking"),
+    );
+    assert.deepEqual(await call(sim, "/api/chat", chat("tiny-a", { tools })), refused("tools"));
+    // Go's errors.Join separates the missing capabilities with a newline.
+    assert.deepEqual(
+      await call(sim, "/api/chat", chat("tiny-a", { tools, think: true })),
+      refused("tools\nthinking"),
+    );
+    assert.deepEqual(
+      await call(sim, "/api/generate", { model: "tiny-a", prompt: "x", think: "low" }),
+      [400, { error: 'think value "low" is not supported for this model' }],
+      "generate refuses a think level before it looks at capabilities",
+    );
+    assert.deepEqual(
+      await call(sim, "/api/generate", { model: "tiny-a", prompt: "x", think: true }),
+      refused("thinking"),
+    );
+    assert.deepEqual(
+      await call(sim, "/api/generate", { model: "tiny-a", prompt: "x", suffix: "y" }),
+      refused("insert"),
+    );
+    // Without completion, that is what Ollama names, with the model as sent.
+    assert.deepEqual(await call(sim, "/api/chat", chat("embed-e", { think: true })), [
+      400,
+      { error: '"embed-e" does not support chat' },
+    ]);
+    assert.deepEqual(await call(sim, "/api/generate", { model: "embed-e", prompt: "x" }), [
+      400,
+      { error: '"embed-e" does not support generate' },
+    ]);
+    const [ok] = await call(
+      sim,
+      "/api/chat",
+      chat("tiny-b", { tools, think: true, stream: false }),
+    );
+    assert.equal(ok, 200, "other models keep the default capabilities");
+    assert.deepEqual(sim.loads(), ["tiny-b:latest"]);
+  });
+});
+
+Deno.test("a think level is for gpt-oss only: chat refuses it once the model is loaded", async () => {
+  await withSim({}, async (sim) => {
+    assert.deepEqual(await call(sim, "/api/chat", chat("tiny-a", { think: "high" })), [
+      400,
+      { error: 'think value "high" is not supported for this model' },
+    ]);
+    assert.deepEqual(sim.loads(), ["tiny-a:latest"]);
+    const [, loaded] = await call(sim, "/api/chat", {
+      model: "tiny-b",
+      messages: [],
+      think: "low",
+    });
+    assert.equal(loaded.done_reason, "load", "an empty chat only loads, before the check");
+  });
+});
+
+Deno.test("a mistyped option is a 500 before anything loads; unknown options are ignored", async () => {
+  await withSim({}, async (sim) => {
+    const mistyped: [path: string, body: Obj, option: string, type: string][] = [
+      ["/api/chat", chat("tiny-a"), "num_predict", "integer"],
+      ["/api/chat", chat("tiny-a", { think: true }), "temperature", "float32"],
+      ["/api/generate", { model: "tiny-a", prompt: "" }, "seed", "integer"],
+      ["/api/generate", { model: "tiny-a", prompt: "x" }, "stop", "array"],
+      ["/api/generate", { model: "tiny-a" }, "use_mmap", "boolean"],
+      ["/api/embed", { model: "embed-e", input: "x" }, "num_ctx", "integer"],
+      ["/api/embeddings", { model: "embed-e", prompt: "x" }, "top_k", "integer"],
+    ];
+    for (const [path, body, option, type] of mistyped) {
+      const value = type === "array" || type === "boolean" ? 1 : "x";
+      assert.deepEqual(
+        await call(sim, path, { ...body, options: { [option]: value } }),
+        [500, { error: `option "${option}" must be of type ${type}` }],
+        `${path} ${option}`,
+      );
+    }
+    assert.deepEqual(
+      await call(sim, "/api/generate", {
+        model: "tiny-a",
+        prompt: "x",
+        options: { stop: ["a", 1] },
+      }),
+      [500, { error: 'option "stop" must be of an array of strings' }],
+    );
+    assert.deepEqual(
+      await call(sim, "/api/chat", chat("nope", { options: { num_predict: "x" } })),
+      [404, { error: 'model "nope" not found, try pulling it first' }],
+      "the model is looked up first",
+    );
+    assert.deepEqual(sim.loads(), []);
+    const fine = { nope: "x", stop: null, num_predict: 2.9, top_p: 1, temperature: 0 };
+    const [status, body] = await call(
+      sim,
+      "/api/chat",
+      chat("tiny-a", { stream: false, options: fine }),
+    );
+    assert.equal(status, 200);
+    assert.equal(body.eval_count, 2);
+  });
+});
+
+Deno.test("a format other than json or a schema fails once the model is loaded", async () => {
+  await withSim({}, async (sim) => {
+    const expected = (raw: string) =>
+      `invalid format: ${JSON.stringify(raw)}; expected "json" or a valid JSON Schema object`;
+    assert.deepEqual(
+      await call(sim, "/api/chat", chat("tiny-a", { format: "xml", stream: false })),
+      [
+        500,
+        { error: expected('"xml"') },
+      ],
+    );
+    assert.deepEqual(sim.loads(), ["tiny-a:latest"], "the runner checks it, after the load");
+    // Streamed, the headers are out already: 200 and one NDJSON error line.
+    const streamed = await post(sim, "/api/generate", { model: "tiny-a", prompt: "x", format: 5 });
+    assert.equal(streamed.status, 200);
+    assert.deepEqual(await ndjson(streamed), [{ error: expected("5") }]);
+    assert.deepEqual(
+      await call(sim, "/api/generate", {
+        model: "tiny-a",
+        prompt: "x",
+        stream: false,
+        format: [1],
+      }),
+      [500, { error: expected("[1]") }],
+    );
+    for (const format of ["json", "", null, {}, { type: "object" }]) {
+      const [status] = await call(sim, "/api/chat", chat("tiny-a", { format, stream: false }));
+      assert.equal(status, 200, `format ${JSON.stringify(format)} is accepted`);
+    }
+    const [, load] = await call(sim, "/api/chat", { model: "tiny-b", messages: [], format: "xml" });
+    assert.equal(load.done_reason, "load", "a load request never reaches the runner");
   });
 });
 
@@ -625,8 +877,6 @@ Deno.test("create, copy and delete change the model list; blobs check their dige
     assert.ok(!(await names()).includes("mine:latest"));
     const [status] = await call(sim, "/api/chat", chat("copy", { stream: false }));
     assert.equal(status, 200);
-    const [, pulled] = await call(sim, "/api/pull", { model: "fresh", stream: false });
-    assert.deepEqual(pulled, { status: "success" });
 
     const bytes = new TextEncoder().encode("GGUF tiny");
     const hex = Array.from(
@@ -645,6 +895,43 @@ Deno.test("create, copy and delete change the model list; blobs check their dige
     });
     assert.equal(bad.status, 400);
     assert.match((await bad.json()).error, /digest mismatch/);
+  });
+});
+
+Deno.test("offline (the default), pull and push fail as Ollama without network does; online they succeed", async () => {
+  await withSim({}, async (sim) => {
+    const dns = (method: string, url: string) =>
+      `${method} "${url}": dial tcp: lookup registry.ollama.ai: no such host`;
+    const manifest = "https://registry.ollama.ai/v2/library/tiny-a/manifests/latest";
+    const res = await post(sim, "/api/pull", { model: "tiny-a", stream: false });
+    assert.equal(res.status, 500);
+    assert.equal(res.headers.get("content-type"), "application/json");
+    assert.deepEqual(await res.json(), { error: `pull model manifest: ${dns("Get", manifest)}` });
+    assert.deepEqual(await ndjson(await post(sim, "/api/pull", { model: "someone/fresh:v2" })), [
+      { status: "pulling manifest" },
+      {
+        error: `pull model manifest: ${
+          dns("Get", "https://registry.ollama.ai/v2/someone/fresh/manifests/v2")
+        }`,
+      },
+    ]);
+    const [status, pushed] = await call(sim, "/api/push", { model: "tiny-a", stream: false });
+    assert.equal(status, 500);
+    assert.match(
+      pushed.error as string,
+      /^Head "https:\/\/registry\.ollama\.ai\/v2\/library\/tiny-a\/blobs\/sha256:[0-9a-f]{64}": dial tcp: lookup registry\.ollama\.ai: no such host$/,
+    );
+    const names = ((await (await fetch(sim.url + "/api/tags")).json()).models as Obj[])
+      .map((m) => m.name);
+    assert.ok(!names.includes("someone/fresh:v2"));
+  });
+  await withSim({ online: true }, async (sim) => {
+    const [, pulled] = await call(sim, "/api/pull", { model: "fresh", stream: false });
+    assert.deepEqual(pulled, { status: "success" });
+    const [, pushed] = await call(sim, "/api/push", { model: "fresh", stream: false });
+    assert.deepEqual(pushed, { status: "success" });
+    const [status] = await call(sim, "/api/chat", chat("fresh", { stream: false }));
+    assert.equal(status, 200);
   });
 });
 

@@ -27,7 +27,24 @@ export interface SimOptions {
   dimensions?: number;
   /** OLLAMA_MAX_QUEUE: requests waiting for the scheduler beyond this many get a 503 (default 512). */
   maxQueue?: number;
+  /** Capabilities of particular models, keyed by name (a name without a tag gets ":latest"), as
+   * /api/show lists them. Others get ["completion", "tools", "thinking"], or ["embedding"] when
+   * the name contains "embed". Chat and generate refuse think, tools or suffix on a model without
+   * "thinking", "tools" or "insert", in Ollama's words. */
+  capabilities?: Record<string, SimCapability[]>;
+  /** Makes the simulated model loop on one token (answers read "w1 w1 w1 …"), as greedy decoding
+   * on a tiny model does, so that Ollama 0.11.4's token-repeat limit applies: an answer longer than
+   * 31 tokens stops after the 31st identical chunk with no done:true chunk (status 200; with
+   * stream:false the body has done:false and no metrics). Off by default: answers are "w1 w2 …",
+   * which never repeat, and always end with done:true. */
+  repeatLimit?: boolean;
+  /** Pretends the registry is reachable, so /api/pull and /api/push succeed. Off by default: like an
+   * Ollama without network (the real-Ollama tier's), they fail with a DNS error. */
+  online?: boolean;
 }
+
+/** A model capability as Ollama 0.11.4's /api/show lists it. */
+export type SimCapability = "completion" | "tools" | "insert" | "vision" | "embedding" | "thinking";
 
 /** One entry of {@link OllamaSim.events}; `at` is epoch milliseconds with sub-millisecond precision. */
 export interface SimEvent {
@@ -134,7 +151,8 @@ interface ModelEntry {
   name: string;
   digest: string;
   size: number;
-  modifiedAt: string;
+  /** Epoch milliseconds with sub-millisecond precision, shown with nanoseconds as Go does. */
+  modifiedMs: number;
   family: string;
   parameterSize: string;
   capabilities: string[];
@@ -162,17 +180,44 @@ function fullName(name: string): string {
   return n.lastIndexOf(":") > n.lastIndexOf("/") ? n : `${n}:latest`;
 }
 
-function makeEntry(name: string, modifiedAt: Date, like?: ModelEntry): ModelEntry {
-  const embedOnly = like ? !like.capabilities.includes("completion") : /embed/i.test(name);
+/** Ollama's model.Name.String(): the name with registry and namespace, as capability errors say. */
+function longName(name: string): string {
+  const parts = fullName(name).split("/");
+  if (parts.length === 1) return `registry.ollama.ai/library/${parts[0]}`;
+  return parts.length === 2 ? `registry.ollama.ai/${parts.join("/")}` : parts.join("/");
+}
+
+/** Where Ollama's pull and push reach the registry for a model. */
+function registryOf(name: string): { host: string; repo: string; tag: string } {
+  const full = fullName(name);
+  const colon = full.lastIndexOf(":");
+  const parts = full.slice(0, colon).split("/");
+  const host = parts.length === 3 ? parts.shift()! : "registry.ollama.ai";
+  if (parts.length === 1) parts.unshift("library");
+  return { host, repo: `https://${host}/v2/${parts.join("/")}`, tag: full.slice(colon + 1) };
+}
+
+/** What Go's HTTP client says when the registry's name does not resolve (no network). */
+function offline(method: string, url: string, host: string): string {
+  return `${method} "${url}": dial tcp: lookup ${host}: no such host`;
+}
+
+function makeEntry(
+  name: string,
+  modifiedMs: number,
+  like?: ModelEntry,
+  capabilities?: string[],
+): ModelEntry {
+  const caps = like?.capabilities ?? capabilities;
+  const embedOnly = caps ? !caps.includes("completion") : /embed/i.test(name);
   return {
     name,
     digest: fakeDigest(name),
     size: 1_000_000 + (fnv1a(name) % 900_000),
-    modifiedAt: modifiedAt.toISOString(),
+    modifiedMs,
     family: like?.family ?? (embedOnly ? "nomic-bert" : "llama"),
     parameterSize: like?.parameterSize ?? (embedOnly ? "137M" : "1.2M"),
-    capabilities: like?.capabilities ??
-      (embedOnly ? ["embedding"] : ["completion", "tools", "thinking"]),
+    capabilities: caps ?? (embedOnly ? ["embedding"] : ["completion", "tools", "thinking"]),
   };
 }
 
@@ -394,7 +439,7 @@ class Scheduler {
       this.#unload(r);
       return;
     }
-    r.expiresAt = Date.now() + (Number.isFinite(r.sessionMs) ? r.sessionMs : FOREVER_SHOWN_MS);
+    r.expiresAt = now() + (Number.isFinite(r.sessionMs) ? r.sessionMs : FOREVER_SHOWN_MS);
     this.#arm(r);
   }
 
@@ -404,7 +449,7 @@ class Scheduler {
     if (!r) return;
     if (r.state === "loading") await r.ready;
     if (r.state !== "ready") return;
-    r.expiresAt = Date.now();
+    r.expiresAt = now();
     this.#disarm(r);
     r.sessionMs = 0;
     if (r.refCount <= 0) this.#unload(r);
@@ -429,12 +474,12 @@ class Scheduler {
 
   /** /api/ps rows: loading models included, longest time left first. */
   ps(): { runner: Runner; expiresAt: number }[] {
-    const now = Date.now();
+    const t = now();
     return [...this.loaded.values()]
       .map((runner) => ({
         runner,
         expiresAt: runner.expiresAt ??
-          now + (Number.isFinite(runner.sessionMs) ? runner.sessionMs : FOREVER_SHOWN_MS),
+          t + (Number.isFinite(runner.sessionMs) ? runner.sessionMs : FOREVER_SHOWN_MS),
       }))
       .sort((a, b) => Math.floor(b.expiresAt / 1000) - Math.floor(a.expiresAt / 1000));
   }
@@ -530,11 +575,11 @@ class Scheduler {
   #arm(r: Runner): void {
     this.#disarm(r);
     if (!Number.isFinite(r.sessionMs) || r.expiresAt === undefined) return;
-    const wait = Math.min(Math.max(0, r.expiresAt - Date.now()), MAX_TIMER_MS);
+    const wait = Math.min(Math.max(0, r.expiresAt - now()), MAX_TIMER_MS);
     r.timer = setTimeout(() => {
       r.timer = undefined;
       if (r.state !== "ready" || r.refCount > 0) return;
-      if (Date.now() >= r.expiresAt!) this.#unload(r);
+      if (now() >= r.expiresAt!) this.#unload(r);
       else this.#arm(r);
     }, wait);
   }
@@ -836,7 +881,7 @@ function allowedOrigin(origin: string | null, host: string | null): boolean {
 
 function json(status: number, body: unknown, headers: HeadersInit = {}): Response {
   const h = new Headers(headers);
-  h.set("content-type", JSON_TYPE);
+  if (!h.has("content-type")) h.set("content-type", JSON_TYPE);
   return new Response(JSON.stringify(body), { status, headers: h });
 }
 
@@ -846,6 +891,66 @@ function text(status: number, body: string | null): Response {
 
 const ns = (ms: number) => Math.max(1, Math.round(ms * 1e6));
 const now = () => performance.timeOrigin + performance.now();
+
+/** Go's time.Time in JSON (RFC 3339 with up to nine fractional digits, trailing zeros dropped) for
+ * epoch milliseconds; the clock's sub-millisecond digits stand in for Go's nanoseconds. */
+function goTime(ms: number): string {
+  const sec = Math.floor(ms / 1000);
+  const nanos = Math.min(999_999_999, Math.floor((ms - sec * 1000) * 1e6));
+  const frac = nanos ? "." + String(nanos).padStart(9, "0").replace(/0+$/, "") : "";
+  return `${new Date(sec * 1000).toISOString().slice(0, 19)}${frac}Z`;
+}
+
+/** The Go kind of each field of api.Options that FromMap checks; other keys are ignored. */
+const OPTION_KINDS: Record<string, "integer" | "float32" | "boolean" | "array"> = {
+  num_ctx: "integer",
+  num_batch: "integer",
+  num_gpu: "integer",
+  main_gpu: "integer",
+  use_mmap: "boolean",
+  num_thread: "integer",
+  num_keep: "integer",
+  seed: "integer",
+  num_predict: "integer",
+  top_k: "integer",
+  top_p: "float32",
+  min_p: "float32",
+  typical_p: "float32",
+  repeat_last_n: "integer",
+  temperature: "float32",
+  repeat_penalty: "float32",
+  presence_penalty: "float32",
+  frequency_penalty: "float32",
+  stop: "array",
+};
+
+/** api.Options.FromMap's complaint about the first mistyped option, which Ollama answers with a
+ * 500 before loading anything (Go walks the map in random order, so with several it names any). */
+function optionsError(options: Record<string, unknown> | undefined): string | undefined {
+  for (const [key, v] of Object.entries(options ?? {})) {
+    const kind = OPTION_KINDS[key];
+    if (kind === undefined || v === null) continue;
+    const ok = kind === "boolean"
+      ? typeof v === "boolean"
+      : kind === "array"
+      ? Array.isArray(v)
+      : typeof v === "number";
+    if (!ok) return `option "${key}" must be of type ${kind}`;
+    if (kind === "array" && (v as unknown[]).some((x) => typeof x !== "string")) {
+      return `option "${key}" must be of an array of strings`;
+    }
+  }
+  return undefined;
+}
+
+/** The runner's check of `format`, made once the model is loaded: null, "", "json" or an object. */
+function formatError(format: unknown): string | undefined {
+  if (format === undefined || format === null || format === "" || format === "json") return;
+  if (typeof format === "object" && !Array.isArray(format)) return;
+  // Go quotes the raw JSON with %q; JSON.stringify quotes the same way for printable text.
+  const quoted = JSON.stringify(JSON.stringify(format));
+  return `invalid format: ${quoted}; expected "json" or a valid JSON Schema object`;
+}
 const words = (s: unknown) => typeof s === "string" ? s.split(/\s+/).filter(Boolean).length : 0;
 
 /** A deterministic unit-free vector for `input`; /api/embed normalises it, /api/embeddings not. */
@@ -908,6 +1013,10 @@ interface Config {
   version: string;
   dimensions: number;
   maxQueue: number;
+  /** Lower-cased full name → capabilities. */
+  capabilities: Map<string, string[]>;
+  repeatLimit: boolean;
+  online: boolean;
 }
 
 /**
@@ -947,11 +1056,8 @@ export class OllamaSim {
     this.port = port;
     const shown = ["0.0.0.0", "::", ""].includes(cfg.hostname) ? "127.0.0.1" : cfg.hostname;
     this.url = `http://${shown.includes(":") ? `[${shown}]` : shown}:${port}`;
-    const born = Date.now();
-    cfg.models.forEach((m, i) => {
-      const e = makeEntry(fullName(m), new Date(born - i * 1000));
-      this.#catalog.set(e.name.toLowerCase(), e);
-    });
+    const born = now();
+    cfg.models.forEach((m, i) => this.#add(fullName(m), born - i * 1000));
     this.#sched = new Scheduler({
       loadMs: cfg.loadMs,
       maxLoaded: cfg.maxLoaded,
@@ -1017,6 +1123,11 @@ export class OllamaSim {
       version: opts.version ?? "0.11.4",
       dimensions: Math.max(1, Math.trunc(nonNegative("dimensions", opts.dimensions, 8))),
       maxQueue: Math.max(1, Math.trunc(nonNegative("maxQueue", opts.maxQueue, 512))),
+      capabilities: new Map(
+        Object.entries(opts.capabilities ?? {}).map(([k, v]) => [fullName(k).toLowerCase(), v]),
+      ),
+      repeatLimit: opts.repeatLimit ?? false,
+      online: opts.online ?? false,
     };
   }
 
@@ -1119,6 +1230,13 @@ export class OllamaSim {
 
   #entry(name: string): ModelEntry | undefined {
     return this.#catalog.get(fullName(name).toLowerCase());
+  }
+
+  /** Puts a model on "disk": a copy of `like`, else with the capabilities configured for it. */
+  #add(name: string, modifiedMs: number, like?: ModelEntry): ModelEntry {
+    const e = makeEntry(name, modifiedMs, like, this.#cfg.capabilities.get(name.toLowerCase()));
+    this.#catalog.set(e.name.toLowerCase(), e);
+    return e;
   }
 
   #takeFault(kind: Fault["kind"], path: string): Fault | undefined {
@@ -1243,13 +1361,13 @@ export class OllamaSim {
 
   #tags(): Response {
     const models = [...this.#catalog.values()]
-      // Ollama sorts by whole seconds and breaks ties by map order (at random); milliseconds is one
+      // Ollama sorts by whole seconds and breaks ties by map order (at random); the exact time is one
       // of its possible orders and keeps a just-created model first.
-      .sort((a, b) => Date.parse(b.modifiedAt) - Date.parse(a.modifiedAt))
+      .sort((a, b) => b.modifiedMs - a.modifiedMs)
       .map((e) => ({
         name: e.name,
         model: e.name,
-        modified_at: e.modifiedAt,
+        modified_at: goTime(e.modifiedMs),
         size: e.size,
         digest: e.digest,
         details: details(e),
@@ -1259,15 +1377,18 @@ export class OllamaSim {
 
   #ps(): Response {
     const models = this.#sched.ps().map(({ runner, expiresAt }) => {
-      const e = this.#entry(runner.name) ?? makeEntry(runner.name, new Date());
+      const e = this.#entry(runner.name) ?? makeEntry(runner.name, now());
       return {
         name: e.name,
         model: e.name,
         size: e.size,
         digest: e.digest,
         details: details(e),
-        expires_at: new Date(expiresAt).toISOString(),
-        size_vram: e.size,
+        expires_at: goTime(expiresAt),
+        // Ollama's CPU-only build (the real tier's) keeps nothing in VRAM.
+        size_vram: 0,
+        // num_ctx / OLLAMA_NUM_PARALLEL (1), not capped at the model's trained context.
+        context_length: runner.opts.numCtx,
       };
     });
     return json(200, { models });
@@ -1301,7 +1422,7 @@ export class OllamaSim {
         [`${arch}.block_count`]: 1,
       },
       capabilities: e.capabilities,
-      modified_at: e.modifiedAt,
+      modified_at: goTime(e.modifiedMs),
     });
   }
 
@@ -1318,14 +1439,10 @@ export class OllamaSim {
     const model = typeof r.model === "string" ? r.model : "";
     const entry = model ? this.#entry(model) : undefined;
     if (model) this.#log("request", entry?.name ?? model, ctx.path);
-    // Ollama 0.11.4: chat says "model is required" for a missing name, generate says not found.
-    if (!model && kind === "chat") return json(400, { error: "model is required" });
-    if (!entry) return json(404, { error: `model '${model}' not found` });
-
     const messages = (r.messages ?? []) as Record<string, unknown>[];
     const prompt = typeof r.prompt === "string" ? r.prompt : "";
     const empty = kind === "chat" ? messages.length === 0 : prompt === "";
-    const created = () => new Date().toISOString();
+    const created = () => goTime(now());
     const doneOnly = (reason: string) =>
       json(
         200,
@@ -1339,24 +1456,53 @@ export class OllamaSim {
           }
           : { model, created_at: created(), response: "", done: true, done_reason: reason },
       );
-    if (empty && b.keepAliveMs !== undefined && Math.trunc(b.keepAliveMs / 1000) === 0) {
-      await this.#sched.expire(entry.name);
+    const unload = empty && b.keepAliveMs !== undefined && Math.trunc(b.keepAliveMs / 1000) === 0;
+
+    // The checks run in Ollama 0.11.4's order, each route its own. Both look a model up by name
+    // first ("model 'x' not found"), except chat outside an unload, which asks the scheduler and
+    // gets "model "x" not found, try pulling it first" (and "model is required" for no name).
+    if (!entry && (kind === "generate" || unload)) {
+      return json(404, { error: `model '${model}' not found` });
+    }
+    if (unload) {
+      await this.#sched.expire(entry!.name);
       return doneOnly("unload");
+    }
+    if (!model) return json(400, { error: "model is required" });
+    if (!entry) {
+      return json(404, { error: `model ${JSON.stringify(model)} not found, try pulling it first` });
     }
     if (
       kind === "generate" && r.raw === true && (r.template || r.system || (r.context as [])?.length)
     ) {
       return json(400, { error: "raw mode does not support template, system, or context" });
     }
+    // Levels are for gpt-oss only; generate refuses them at once, chat once the model is loaded.
+    const thinkLevel = typeof r.think === "string"
+      ? `think value ${JSON.stringify(r.think)} is not supported for this model`
+      : undefined;
+    if (kind === "generate" && thinkLevel) return json(400, { error: thinkLevel });
     const think = r.think !== undefined && r.think !== null && r.think !== false;
-    if (think && !entry.capabilities.includes("thinking")) {
-      return json(400, { error: `"${model}" does not support thinking` });
+    const tools = Array.isArray(r.tools) ? r.tools : [];
+    const wanted = [
+      "completion",
+      ...(kind === "chat" && tools.length > 0 ? ["tools"] : []),
+      ...(kind === "generate" && typeof r.suffix === "string" && r.suffix !== "" ? ["insert"] : []),
+      ...(think ? ["thinking"] : []),
+    ];
+    const missing = wanted.filter((c) => !entry.capabilities.includes(c));
+    if (missing.includes("completion")) {
+      return json(400, { error: `${JSON.stringify(model)} does not support ${kind}` });
     }
-    if (!entry.capabilities.includes("completion")) {
-      return json(400, { error: `"${model}" does not support ${kind}` });
+    if (missing.length > 0) {
+      // Go's errors.Join puts a newline between the missing capabilities.
+      const error = `${longName(entry.name)} does not support ${missing.join("\n")}`;
+      return json(400, { error });
     }
-
     const options = (r.options ?? undefined) as Record<string, unknown> | undefined;
+    const badOption = optionsError(options);
+    if (badOption) return json(500, { error: badOption });
+
     let runner: Runner;
     try {
       runner = await this.#sched.acquire(
@@ -1373,6 +1519,20 @@ export class OllamaSim {
     if (empty) {
       this.#sched.release(runner);
       return doneOnly("load");
+    }
+    if (thinkLevel) {
+      this.#sched.release(runner);
+      return json(400, { error: thinkLevel });
+    }
+    // The runner rejects a bad format before generating: a 500, or an error line when streaming.
+    const badFormat = formatError(r.format);
+    if (badFormat) {
+      this.#sched.release(runner);
+      if (r.stream === false) return json(500, { error: badFormat });
+      return new Response(JSON.stringify({ error: badFormat }) + "\n", {
+        status: 200,
+        headers: { "content-type": "application/x-ndjson" },
+      });
     }
     try {
       await runner.slot.acquire(ctx.signal);
@@ -1463,11 +1623,23 @@ export class OllamaSim {
         ...metrics,
       };
     };
-    // One chunk per tokenMs; ends early (without the final chunk) when the client leaves.
+    // One chunk per tokenMs; ends early (without the final chunk) when the client leaves, or when
+    // Ollama's loop guard fires (llm/server.go: the same trimmed token more than 30 times in a row
+    // ends the completion quietly, so the answer simply stops).
+    let looped = false;
     async function* produce(): AsyncGenerator<Record<string, unknown>> {
+      let lastToken = "";
+      let repeats = 0;
       for (const [i, p] of pieces.entries()) {
         // With no delay there is no timer either: even setTimeout(0) costs about a millisecond.
         if (tokenMs > 0 ? !(await sleep(tokenMs, signal)) : signal.aborted) return;
+        const token = (p.thinking ?? p.content ?? "").trim();
+        if (token === lastToken) repeats++;
+        else [lastToken, repeats] = [token, 0];
+        if (repeats > 30) {
+          looped = true;
+          return;
+        }
         if (i === 0) firstAt = performance.now();
         yield chunk(p);
       }
@@ -1490,7 +1662,7 @@ export class OllamaSim {
       }
       finish();
       const last = got.at(-1);
-      if (!last || last.done !== true) return json(499, { error: "request canceled" });
+      if (!last || (last.done !== true && !looped)) return json(499, { error: "request canceled" });
       return json(200, OllamaSim.#merge(kind, got));
     }
 
@@ -1519,7 +1691,8 @@ export class OllamaSim {
         const next = await it.next();
         if (next.done) {
           finish();
-          c.error(DROPPED); // the client left mid-generation
+          if (looped) c.close(); // a complete HTTP response that lacks its done:true line
+          else c.error(DROPPED); // the client left mid-generation
           return;
         }
         if (next.value.done === true) finish(); // so a reader of the last chunk sees the model free
@@ -1559,7 +1732,8 @@ export class OllamaSim {
       pieces.push({ content: "", toolCalls: [{ function: { name, arguments: {} } }] });
       return pieces;
     }
-    const ws = simWords(n).split(" ");
+    // A looping model repeats its first word, so that Ollama's repeat limit can cut it short.
+    const ws = this.#cfg.repeatLimit ? Array<string>(n).fill("w1") : simWords(n).split(" ");
     const formatted = r.format !== undefined && r.format !== null && r.format !== "";
     const content = ws.map((w, i) => (i ? " " : formatted ? '{"text":"' : "") + w);
     if (formatted) content[content.length - 1] += '"}';
@@ -1567,24 +1741,24 @@ export class OllamaSim {
     return pieces;
   }
 
-  /** What stream:false answers: the final chunk holding everything the chunks carried. */
+  /** What stream:false answers: the last chunk (the done:true one, unless the answer was cut short)
+   * holding everything the chunks carried. */
   static #merge(
     kind: "chat" | "generate",
     chunks: Record<string, unknown>[],
   ): Record<string, unknown> {
     const last = { ...chunks.at(-1)! };
-    const parts = chunks.slice(0, -1);
     if (kind === "generate") {
-      const thinking = parts.map((c) => c.thinking ?? "").join("");
+      const thinking = chunks.map((c) => c.thinking ?? "").join("");
       const merged: Record<string, unknown> = {
         model: last.model,
         created_at: last.created_at,
-        response: parts.map((c) => c.response).join(""),
+        response: chunks.map((c) => c.response).join(""),
       };
       if (thinking) merged.thinking = thinking;
-      return { ...merged, ...last, response: merged.response };
+      return { ...merged, ...last, ...merged };
     }
-    const msgs = parts.map((c) => c.message as Record<string, unknown>);
+    const msgs = chunks.map((c) => c.message as Record<string, unknown>);
     const message: Record<string, unknown> = {
       role: "assistant",
       content: msgs.map((m) => m.content).join(""),
@@ -1637,13 +1811,16 @@ export class OllamaSim {
       return json(400, { error: "invalid input type" });
     }
     const model = typeof r.model === "string" ? r.model : "";
-    if (!model) return json(400, { error: "model is required" });
-    const entry = this.#entry(model);
-    this.#log("request", entry?.name ?? model, ctx.path);
+    // /api/embeddings checks the name; /api/embed asks the scheduler for "" and finds nothing.
+    if (!model && legacy) return json(400, { error: "model is required" });
+    const entry = model ? this.#entry(model) : undefined;
+    if (model) this.#log("request", entry?.name ?? model, ctx.path);
     if (!entry) {
       return json(404, { error: `model ${JSON.stringify(model)} not found, try pulling it first` });
     }
     const options = (r.options ?? undefined) as Record<string, unknown> | undefined;
+    const badOption = optionsError(options);
+    if (badOption) return json(500, { error: badOption });
     let runner: Runner;
     try {
       runner = await this.#sched.acquire(
@@ -1704,10 +1881,17 @@ export class OllamaSim {
     }
     const full = fullName(name);
     const existing = this.#entry(full);
+    const registry = registryOf(full);
     let statuses: Record<string, unknown>[];
     if (ctx.path === "/api/push") {
       if (!existing) {
         statuses = [{ status: "retrieving manifest" }, { error: `model "${name}" not found` }];
+      } else if (!this.#cfg.online) {
+        const blob = `${registry.repo}/blobs/sha256:${existing.digest}`;
+        statuses = [
+          { status: "retrieving manifest" },
+          { error: offline("Head", blob, registry.host) },
+        ];
       } else {
         statuses = [
           { status: "retrieving manifest" },
@@ -1726,9 +1910,15 @@ export class OllamaSim {
       const from = fromName ? this.#entry(fromName) : undefined;
       if (fromName && !from) {
         statuses = [{ error: `model "${fromName}" not found` }];
+      } else if (ctx.path === "/api/pull" && !this.#cfg.online) {
+        // Even a model on disk is pulled again from its manifest, which needs the registry.
+        const manifest = `${registry.repo}/manifests/${registry.tag}`;
+        statuses = [
+          { status: "pulling manifest" },
+          { error: `pull model manifest: ${offline("Get", manifest, registry.host)}` },
+        ];
       } else {
-        const e = makeEntry(existing?.name ?? full, new Date(), from ?? existing);
-        this.#catalog.set(e.name.toLowerCase(), e);
+        const e = this.#add(existing?.name ?? full, now(), from ?? existing);
         statuses = ctx.path === "/api/pull"
           ? [
             { status: "pulling manifest" },
@@ -1750,8 +1940,9 @@ export class OllamaSim {
       }
     }
     if (r.stream === false) {
+      // waitForStream: the last status, or the error as a 500; its content type has no charset.
       const last = statuses.at(-1)!;
-      return "error" in last ? json(500, last) : json(200, last);
+      return json("error" in last ? 500 : 200, last, { "content-type": "application/json" });
     }
     return new Response(statuses.map((s) => JSON.stringify(s) + "\n").join(""), {
       headers: { "content-type": "application/x-ndjson" },
@@ -1770,8 +1961,7 @@ export class OllamaSim {
     if (!destination) return json(400, { error: `destination "" is invalid` });
     const from = this.#entry(source);
     if (!from) return json(404, { error: `model "${source}" not found` });
-    const e = makeEntry(fullName(destination), new Date(), from);
-    this.#catalog.set(e.name.toLowerCase(), e);
+    this.#add(fullName(destination), now(), from);
     return new Response(null, { status: 200 });
   }
 
