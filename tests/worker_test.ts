@@ -194,3 +194,52 @@ Deno.test("tags come from the inventory cache and keep being served while the ta
     await sim.close();
   }
 });
+
+Deno.test("a response that ends without done:true fails its job, as real Ollama can end one", async () => {
+  // With repeatLimit the simulator, like Ollama 0.11.4, stops a repetitive answer after 31 tokens.
+  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1, repeatLimit: true });
+  const fm = await startForeman({
+    ollamaUrl: sim.url,
+    args: ["--poll-interval", "1s", "--retry-base", "50ms", "--max-attempts", "2"],
+  });
+  try {
+    const body = (stream: boolean) =>
+      JSON.stringify({
+        model: "tiny-a",
+        stream,
+        messages: [{ role: "user", content: "x" }],
+        options: { num_predict: 60 },
+      });
+    const streamed = await fetch(fm.url + "/api/chat", {
+      method: "POST",
+      headers: fm.headers(),
+      body: body(true),
+    });
+    assert.equal(streamed.status, 200);
+    const lines = (await streamed.text()).trim().split("\n").map((l) => JSON.parse(l));
+    assert.ok(lines.every((l) => l.done === false), "the caller gets exactly what the target sent");
+    const id = streamed.headers.get("x-foreman-job-id")!;
+    const job = await (await fetch(`${fm.url}/jobs/${id}`, { headers: fm.headers() })).json();
+    assert.equal(job.state, "failed");
+    assert.match(job.error, /without done:true/);
+
+    const res = await fetch(fm.url + "/jobs", {
+      method: "POST",
+      headers: fm.headers(),
+      body: body(false),
+    });
+    const { job_id } = await res.json();
+    const failed = await waitFor(async () => {
+      const j = await (await fetch(`${fm.url}/jobs/${job_id}`, { headers: fm.headers() })).json();
+      return j.state === "failed" && j;
+    });
+    assert.equal(
+      failed.attempt,
+      2,
+      "an incomplete answer counts as a failed attempt and is retried",
+    );
+  } finally {
+    await fm.stop();
+    await sim.close();
+  }
+});
