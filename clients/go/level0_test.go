@@ -132,8 +132,22 @@ func TestLevel0GoLLMProviderTalksToForeman(t *testing.T) {
 		{"stream true with tools", true, map[string]any{"tools": []any{weather}}, "get_weather", false},
 		{"stream false with tools", false, map[string]any{"tools": []any{weather}}, "get_weather", false},
 		{"stream true with think", true, map[string]any{"think": true}, "", true},
-		{"stream false with a think level", false, map[string]any{"think": "low"}, "", true},
 	}
+	// A think level ("low") is passed through too: Ollama 0.11.4 accepts levels only for gpt-oss
+	// models, so the simulator's refusal, relayed unchanged, is the proof that it arrived.
+	t.Run("a think level reaches the target", func(t *testing.T) {
+		t.Parallel()
+		if !f.Simulated {
+			t.Skip("the refusal is known only for the simulator's models")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		body := map[string]any{"model": model, "messages": messages, "stream": false, "think": "low"}
+		_, _, err := providerChat(ctx, f.URL, f.Token, body)
+		if err == nil || !strings.Contains(err.Error(), `think value "low" is not supported`) {
+			t.Errorf("err = %v, want the target's refusal of the think level", err)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
