@@ -48,3 +48,35 @@ Deno.test("a store opened at NORMAL stays at NORMAL", () => {
   assert.equal(level(store), NORMAL);
   store.close();
 });
+
+Deno.test("the queued count stays in step with the table through inserts, moves and rollbacks", () => {
+  const store = open();
+  const counted = () =>
+    Number(store.db.prepare("SELECT count(*) AS n FROM jobs WHERE state = 'queued'").get()!.n);
+  const add = () =>
+    store.insertJob({ kind: "async", endpoint: "chat", model: "a:latest", request: "{}" });
+  const check = () => assert.equal(store.countQueued(), counted());
+  check();
+  const [a, b, c] = [add(), add(), add()];
+  check();
+  store.transition("claim", a.id);
+  check();
+  store.transition("requeue", a.id, { error: "x", refund: true });
+  check();
+  store.transition("cancel", b.id, { error: "gone" });
+  check();
+  store.transition("claim", c.id);
+  store.transition("startWorking", c.id);
+  store.transition("complete", c.id, { result: "{}" });
+  check();
+  assert.throws(() =>
+    store.insertJobs([
+      { kind: "async", endpoint: "chat", model: "a:latest", request: "{}" },
+      { kind: "async", endpoint: "chat", model: "", request: "{}" },
+    ])
+  );
+  check();
+  store.insertJobs([{ kind: "sync", endpoint: "chat", model: "b:latest", request: "{}" }]);
+  check();
+  store.close();
+});

@@ -3,6 +3,7 @@
 // {"error": "..."} shape in one place.
 
 import { errorMessage } from "../log.ts";
+import { DISK_FULL_MESSAGE, isDiskFull } from "../queue/disk_full.ts";
 import type { BearerAuth } from "./auth.ts";
 import { errorJson, HttpError, jsonResponse } from "./errors.ts";
 import * as jobs from "./jobs.ts";
@@ -22,6 +23,9 @@ export function createHandler(d: RouterDeps): (req: Request) => Promise<Response
     } catch (err) {
       if (err instanceof HttpError) {
         res = errorJson(err.status, err.message, err.headers);
+      } else if (isDiskFull(err)) {
+        d.log.error("request refused: the disk is full", { method: req.method });
+        res = errorJson(503, DISK_FULL_MESSAGE, { "retry-after": "30" });
       } else {
         d.log.error("request failed", { method: req.method, error: errorMessage(err) });
         res = errorJson(500, `internal error: ${errorMessage(err)}`);
@@ -126,7 +130,9 @@ async function jobsRoute(req: Request, url: URL, d: RouterDeps): Promise<Respons
 }
 
 export function health(d: RouterDeps): Record<string, unknown> {
-  const counts = d.store.countByState();
+  // Not countByState: that counts every retained job, and health checks come often.
+  const queued = d.store.countQueued();
+  const running = d.store.active().length;
   const snap = d.inventory.snapshot;
   return {
     status: "ok",
@@ -136,7 +142,7 @@ export function health(d: RouterDeps): Record<string, unknown> {
       last_poll: snap.lastPoll === null ? null : new Date(snap.lastPoll).toISOString(),
       version: snap.version,
     },
-    queue: { queued: counts.queued, running: counts.loading + counts.working },
+    queue: { queued, running },
     resident: d.inventory.resident(),
     worker_model: d.residency.current ?? null,
   };

@@ -166,6 +166,11 @@ export class Store {
   readonly #ulid = monotonicFactory();
   readonly #stmts = new Map<string, StatementSync>();
   readonly #synchronous: "FULL" | "NORMAL";
+  /**
+   * Queued jobs, kept in step by every write that changes the number, so the submit path's queue
+   * limit check does not count a deep queue each time; undefined means "count again".
+   */
+  #queued: number | undefined;
 
   constructor(path: string, options: StoreOptions = {}) {
     this.#now = options.now ?? Date.now;
@@ -206,6 +211,7 @@ export class Store {
         return out;
       } catch (err) {
         if (this.db.isTransaction) this.db.exec("ROLLBACK");
+        this.#queued = undefined; // the rolled-back writes may have moved it
         throw err;
       }
     } finally {
@@ -259,6 +265,7 @@ export class Store {
       request_hash: input.requestHash ?? null,
       now,
     });
+    if (this.#queued !== undefined) this.#queued++;
     const job = this.get(id)!;
     this.#recordEvent(job, null);
     return job;
@@ -304,7 +311,10 @@ export class Store {
   }
 
   countQueued(): number {
-    return Number(this.#stmt("SELECT count(*) AS n FROM jobs WHERE state = 'queued'").get()!.n);
+    this.#queued ??= Number(
+      this.#stmt("SELECT count(*) AS n FROM jobs WHERE state = 'queued'").get()!.n,
+    );
+    return this.#queued;
   }
 
   /** Jobs currently taken by the worker (at most one while foreman runs). */
@@ -397,6 +407,9 @@ export class Store {
         `UPDATE jobs SET state = '${spec.to}', updated_at = :now${set}
          WHERE id = :id AND state = :from`,
       ).run(params);
+      if (this.#queued !== undefined) {
+        this.#queued += (spec.to === "queued" ? 1 : 0) - (found === "queued" ? 1 : 0);
+      }
       for (const a of artifacts) {
         this.#stmt(
           `INSERT INTO artifacts (job_id, name, content_type, size, sha256, body)
