@@ -543,32 +543,39 @@ export class Store {
     return row?.t == null ? undefined : Number(row.t);
   }
 
+  // Delivery bookkeeping commits without waiting for the disk (ADR-0015): losing one of these
+  // commits to a power cut only sends an event again, which at-least-once delivery allows.
+
   markDelivered(id: string, status: number): void {
-    this.#stmt(
-      `UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_status = ?,
-         last_error = NULL, delivered_at = ? WHERE id = ? AND state = 'pending'`,
-    ).run(status, this.#now(), id);
+    this.tx(() =>
+      this.#stmt(
+        `UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_status = ?,
+           last_error = NULL, delivered_at = ? WHERE id = ? AND state = 'pending'`,
+      ).run(status, this.#now(), id), { durable: false });
   }
 
   markRetry(id: string, outcome: { status: number | null; error: string; nextAt: number }): void {
-    this.#stmt(
-      `UPDATE outbox SET attempts = attempts + 1, last_status = ?, last_error = ?,
-         next_attempt_at = ? WHERE id = ? AND state = 'pending'`,
-    ).run(outcome.status, outcome.error, outcome.nextAt, id);
+    this.tx(() =>
+      this.#stmt(
+        `UPDATE outbox SET attempts = attempts + 1, last_status = ?, last_error = ?,
+           next_attempt_at = ? WHERE id = ? AND state = 'pending'`,
+      ).run(outcome.status, outcome.error, outcome.nextAt, id), { durable: false });
   }
 
   markDead(id: string, outcome: { status: number | null; error: string }): void {
-    this.#stmt(
-      `UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_status = ?, last_error = ?
-       WHERE id = ? AND state = 'pending'`,
-    ).run(outcome.status, outcome.error, id);
+    this.tx(() =>
+      this.#stmt(
+        `UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_status = ?, last_error = ?
+         WHERE id = ? AND state = 'pending'`,
+      ).run(outcome.status, outcome.error, id), { durable: false });
   }
 
   /** The receiver said 410 Gone: nothing more is sent for this job. */
   markJobEventsDead(jobId: string, error: string): void {
-    this.#stmt(
-      "UPDATE outbox SET state = 'dead', last_error = ? WHERE job_id = ? AND state = 'pending'",
-    ).run(error, jobId);
+    this.tx(() =>
+      this.#stmt(
+        "UPDATE outbox SET state = 'dead', last_error = ? WHERE job_id = ? AND state = 'pending'",
+      ).run(error, jobId), { durable: false });
   }
 
   webhookSummary(jobId: string): WebhookSummary | null {
