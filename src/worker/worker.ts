@@ -13,6 +13,7 @@ import {
   TargetUnreachableError,
 } from "../ollama/client.ts";
 import { sleep } from "../ollama/inventory.ts";
+import { isDiskFull } from "../queue/disk_full.ts";
 import type { Artifact, Job, Store } from "../queue/store.ts";
 import { keepAliveSeconds } from "../units.ts";
 import { CallerGoneError, readAll, relay, StallError } from "./relay.ts";
@@ -43,6 +44,8 @@ export type Outcome =
   | { job: string; outcome: "requeued"; reason: string };
 
 const RETRY_CAP = 30_000;
+/** Pause after a step failed to write the database (a full disk) before trying again. */
+const STORE_RETRY = 1000;
 
 /** Raised inside a run when the job was cancelled from outside. */
 class Cancelled extends Error {
@@ -58,6 +61,8 @@ export class Worker {
   #unreachableStreak = 0;
   /** No job is taken before this time: the target was unreachable (one backoff for all jobs). */
   #pausedUntil = 0;
+  /** A job a failed database write left loading or working; put back in the queue first. */
+  #stranded?: string;
 
   constructor(options: WorkerOptions) {
     this.#o = options;
@@ -117,7 +122,17 @@ export class Worker {
       this.#wake?.();
     }, { once: true });
     while (!signal.aborted) {
-      const did = await this.runOnce();
+      let did: Outcome | undefined;
+      try {
+        did = await this.runOnce();
+      } catch (err) {
+        // Only a database write can fail here (a full disk): wait and try again, staying up.
+        this.#o.log.error("worker cannot write the database, retrying", {
+          job_id: this.#stranded,
+          error: errorMessage(err),
+        });
+        this.#pausedUntil = this.#now() + STORE_RETRY;
+      }
       if (did || signal.aborted) continue;
       let readyAt = this.#o.store.nextReadyAt();
       if (readyAt !== undefined) readyAt = Math.max(readyAt, this.#pausedUntil);
@@ -135,19 +150,28 @@ export class Worker {
   async runOnce(): Promise<Outcome | undefined> {
     const { store, residency, maxWait } = this.#o;
     if (this.#now() < this.#pausedUntil) return undefined;
+    if (this.#stranded) {
+      // Not the job's fault: it gets its attempt back and runs again.
+      const error = "foreman could not write its database; the job runs again";
+      store.tryTransition("requeue", this.#stranded, { error, refund: true });
+      this.#stranded = undefined;
+    }
     const next = store.next(residency.current, { maxWait });
     if (!next) return undefined;
     const job = store.tryTransition("claim", next.id);
     if (!job) return undefined;
-    if (job.kind === "sync" && !this.#callers.has(job.id)) {
-      // The caller left between submit and now (its cancel lost the race with the claim).
-      return this.#cancelled(job.id, "caller went away");
-    }
-    const abort = new AbortController();
-    const run = this.#run(job, abort.signal);
-    this.#current = { id: job.id, abort, settled: run.catch(() => {}) };
     try {
+      if (job.kind === "sync" && !this.#callers.has(job.id)) {
+        // The caller left between submit and now (its cancel lost the race with the claim).
+        return this.#cancelled(job.id, "caller went away");
+      }
+      const abort = new AbortController();
+      const run = this.#run(job, abort.signal);
+      this.#current = { id: job.id, abort, settled: run.catch(() => {}) };
       return await run;
+    } catch (err) {
+      this.#stranded = job.id;
+      throw err;
     } finally {
       this.#current = undefined;
     }
@@ -173,6 +197,8 @@ export class Worker {
       this.#unreachableStreak = 0;
       return outcome;
     } catch (err) {
+      // A write that failed for lack of disk says nothing about the job: never fail it for that.
+      if (isDiskFull(err)) throw err;
       return this.#handleFailure(job, err, signal);
     } finally {
       metrics.jobRun.observe((this.#now() - started) / 1000);
