@@ -26,6 +26,8 @@ export interface DispatcherOptions {
 }
 
 const RETRY_CAP = 10 * 60_000;
+/** Pause after an outcome could not be written (a full disk) before sending anything again. */
+const STORE_RETRY = 1000;
 const RETRY_AFTER_CAP = 60 * 60_000;
 
 export type DeliveryOutcome = "delivered" | "retry" | "dead";
@@ -36,6 +38,7 @@ export class Dispatcher {
   readonly #now: () => number;
   readonly #inFlight = new Map<string, Promise<DeliveryOutcome>>();
   #wake?: () => void;
+  #pausedUntil = 0;
 
   constructor(options: DispatcherOptions) {
     this.#o = options;
@@ -51,7 +54,7 @@ export class Dispatcher {
   /** Starts deliveries for every due event (up to the concurrency) and returns what it started. */
   runOnce(): Promise<DeliveryOutcome>[] {
     const room = (this.#o.concurrency ?? 8) - this.#inFlight.size;
-    if (room <= 0) return [];
+    if (room <= 0 || this.#now() < this.#pausedUntil) return [];
     const due = this.#o.store.dueEvents(room, new Set(this.#inFlight.keys()));
     // One event per job at a time keeps each job's events in order.
     const busyJobs = new Set([...this.#inFlight.keys()].map((k) => k.split(" ")[1]));
@@ -60,7 +63,17 @@ export class Dispatcher {
       if (busyJobs.has(event.jobId)) continue;
       busyJobs.add(event.jobId);
       const key = `${event.id} ${event.jobId}`;
-      const p = this.deliver(event).finally(() => {
+      const p = this.deliver(event).catch((err): DeliveryOutcome => {
+        // The outcome could not be recorded: the event stays pending and is sent again (at
+        // least once), after a pause so a full disk does not turn into a tight resend loop.
+        this.#o.log.error("cannot record a webhook delivery, retrying", {
+          job_id: event.jobId,
+          event_id: event.id,
+          error: errorMessage(err),
+        });
+        this.#pausedUntil = this.#now() + STORE_RETRY;
+        return "retry";
+      }).finally(() => {
         this.#inFlight.delete(key);
         this.wake();
       });
@@ -79,7 +92,8 @@ export class Dispatcher {
     while (!signal.aborted) {
       this.runOnce();
       const next = this.#o.store.nextEventAt();
-      const wait = next === undefined ? 30_000 : Math.min(30_000, Math.max(10, next - this.#now()));
+      const at = next === undefined ? undefined : Math.max(next, this.#pausedUntil);
+      const wait = at === undefined ? 30_000 : Math.min(30_000, Math.max(10, at - this.#now()));
       const wake = new AbortController();
       this.#wake = () => wake.abort();
       await sleep(wait, AbortSignal.any([wake.signal, signal]));
