@@ -3,7 +3,7 @@
 // come from the inventory; model management is refused unless the operator allows it.
 
 import type { Config } from "../config.ts";
-import type { Logger } from "../log.ts";
+import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { type TargetClient, TargetUnreachableError } from "../ollama/client.ts";
 import { type Inventory, normalizeModel } from "../ollama/inventory.ts";
@@ -11,7 +11,7 @@ import type { Endpoint } from "../queue/states.ts";
 import type { Store } from "../queue/store.ts";
 import { relayHeaders, type Worker } from "../worker/worker.ts";
 import { readBody, readJsonObject } from "./body.ts";
-import { HttpError, jsonResponse } from "./errors.ts";
+import { errorJson, HttpError, jsonResponse } from "./errors.ts";
 
 export interface NativeDeps {
   config: Config;
@@ -91,7 +91,18 @@ export async function queued(req: Request, endpoint: Endpoint, d: NativeDeps): P
   });
   const response = Promise.withResolvers<Response>();
   d.worker.attach(job.id, { respond: response.resolve });
-  const leave = () => void d.worker.cancel(job.id, "caller went away");
+  const leave = () => {
+    d.worker.cancel(job.id, "caller went away").catch((err) => {
+      // The cancel could not be written (a full disk): without a caller, the worker cancels the
+      // job when it takes it instead. This handler must still end, or shutdown waits for it.
+      d.worker.detach(job.id);
+      response.resolve(errorJson(499, "request canceled"));
+      d.log.warn("cannot cancel the job of a caller that left", {
+        job_id: job.id,
+        error: errorMessage(err),
+      });
+    });
+  };
   req.signal.addEventListener("abort", leave, { once: true });
   d.worker.wake();
   return await response.promise;
