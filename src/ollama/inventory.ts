@@ -113,7 +113,12 @@ export class Inventory {
         version: version.version ?? null,
         lastPoll: this.#now(),
       };
-      this.#o.store.setMeta("inventory", JSON.stringify(this.#snapshot));
+      try {
+        this.#o.store.setMeta("inventory", JSON.stringify(this.#snapshot));
+      } catch (err) {
+        // The target did answer: a failed save (a full disk) must not make it look unreachable.
+        log.warn("cannot save the inventory", { error: errorMessage(err) });
+      }
       const cameBack = !this.#reachable;
       this.#reachable = true;
       this.#everPolled = true;
