@@ -3,6 +3,7 @@
 // sees rows with a finished_at, which the schema allows for terminal states alone.
 
 import type { Logger } from "../log.ts";
+import { errorMessage } from "../log.ts";
 import { sleep } from "../ollama/inventory.ts";
 import type { Store } from "./store.ts";
 
@@ -35,7 +36,12 @@ export class Pruner {
   async start(signal: AbortSignal): Promise<void> {
     const interval = this.#o.interval ?? Math.min(60_000, Math.max(1000, this.#o.ttl / 10));
     while (!signal.aborted) {
-      this.runOnce();
+      try {
+        this.runOnce();
+      } catch (err) {
+        // A delete can fail too when the disk is full; the next round tries again.
+        this.#o.log.error("cannot prune finished jobs", { error: errorMessage(err) });
+      }
       await sleep(interval, signal);
     }
   }
