@@ -3,7 +3,7 @@
 // (submit, jobs, ps) talk to a running foreman over HTTP and never load that configuration.
 
 import { parseArgs } from "node:util";
-import { ConfigError, flagOptions, loadConfig } from "../config.ts";
+import { type Config, ConfigError, flagOptions, loadConfig } from "../config.ts";
 import { createLogger } from "../log.ts";
 import { broaderPermissions, missingPermissions, permissionFlags } from "../permissions.ts";
 import { startDaemon } from "../app.ts";
@@ -117,12 +117,38 @@ async function daemonCommand(args: string[], io: Io): Promise<number> {
       needed: permissionFlags(config).join(" "),
     });
   }
-  const daemon = await startDaemon(config, log);
+  let daemon;
+  try {
+    daemon = await startDaemon(config, log);
+  } catch (err) {
+    const why = startFailure(err, config);
+    if (why === undefined) throw err;
+    log.error("cannot start", { error: why });
+    io.err(`foreman: ${why}`);
+    return 1;
+  }
   const stop = () => void daemon.stop();
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   await daemon.finished;
   return 0;
+}
+
+/**
+ * One line for the start-up failures that are the machine's, not foreman's: a database that cannot
+ * be created or opened, an address already taken. Undefined for anything else (a bug: let it show).
+ */
+function startFailure(err: unknown, config: Config): string | undefined {
+  const e = err as { code?: unknown; syscall?: unknown } | null;
+  const message = (err as Error)?.message ?? String(err);
+  if (err instanceof Deno.errors.AddrInUse) {
+    return `cannot listen on ${config.addr.hostname}:${config.addr.port} (FOREMAN_ADDR): ${message}`;
+  }
+  const fileOrDb = e?.code === "ERR_SQLITE_ERROR" || typeof e?.syscall === "string" ||
+    err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied ||
+    err instanceof Deno.errors.NotFound || err instanceof Deno.errors.AlreadyExists;
+  if (fileOrDb) return `cannot open the database ${config.db} (FOREMAN_DB): ${message}`;
+  return undefined;
 }
 
 /** parseArgs reports unknown or malformed flags as TypeErrors with an ERR_PARSE_ARGS_* code. */
