@@ -23,6 +23,38 @@ export async function readBody(req: Request, limit: number): Promise<Uint8Array<
   return out;
 }
 
+/**
+ * Deepest nesting of arrays and objects accepted in a JSON body. Far beyond any real request, and
+ * low enough that rendering the body again (job views, webhook events) cannot exhaust the stack,
+ * which turned a job with deeply nested metadata into 500s and a failed job. Go's encoding/json,
+ * which Ollama uses, stops at 10000.
+ */
+export const MAX_JSON_DEPTH = 1000;
+
+/** 400 when JSON `bytes` nest deeper than MAX_JSON_DEPTH; a scan of brackets outside strings. */
+export function refuseDeepJson(bytes: Uint8Array): void {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i];
+    if (inString) {
+      if (c === 0x5c) i++; // a backslash escapes the next byte
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_JSON_DEPTH) {
+        throw new HttpError(
+          400,
+          `invalid request body: JSON nested deeper than ${MAX_JSON_DEPTH} levels`,
+        );
+      }
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+}
+
 function tooLarge(limit: number): HttpError {
   return new HttpError(
     413,
@@ -39,6 +71,7 @@ export async function readJsonObject(
 ): Promise<Record<string, unknown>> {
   const bytes = await readBody(req, limit);
   if (bytes.byteLength === 0) throw new HttpError(400, "missing request body");
+  refuseDeepJson(bytes);
   let text: string;
   try {
     text = decoder.decode(bytes);

@@ -11,7 +11,7 @@ import { jobView, type ViewOptions } from "../views.ts";
 import type { Dispatcher } from "../webhooks/dispatcher.ts";
 import { webhookUrlProblem } from "../webhooks/policy.ts";
 import type { Residency } from "../worker/residency.ts";
-import { readBody } from "./body.ts";
+import { readBody, refuseDeepJson } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
 import { type NativeDeps, requireModel, requireRoom, validateInferenceBody } from "./native.ts";
 
@@ -51,6 +51,7 @@ export function renderJob(d: JobsDeps, job: Job): Record<string, unknown> {
 /** POST /jobs */
 export async function submit(req: Request, d: JobsDeps): Promise<Response> {
   const bytes = await readBody(req, d.config.maxBody);
+  refuseDeepJson(bytes);
   let body: Record<string, unknown>;
   try {
     const parsed = JSON.parse(decoder.decode(bytes));
