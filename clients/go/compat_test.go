@@ -31,7 +31,8 @@ func TestOfficialOllamaClientModule(t *testing.T) {
 	}
 	trackModule(dir)
 
-	args := []string{"test"}
+	// -count=1: the nested module drives a live foreman, so a cached pass proves nothing.
+	args := []string{"test", "-count=1"}
 	if testing.Verbose() {
 		args = append(args, "-v")
 	}
