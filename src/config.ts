@@ -266,13 +266,16 @@ export interface LoadOptions {
 type Source = { value: string; from: string };
 
 /** Loads and validates the configuration. Throws ConfigError with a single-line message. */
-let secretFilesRead: string[] = [];
-
 export function loadConfig(options: LoadOptions = {}): Config {
-  secretFilesRead = [];
   const flags = options.flags ?? {};
   const env = options.env ?? ((name: string) => Deno.env.get(name));
   const readFile = options.readFile ?? ((path: string) => Deno.readTextFileSync(path));
+  // Secret files are remembered: the daemon's permissions must let it read them too.
+  const secretFiles: string[] = [];
+  const secretFrom = (path: string, from: string) => {
+    secretFiles.push(path);
+    return readSecret(path, from, readFile);
+  };
 
   const raw = new Map<keyof Config, Source>();
   for (const setting of SETTINGS) {
@@ -291,7 +294,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
     }
   }
   if (fileText !== undefined) {
-    for (const [field, src] of fromToml(fileText, configPath, readFile)) raw.set(field, src);
+    for (const [field, src] of fromToml(fileText, configPath, secretFrom)) raw.set(field, src);
   }
 
   for (const setting of SETTINGS) {
@@ -299,7 +302,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
     if (fileVar) {
       const path = env(fileVar);
       if (path) {
-        raw.set(setting.field, { value: readSecret(path, fileVar, readFile), from: fileVar });
+        raw.set(setting.field, { value: secretFrom(path, fileVar), from: fileVar });
       }
     }
     const value = env(setting.env);
@@ -312,7 +315,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
     const path = fileFlag ? str(flags[fileFlag]) : undefined;
     if (path !== undefined) {
       raw.set(setting.field, {
-        value: readSecret(path, `--${fileFlag}`, readFile),
+        value: secretFrom(path, `--${fileFlag}`),
         from: `--${fileFlag}`,
       });
     }
@@ -324,7 +327,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   const config = {
     configPath,
     configLoaded: fileText !== undefined,
-    secretFiles: [...new Set(secretFilesRead)],
+    secretFiles: [...new Set(secretFiles)],
   } as Config;
   for (const setting of SETTINGS) {
     const src = raw.get(setting.field)!;
@@ -340,7 +343,6 @@ export function secretFileVar(setting: Setting): string | undefined {
 }
 
 function readSecret(path: string, from: string, readFile: (p: string) => string): string {
-  secretFilesRead.push(path);
   try {
     return readFile(path).trim();
   } catch (err) {
@@ -351,7 +353,7 @@ function readSecret(path: string, from: string, readFile: (p: string) => string)
 function fromToml(
   text: string,
   path: string,
-  readFile: (p: string) => string,
+  readSecretFile: (path: string, from: string) => string,
 ): Map<keyof Config, Source> {
   let doc: Record<string, unknown>;
   try {
@@ -372,7 +374,7 @@ function fromToml(
       if (key.endsWith("_file")) {
         const setting = byKey.get(`${section}.${key.slice(0, -5)}`);
         if (setting?.kind === "secret" && typeof value === "string") {
-          out.set(setting.field, { value: readSecret(value, from, readFile), from });
+          out.set(setting.field, { value: readSecretFile(value, from), from });
           continue;
         }
       }
