@@ -202,12 +202,13 @@ export class Store {
     if (this.db.isTransaction) return fn();
     // SQLite refuses to change the safety level inside a transaction, so it is set around it.
     const relaxed = options.durable === false && this.#synchronous === "FULL";
-    if (relaxed) this.db.exec("PRAGMA synchronous = NORMAL");
+    // Prepared once and reused: exec() would parse these statements on every transaction.
+    if (relaxed) this.#stmt("PRAGMA synchronous = NORMAL").run();
     try {
-      this.db.exec("BEGIN IMMEDIATE");
+      this.#stmt("BEGIN IMMEDIATE").run();
       try {
         const out = fn();
-        this.db.exec("COMMIT");
+        this.#stmt("COMMIT").run();
         return out;
       } catch (err) {
         if (this.db.isTransaction) this.db.exec("ROLLBACK");
@@ -215,7 +216,7 @@ export class Store {
         throw err;
       }
     } finally {
-      if (relaxed) this.db.exec("PRAGMA synchronous = FULL");
+      if (relaxed) this.#stmt("PRAGMA synchronous = FULL").run();
     }
   }
 
@@ -248,12 +249,12 @@ export class Store {
   #insert(input: NewJob): Job {
     const now = this.#now();
     const id = this.newId();
-    this.#stmt(
+    const row = this.#stmt(
       `INSERT INTO jobs (id, kind, endpoint, model, state, request, webhook_url, metadata,
          idempotency_key, request_hash, created_at, updated_at)
        VALUES (:id, :kind, :endpoint, :model, 'queued', :request, :webhook_url, :metadata,
-         :idempotency_key, :request_hash, :now, :now)`,
-    ).run({
+         :idempotency_key, :request_hash, :now, :now) RETURNING *`,
+    ).get({
       id,
       kind: input.kind,
       endpoint: input.endpoint,
@@ -266,7 +267,7 @@ export class Store {
       now,
     });
     if (this.#queued !== undefined) this.#queued++;
-    const job = this.get(id)!;
+    const job = toJob(row!);
     this.#recordEvent(job, null);
     return job;
   }
@@ -391,22 +392,22 @@ export class Store {
     artifacts: Artifact[] = [],
   ): Job {
     const spec: TransitionSpec = TRANSITIONS[name];
-    // A job's kind never changes, so it can be read before the transaction that needs it.
-    const kind = this.#stmt("SELECT kind FROM jobs WHERE id = ?").get(id)?.kind;
+    // Kind never changes and state is re-checked by the guarded UPDATE, so both can be read first.
+    const before = this.#stmt("SELECT state, kind FROM jobs WHERE id = ?").get(id);
+    const found = before?.state as JobState | undefined;
+    if (!found || !spec.from.includes(found)) throw new TransitionError(id, spec.from, found);
     return this.tx(() => {
-      const current = this.#stmt("SELECT state FROM jobs WHERE id = ?").get(id);
-      const found = current?.state as JobState | undefined;
-      if (!found || !spec.from.includes(found)) throw new TransitionError(id, spec.from, found);
       const params: Params = { id, from: found, now: this.#now() };
       if (spec.set.includes(":error")) params.error = values.error ?? null;
       if (spec.set.includes(":result")) params.result = values.result ?? null;
       if (spec.set.includes(":not_before")) params.not_before = values.notBefore ?? 0;
       if (spec.set.includes(":refund")) params.refund = values.refund ? 1 : 0;
       const set = spec.set ? `, ${spec.set}` : "";
-      this.#stmt(
+      const row = this.#stmt(
         `UPDATE jobs SET state = '${spec.to}', updated_at = :now${set}
-         WHERE id = :id AND state = :from`,
-      ).run(params);
+         WHERE id = :id AND state = :from RETURNING *`,
+      ).get(params);
+      if (!row) throw new TransitionError(id, spec.from, this.get(id)?.state);
       if (this.#queued !== undefined) {
         this.#queued += (spec.to === "queued" ? 1 : 0) - (found === "queued" ? 1 : 0);
       }
@@ -416,10 +417,10 @@ export class Store {
            VALUES (?, ?, ?, ?, ?, ?)`,
         ).run(id, a.name, a.contentType, a.size, a.sha256, a.body);
       }
-      const job = this.get(id)!;
+      const job = toJob(row);
       this.#recordEvent(job, found);
       return job;
-    }, { durable: kind !== "sync" });
+    }, { durable: before!.kind !== "sync" });
   }
 
   /** Like transition, but returns undefined instead of throwing when the guard does not hold. */
