@@ -2,7 +2,7 @@
 // real foreman process in front of the simulator.
 
 import assert from "node:assert/strict";
-import { startForeman, waitFor } from "./support/foreman.ts";
+import { type ForemanProcess, startForeman, waitFor } from "./support/foreman.ts";
 import { OllamaSim } from "./support/ollama_sim.ts";
 
 function chatBody(model: string, stream = false) {
@@ -14,6 +14,11 @@ function chatBody(model: string, stream = false) {
   });
 }
 
+/** POST /api/chat to foreman with the test token. */
+function postChat(fm: ForemanProcess, body: string): Promise<Response> {
+  return fetch(fm.url + "/api/chat", { method: "POST", headers: fm.headers(), body });
+}
+
 Deno.test("target HTTP errors count attempts: a 500 is retried, and after the last attempt the caller gets the target's error", async () => {
   const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
   const fm = await startForeman({
@@ -22,18 +27,10 @@ Deno.test("target HTTP errors count attempts: a 500 is retried, and after the la
   });
   try {
     // Warm the model so the faults hit the inference request itself.
-    await (await fetch(fm.url + "/api/chat", {
-      method: "POST",
-      headers: fm.headers(),
-      body: chatBody("tiny-a"),
-    })).json();
+    await (await postChat(fm, chatBody("tiny-a"))).json();
 
     sim.failNext(2, 500, "llama runner process has terminated");
-    const ok = await fetch(fm.url + "/api/chat", {
-      method: "POST",
-      headers: fm.headers(),
-      body: chatBody("tiny-a"),
-    });
+    const ok = await postChat(fm, chatBody("tiny-a"));
     assert.equal(ok.status, 200);
     assert.equal((await ok.json()).done, true);
     const id = ok.headers.get("x-foreman-job-id")!;
@@ -42,11 +39,7 @@ Deno.test("target HTTP errors count attempts: a 500 is retried, and after the la
     assert.equal(job.kind, "sync");
 
     sim.failNext(3, 500, "llama runner process has terminated");
-    const failed = await fetch(fm.url + "/api/chat", {
-      method: "POST",
-      headers: fm.headers(),
-      body: chatBody("tiny-a"),
-    });
+    const failed = await postChat(fm, chatBody("tiny-a"));
     assert.equal(failed.status, 500);
     assert.deepEqual(await failed.json(), { error: "llama runner process has terminated" });
     const fid = failed.headers.get("x-foreman-job-id")!;
@@ -64,11 +57,7 @@ Deno.test("a request the target rejects as invalid fails at once with the target
   const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "1s"] });
   try {
     // The simulator's embedding-only model refuses chat, as Ollama does for capabilities.
-    const res = await fetch(fm.url + "/api/chat", {
-      method: "POST",
-      headers: fm.headers(),
-      body: chatBody("embed-e"),
-    });
+    const res = await postChat(fm, chatBody("embed-e"));
     assert.equal(res.status, 400);
     assert.match((await res.json()).error, /does not support chat/);
   } finally {
@@ -84,17 +73,9 @@ Deno.test("the target dropping the connection before answering never fails a job
     args: ["--poll-interval", "1s", "--retry-base", "50ms", "--max-attempts", "1"],
   });
   try {
-    await (await fetch(fm.url + "/api/chat", {
-      method: "POST",
-      headers: fm.headers(),
-      body: chatBody("tiny-a"),
-    })).json();
+    await (await postChat(fm, chatBody("tiny-a"))).json();
     sim.dropNext(3);
-    const res = await fetch(fm.url + "/api/chat", {
-      method: "POST",
-      headers: fm.headers(),
-      body: chatBody("tiny-a"),
-    });
+    const res = await postChat(fm, chatBody("tiny-a"));
     assert.equal(
       res.status,
       200,
@@ -115,11 +96,7 @@ Deno.test("foreman sends its outbound token to the target and never the caller's
     env: { FOREMAN_OLLAMA_TOKEN: "to-the-target" },
   });
   try {
-    await (await fetch(fm.url + "/api/chat", {
-      method: "POST",
-      headers: fm.headers(),
-      body: chatBody("tiny-a"),
-    })).json();
+    await (await postChat(fm, chatBody("tiny-a"))).json();
     await (await fetch(fm.url + "/api/embed", {
       method: "POST",
       headers: fm.headers(),
@@ -210,11 +187,7 @@ Deno.test("a response that ends without done:true fails its job, as real Ollama 
         messages: [{ role: "user", content: "x" }],
         options: { num_predict: 60 },
       });
-    const streamed = await fetch(fm.url + "/api/chat", {
-      method: "POST",
-      headers: fm.headers(),
-      body: body(true),
-    });
+    const streamed = await postChat(fm, body(true));
     assert.equal(streamed.status, 200);
     const lines = (await streamed.text()).trim().split("\n").map((l) => JSON.parse(l));
     assert.ok(lines.every((l) => l.done === false), "the caller gets exactly what the target sent");
