@@ -125,10 +125,15 @@ func ExampleClient_Submit() {
 }
 
 // Any Ollama client works through foreman once its requests carry the token; here plain
-// net/http, the way go-llm's Ollama provider talks to it.
+// net/http, the way go-llm's Ollama provider talks to it. BaseURL keeps the token on foreman's
+// host: a request anywhere else, or a redirect there, goes without it.
 func ExampleBearerTransport() {
-	hc := &http.Client{Transport: &foreman.BearerTransport{Token: os.Getenv("FOREMAN_TOKEN")}}
-	resp, err := hc.Get("http://127.0.0.1:8080/api/tags")
+	const foremanURL = "http://127.0.0.1:8080"
+	hc := &http.Client{Transport: &foreman.BearerTransport{
+		Token:   os.Getenv("FOREMAN_TOKEN"),
+		BaseURL: foremanURL,
+	}}
+	resp, err := hc.Get(foremanURL + "/api/tags")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -23,7 +23,7 @@ func newClient(t *testing.T, baseURL, token string) *api.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return api.NewClient(u, &http.Client{Transport: &foreman.BearerTransport{Token: token}})
+	return api.NewClient(u, &http.Client{Transport: &foreman.BearerTransport{Token: token, BaseURL: baseURL}})
 }
 
 func TestOfficialOllamaClientThroughForeman(t *testing.T) {
