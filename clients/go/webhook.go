@@ -24,13 +24,24 @@ var (
 	ErrNoSignature      = errors.New("foreman: webhook carries no signature")
 	ErrInvalidSignature = errors.New("foreman: webhook signature does not match")
 	ErrTimestamp        = errors.New("foreman: webhook timestamp is outside the tolerance")
+	// ErrSecret is a webhook secret that cannot be a key: empty, or a whsec_ secret that is not
+	// strict base64 of 24 to 64 bytes. It is the receiver's mistake, never the sender's.
+	ErrSecret = errors.New("foreman: unusable webhook secret")
+)
+
+// A whsec_ key is 24 to 64 bytes, as Standard Webhooks defines it: fewer would be guessable, and
+// foreman refuses to start with such a secret.
+const (
+	minWhsecKey = 24
+	maxWhsecKey = 64
 )
 
 // VerifyOptions tunes [VerifyWebhookWithOptions].
 type VerifyOptions struct {
 	// Secrets are the accepted values of FOREMAN_WEBHOOK_SECRET; during a rotation list the new
-	// and the old one. A secret starting with "whsec_" is base64 after the prefix (Standard
-	// Webhooks style); any other secret is used as its UTF-8 bytes.
+	// and the old one. A secret starting with "whsec_" is standard, padded base64 of a 24 to 64
+	// byte key after the prefix (Standard Webhooks style); any other secret is used as its UTF-8
+	// bytes. A secret that breaks these rules fails every verification with [ErrSecret].
 	Secrets []string
 	// Tolerance bounds the age (and the clock skew) of the webhook-timestamp header; 0 means
 	// DefaultTolerance and a negative value turns the check off.
@@ -66,7 +77,7 @@ func VerifyWebhookWithOptions(header http.Header, body []byte, opts VerifyOption
 		keys = append(keys, k)
 	}
 	if len(keys) == 0 {
-		return errors.New("foreman: VerifyWebhook needs at least one non-empty secret")
+		return fmt.Errorf("%w: VerifyWebhook needs at least one secret", ErrSecret)
 	}
 
 	if sigs := header.Get("webhook-signature"); sigs != "" {
@@ -81,18 +92,28 @@ func VerifyWebhookWithOptions(header http.Header, body []byte, opts VerifyOption
 	return fmt.Errorf("%w: neither webhook-signature nor X-Foreman-Signature is set", ErrNoSignature)
 }
 
+// hmacKey is the key a secret stands for. Its errors never quote the secret.
 func hmacKey(secret string) ([]byte, error) {
 	if secret == "" {
-		return nil, errors.New("foreman: a webhook secret is empty")
+		return nil, fmt.Errorf("%w: a webhook secret is empty", ErrSecret)
 	}
-	if rest, ok := strings.CutPrefix(secret, "whsec_"); ok {
-		k, err := base64.StdEncoding.DecodeString(rest)
-		if err != nil {
-			return nil, fmt.Errorf("foreman: a whsec_ webhook secret is not valid base64: %w", err)
-		}
-		return k, nil
+	rest, ok := strings.CutPrefix(secret, "whsec_")
+	if !ok {
+		return []byte(secret), nil
 	}
-	return []byte(secret), nil
+	// A lenient decode turns "whsec_" or "whsec_!!!!" into an empty key that anyone can sign
+	// with. Strict() refuses non-zero padding bits but still skips line breaks, hence the check.
+	if i := strings.IndexAny(rest, "\r\n"); i >= 0 {
+		return nil, fmt.Errorf("%w: the whsec_ secret has a line break at byte %d after the prefix", ErrSecret, i)
+	}
+	key, err := base64.StdEncoding.Strict().DecodeString(rest)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the whsec_ secret is not standard padded base64 after the prefix (%v)", ErrSecret, err)
+	}
+	if len(key) < minWhsecKey || len(key) > maxWhsecKey {
+		return nil, fmt.Errorf("%w: the whsec_ secret decodes to %d bytes; a key must have %d to %d", ErrSecret, len(key), minWhsecKey, maxWhsecKey)
+	}
+	return key, nil
 }
 
 func verifyStandard(keys [][]byte, header http.Header, sigs string, body []byte, opts VerifyOptions) error {

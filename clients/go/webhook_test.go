@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,20 +111,68 @@ func TestVerifyWebhook(t *testing.T) {
 
 func TestVerifyWebhookDecodesWhsecSecrets(t *testing.T) {
 	t.Parallel()
-	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("raw key bytes"))
 	body := []byte(`{"state":"working"}`)
+	const rawKey = "a key of thirty-two plain bytes!" // 32 bytes
+	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte(rawKey))
 	h := signedHeader(t, secret, "msg_x", time.Now(), body)
 	if err := foreman.VerifyWebhook(secret, h, body); err != nil {
 		t.Fatalf("a whsec_ secret must verify with its decoded key: %v", err)
 	}
 	// The key is the decoded bytes, so the same bytes given as a plain secret verify too.
-	if err := foreman.VerifyWebhook("raw key bytes", h, body); err != nil {
+	if err := foreman.VerifyWebhook(rawKey, h, body); err != nil {
 		t.Fatalf("the decoded key as a plain secret must verify: %v", err)
 	}
-	if err := foreman.VerifyWebhook(secret[:len(secret)-2]+"!!", h, body); err == nil {
-		t.Fatal("a whsec_ secret that is not base64 must be an error")
+}
+
+// Standard Webhooks keys are 24 to 64 bytes of strict base64; anything else would let a lenient
+// decoder produce a short or empty key that anyone can sign with.
+func TestVerifyWebhookRefusesUnusableSecrets(t *testing.T) {
+	t.Parallel()
+	key := func(n int) string { return base64.StdEncoding.EncodeToString(make([]byte, n)) }
+	// 25 bytes end in "AA==": "AB==" sets padding bits a lenient decoder ignores.
+	nonZeroPadding := key(25)[:33] + "B=="
+	tests := []struct {
+		name   string
+		secret string
+		want   string // in the error; "" means the secret is usable
+	}{
+		{"an empty secret", "", "empty"},
+		{"whsec_ and nothing else", "whsec_", "decodes to 0 bytes"},
+		{"whsec_ with characters outside base64", "whsec_!!!!", "not standard padded base64"},
+		{"23 bytes", "whsec_" + key(23), "decodes to 23 bytes"},
+		{"24 bytes", "whsec_" + key(24), ""},
+		{"64 bytes", "whsec_" + key(64), ""},
+		{"65 bytes", "whsec_" + key(65), "decodes to 65 bytes"},
+		{"missing padding", "whsec_" + strings.TrimRight(key(25), "="), "not standard padded base64"},
+		{"non-zero padding bits", "whsec_" + nonZeroPadding, "not standard padded base64"},
+		{"the URL-safe alphabet", "whsec_" + strings.Repeat("-_", 16), "not standard padded base64"},
+		{"a line break inside", "whsec_" + key(24)[:16] + "\n" + key(24)[16:], "line break at byte 16"},
+		{"a trailing newline", "whsec_" + key(24) + "\n", "line break"},
+		{"a plain secret is its bytes, any length", "short", ""},
 	}
-	if err := foreman.VerifyWebhook("", h, body); err == nil || errors.Is(err, foreman.ErrInvalidSignature) {
-		t.Fatalf("an empty secret is a usage error, not a mismatch: %v", err)
+	body := []byte(`{}`)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// A header signed by some other key: usable secrets fail as a mismatch, unusable
+			// ones before any comparison.
+			h := signedHeader(t, "whsec_"+base64.StdEncoding.EncodeToString([]byte("another key of 24 bytes!")), "msg_1", time.Now(), body)
+			err := foreman.VerifyWebhook(tt.secret, h, body)
+			if tt.want == "" {
+				if !errors.Is(err, foreman.ErrInvalidSignature) {
+					t.Fatalf("a usable secret must get as far as the signature check, got %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, foreman.ErrSecret) || errors.Is(err, foreman.ErrInvalidSignature) {
+				t.Fatalf("want ErrSecret, got %v", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not say %q", err, tt.want)
+			}
+			if len(tt.secret) > len("whsec_") && strings.Contains(err.Error(), tt.secret[len("whsec_"):]) {
+				t.Errorf("the error quotes the secret: %q", err)
+			}
+		})
 	}
 }
