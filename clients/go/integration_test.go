@@ -135,9 +135,18 @@ func TestClientAgainstARealForeman(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatalf("no terminal event; got %+v", events)
 			}
-			opts := foreman.VerifyOptions{Secrets: []string{f.WebhookSecret}, RequireTimestamp: true}
-			if err := foreman.VerifyWebhookWithOptions(d.header, d.body, opts); err != nil {
+			if err := foreman.VerifyWebhook(f.WebhookSecret, d.header, d.body); err != nil {
 				t.Fatalf("event does not verify: %v\nheaders %v\nbody %s", err, d.header, d.body)
+			}
+			// The replay of a captured event without its timestamped headers is refused, though
+			// its legacy signature is right.
+			stripped := http.Header{"X-Foreman-Signature": d.header.Values("X-Foreman-Signature")}
+			if err := foreman.VerifyWebhook(f.WebhookSecret, stripped, d.body); !errors.Is(err, foreman.ErrNoSignature) {
+				t.Errorf("an event stripped to X-Foreman-Signature: want ErrNoSignature, got %v", err)
+			}
+			legacy := foreman.VerifyOptions{Secrets: []string{f.WebhookSecret}, AllowLegacySignature: true}
+			if err := foreman.VerifyWebhookWithOptions(stripped, d.body, legacy); err != nil {
+				t.Errorf("X-Foreman-Signature of a real event does not verify when allowed: %v", err)
 			}
 			if !strings.HasPrefix(d.header.Get("webhook-id"), "msg_") {
 				t.Errorf("webhook-id = %q, want msg_<ULID>", d.header.Get("webhook-id"))

@@ -1,6 +1,7 @@
 // Webhook verification for receivers of foreman's job events. foreman signs each event twice
-// with one key: X-Foreman-Signature (HMAC of the body) and the Standard Webhooks headers (HMAC of
-// id, timestamp and body), which also bound replays by the timestamp.
+// with one key: the Standard Webhooks headers (HMAC of id, timestamp and body), which bound
+// replays by the timestamp, and X-Foreman-Signature (HMAC of the body alone), which does not and is
+// accepted only when the receiver asks for it.
 package foreman
 
 import (
@@ -48,9 +49,11 @@ type VerifyOptions struct {
 	Tolerance time.Duration
 	// Now is the receiver's clock, time.Now when nil.
 	Now func() time.Time
-	// RequireTimestamp rejects events signed only with X-Foreman-Signature. That header has no
-	// timestamp, so a captured event could be replayed with it alone; foreman always sends both.
-	RequireTimestamp bool
+	// AllowLegacySignature accepts an event that carries X-Foreman-Signature without the
+	// Standard Webhooks headers. That signature covers the body alone, so anyone who captured
+	// one event can replay it forever after stripping the other headers; foreman always sends
+	// both, so leave this off unless something between foreman and you drops webhook-* headers.
+	AllowLegacySignature bool
 }
 
 // VerifyWebhook checks that body and header come from a foreman holding secret and that the
@@ -63,10 +66,11 @@ func VerifyWebhook(secret string, header http.Header, body []byte) error {
 
 // VerifyWebhookWithOptions is [VerifyWebhook] with several secrets, another tolerance or clock.
 //
-// When the Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature) are
-// present they decide: the timestamp must be within the tolerance and one of the space-separated
-// "v1,<base64>" signatures must match one secret. Otherwise X-Foreman-Signature
-// ("sha256=<hex>", several may be separated by commas or spaces) must match one secret.
+// The Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature) decide: the
+// timestamp must be within the tolerance and one of the space-separated "v1,<base64>" signatures
+// must match one secret. Without them the event is refused with [ErrNoSignature], unless
+// opts.AllowLegacySignature is set; then X-Foreman-Signature ("sha256=<hex>", several may be
+// separated by commas or spaces) must match one secret.
 func VerifyWebhookWithOptions(header http.Header, body []byte, opts VerifyOptions) error {
 	keys := make([][]byte, 0, len(opts.Secrets))
 	for _, s := range opts.Secrets {
@@ -84,8 +88,9 @@ func VerifyWebhookWithOptions(header http.Header, body []byte, opts VerifyOption
 		return verifyStandard(keys, header, sigs, body, opts)
 	}
 	if sigs := header.Get("X-Foreman-Signature"); sigs != "" {
-		if opts.RequireTimestamp {
-			return fmt.Errorf("%w: only X-Foreman-Signature is present and a timestamp is required", ErrNoSignature)
+		if !opts.AllowLegacySignature {
+			return fmt.Errorf("%w: only X-Foreman-Signature is present, which has no timestamp; "+
+				"it is accepted only with VerifyOptions.AllowLegacySignature", ErrNoSignature)
 		}
 		return verifyLegacy(keys, sigs, body)
 	}

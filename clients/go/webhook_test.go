@@ -59,6 +59,7 @@ func TestVerifyWebhook(t *testing.T) {
 		return h
 	}
 	otherSig := signedHeader(t, "old-secret", "msg_1", now, body).Get("webhook-signature")
+	legacy := foreman.VerifyOptions{AllowLegacySignature: true}
 
 	tests := []struct {
 		name    string
@@ -69,10 +70,12 @@ func TestVerifyWebhook(t *testing.T) {
 	}{
 		{"both schemes valid", good, body, foreman.VerifyOptions{}, nil},
 		{"standard headers alone", only("webhook-id", "webhook-timestamp", "webhook-signature"), body, foreman.VerifyOptions{}, nil},
-		{"X-Foreman-Signature alone", only("X-Foreman-Signature"), body, foreman.VerifyOptions{}, nil},
-		{"X-Foreman-Signature alone when a timestamp is required", only("X-Foreman-Signature"), body, foreman.VerifyOptions{RequireTimestamp: true}, foreman.ErrNoSignature},
+		{"X-Foreman-Signature alone is a replayable event, refused", only("X-Foreman-Signature"), body, foreman.VerifyOptions{}, foreman.ErrNoSignature},
+		{"X-Foreman-Signature alone when the legacy signature is allowed", only("X-Foreman-Signature"), body, legacy, nil},
 		{"a tampered body", good, append([]byte(`{"x":1,`), body[1:]...), foreman.VerifyOptions{}, foreman.ErrInvalidSignature},
-		{"a tampered body with the legacy header only", only("X-Foreman-Signature"), []byte(`{}`), foreman.VerifyOptions{}, foreman.ErrInvalidSignature},
+		{"a tampered body with the legacy header only", only("X-Foreman-Signature"), []byte(`{}`), legacy, foreman.ErrInvalidSignature},
+		{"allowing the legacy signature does not bypass a stale timestamp", good, body, foreman.VerifyOptions{AllowLegacySignature: true, Now: func() time.Time { return now.Add(time.Hour) }}, foreman.ErrTimestamp},
+		{"allowing the legacy signature does not bypass a bad standard signature", with(good, "webhook-signature", otherSig), body, legacy, foreman.ErrInvalidSignature},
 		{"a changed webhook-id", with(good, "webhook-id", "msg_2"), body, foreman.VerifyOptions{}, foreman.ErrInvalidSignature},
 		{"no signature at all", http.Header{}, body, foreman.VerifyOptions{}, foreman.ErrNoSignature},
 		{"a signature without id and timestamp", only("webhook-signature"), body, foreman.VerifyOptions{}, foreman.ErrNoSignature},
@@ -80,7 +83,7 @@ func TestVerifyWebhook(t *testing.T) {
 		{"unknown versions are skipped", with(good, "webhook-signature", "v1a,AAAA v1,!!! "+good.Get("webhook-signature")), body, foreman.VerifyOptions{}, nil},
 		{"only a signature by another secret", with(good, "webhook-signature", otherSig), body, foreman.VerifyOptions{}, foreman.ErrInvalidSignature},
 		{"rotation: several secrets accepted", with(good, "webhook-signature", otherSig), body, foreman.VerifyOptions{Secrets: []string{"new-secret", "old-secret"}}, nil},
-		{"legacy rotation: several sha256 entries", with(only("X-Foreman-Signature"), "X-Foreman-Signature", "sha256=00ff, "+good.Get("X-Foreman-Signature")), body, foreman.VerifyOptions{}, nil},
+		{"legacy rotation: several sha256 entries", with(only("X-Foreman-Signature"), "X-Foreman-Signature", "sha256=00ff, "+good.Get("X-Foreman-Signature")), body, legacy, nil},
 		{"six minutes old", good, body, foreman.VerifyOptions{Now: func() time.Time { return now.Add(6 * time.Minute) }}, foreman.ErrTimestamp},
 		{"six minutes in the future", good, body, foreman.VerifyOptions{Now: func() time.Time { return now.Add(-6 * time.Minute) }}, foreman.ErrTimestamp},
 		{"four minutes old", good, body, foreman.VerifyOptions{Now: func() time.Time { return now.Add(4 * time.Minute) }}, nil},
