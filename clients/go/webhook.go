@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -126,66 +127,86 @@ func verifyStandard(keys [][]byte, header http.Header, sigs string, body []byte,
 	if id == "" || ts == "" {
 		return fmt.Errorf("%w: webhook-signature is set without webhook-id and webhook-timestamp", ErrNoSignature)
 	}
-	if opts.Tolerance >= 0 {
-		sec, err := strconv.ParseInt(ts, 10, 64)
-		if err != nil {
-			return fmt.Errorf("%w: webhook-timestamp %q is not unix seconds", ErrTimestamp, ts)
-		}
-		tolerance := opts.Tolerance
-		if tolerance == 0 {
-			tolerance = DefaultTolerance
-		}
-		now := time.Now
-		if opts.Now != nil {
-			now = opts.Now
-		}
-		if skew := now().Sub(time.Unix(sec, 0)); skew > tolerance || skew < -tolerance {
-			return fmt.Errorf("%w: webhook-timestamp %s is %s away from now (tolerance %s)", ErrTimestamp, ts, skew.Round(time.Second), tolerance)
-		}
+	if err := checkTimestamp(ts, opts); err != nil {
+		return err
 	}
-	signed := make([]byte, 0, len(id)+len(ts)+len(body)+2)
-	signed = append(append(append(append(append(signed, id...), '.'), ts...), '.'), body...)
+	want := make([][]byte, len(keys))
+	for i, k := range keys {
+		want[i] = standardMAC(k, id, ts, body)
+	}
 	for _, entry := range strings.Fields(sigs) {
 		version, sig, ok := strings.Cut(entry, ",")
 		if !ok || version != "v1" {
 			continue // other schemes (v1a: asymmetric) are not foreman's
 		}
-		got, err := base64.StdEncoding.DecodeString(sig)
-		if err != nil {
-			continue
-		}
-		if anyMAC(keys, signed, got) {
+		if got, err := base64.StdEncoding.DecodeString(sig); err == nil && matchesAny(want, got) {
 			return nil
 		}
 	}
 	return ErrInvalidSignature
 }
 
+// checkTimestamp bounds the age and the clock skew of a webhook-timestamp by the tolerance.
+func checkTimestamp(ts string, opts VerifyOptions) error {
+	if opts.Tolerance < 0 {
+		return nil
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%w: webhook-timestamp %q is not unix seconds", ErrTimestamp, ts)
+	}
+	tolerance := opts.Tolerance
+	if tolerance == 0 {
+		tolerance = DefaultTolerance
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	if skew := now().Sub(time.Unix(sec, 0)); skew > tolerance || skew < -tolerance {
+		return fmt.Errorf("%w: webhook-timestamp %s is %s away from now (tolerance %s)", ErrTimestamp, ts, skew.Round(time.Second), tolerance)
+	}
+	return nil
+}
+
 func verifyLegacy(keys [][]byte, sigs string, body []byte) error {
+	want := make([][]byte, len(keys))
+	for i, k := range keys {
+		want[i] = legacyMAC(k, body)
+	}
 	for _, entry := range strings.FieldsFunc(sigs, func(r rune) bool { return r == ',' || r == ' ' }) {
 		sig, ok := strings.CutPrefix(entry, "sha256=")
 		if !ok {
 			continue
 		}
-		got, err := hex.DecodeString(sig)
-		if err != nil {
-			continue
-		}
-		if anyMAC(keys, body, got) {
+		if got, err := hex.DecodeString(sig); err == nil && matchesAny(want, got) {
 			return nil
 		}
 	}
 	return ErrInvalidSignature
 }
 
-// anyMAC reports whether mac is the HMAC-SHA256 of msg under one of keys, in constant time for
-// each key.
-func anyMAC(keys [][]byte, msg, mac []byte) bool {
+// standardMAC is the Standard Webhooks v1 signature: HMAC-SHA256 of "<id>.<timestamp>.<body>".
+func standardMAC(key []byte, id, timestamp string, body []byte) []byte {
+	h := hmac.New(sha256.New, key)
+	io.WriteString(h, id+"."+timestamp+".")
+	h.Write(body)
+	return h.Sum(nil)
+}
+
+// legacyMAC is X-Foreman-Signature's: HMAC-SHA256 of the body alone.
+func legacyMAC(key, body []byte) []byte {
+	h := hmac.New(sha256.New, key)
+	h.Write(body)
+	return h.Sum(nil)
+}
+
+// matchesAny reports whether got is one of want. Every candidate is compared, each in constant
+// time, so the time taken does not tell which key matched.
+func matchesAny(want [][]byte, got []byte) bool {
 	ok := false
-	for _, k := range keys {
-		h := hmac.New(sha256.New, k)
-		h.Write(msg)
-		ok = hmac.Equal(h.Sum(nil), mac) || ok
+	for _, w := range want {
+		ok = hmac.Equal(w, got) || ok
 	}
 	return ok
 }

@@ -1,10 +1,7 @@
 package foreman_test
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"strconv"
@@ -15,29 +12,15 @@ import (
 	foreman "github.com/foreman-dev/foreman/clients/go"
 )
 
-// signedHeader signs body the way the contract says foreman does: both schemes, one key.
+// signedHeader signs body as foreman does; TestSignTestWebhookSignsAsForemanDoes and the
+// integration tests hold SignTestWebhook to foreman's own bytes.
 func signedHeader(t testing.TB, secret, id string, ts time.Time, body []byte) http.Header {
 	t.Helper()
-	key := []byte(secret)
-	if len(secret) > 6 && secret[:6] == "whsec_" {
-		var err error
-		if key, err = base64.StdEncoding.DecodeString(secret[6:]); err != nil {
-			t.Fatal(err)
-		}
+	h, err := foreman.SignTestWebhook(secret, body, foreman.WithTestWebhookID(id), foreman.WithTestWebhookTime(ts))
+	if err != nil {
+		t.Fatal(err)
 	}
-	unix := strconv.FormatInt(ts.Unix(), 10)
-	h := hmac.New(sha256.New, key)
-	h.Write(body)
-	legacy := "sha256=" + hex.EncodeToString(h.Sum(nil))
-	h = hmac.New(sha256.New, key)
-	h.Write([]byte(id + "." + unix + "." + string(body)))
-	std := "v1," + base64.StdEncoding.EncodeToString(h.Sum(nil))
-	return http.Header{
-		"X-Foreman-Signature": {legacy},
-		"Webhook-Id":          {id},
-		"Webhook-Timestamp":   {unix},
-		"Webhook-Signature":   {std},
-	}
+	return h
 }
 
 func TestVerifyWebhook(t *testing.T) {
@@ -177,5 +160,93 @@ func TestVerifyWebhookRefusesUnusableSecrets(t *testing.T) {
 				t.Errorf("the error quotes the secret: %q", err)
 			}
 		})
+	}
+}
+
+func TestSignTestWebhookSignsAsForemanDoes(t *testing.T) {
+	t.Parallel()
+	// The headers foreman sent for this event (ExampleVerifyWebhookWithOptions holds the same).
+	const secret = "my-webhook-secret"
+	body := []byte(`{"job_id":"01JGZ8K3V4W5X6Y7Z8A9B0C1D2","state":"done","previous_state":"working"}`)
+	sent := time.Unix(1767323045, 0)
+	h, err := foreman.SignTestWebhook(secret, body,
+		foreman.WithTestWebhookID("msg_01JGZ8K3V4W5X6Y7Z8A9B0C1D3"), foreman.WithTestWebhookTime(sent))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"X-Foreman-Signature": "sha256=60d37819892a8e4b848941b99fee6d1847aaa4c1703642d11aa07cc08d5fe21a",
+		"Webhook-Id":          "msg_01JGZ8K3V4W5X6Y7Z8A9B0C1D3",
+		"Webhook-Timestamp":   "1767323045",
+		"Webhook-Signature":   "v1,Hd0QdmiqZ7bq62ZqgoRKMiESDKQcAIg0eIN7ZCw0HKA=",
+		"Content-Type":        "application/json",
+	}
+	for k, v := range want {
+		if got := h.Get(k); got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+}
+
+func TestSignTestWebhookMakesEventsThatVerify(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"job_id":"01JABCDEFGHJKMNPQRSTVWXYZ0","state":"done"}`)
+	whsec := "whsec_" + base64.StdEncoding.EncodeToString([]byte("a key of thirty-two plain bytes!"))
+	tests := []struct {
+		name    string
+		secret  string
+		opts    []foreman.TestWebhookOption
+		verify  func(h http.Header) error
+		wantErr error
+	}{
+		{"a plain secret, now", "s3cret", nil, nil, nil},
+		{"a whsec_ secret, now", whsec, nil, nil, nil},
+		{"an hour ago is outside the tolerance", "s3cret", []foreman.TestWebhookOption{foreman.WithTestWebhookTime(time.Now().Add(-time.Hour))}, nil, foreman.ErrTimestamp},
+		{"the body is tampered with", "s3cret", nil, func(h http.Header) error {
+			return foreman.VerifyWebhook("s3cret", h, []byte(`{"state":"failed"}`))
+		}, foreman.ErrInvalidSignature},
+		{"stripped to the legacy signature, as a replay would be", "s3cret", nil, func(h http.Header) error {
+			return foreman.VerifyWebhook("s3cret", http.Header{"X-Foreman-Signature": h.Values("X-Foreman-Signature")}, body)
+		}, foreman.ErrNoSignature},
+		{"the legacy signature alone when allowed", "s3cret", nil, func(h http.Header) error {
+			return foreman.VerifyWebhookWithOptions(http.Header{"X-Foreman-Signature": h.Values("X-Foreman-Signature")}, body,
+				foreman.VerifyOptions{Secrets: []string{"s3cret"}, AllowLegacySignature: true})
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h, err := foreman.SignTestWebhook(tt.secret, body, tt.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			verify := tt.verify
+			if verify == nil {
+				verify = func(h http.Header) error { return foreman.VerifyWebhook(tt.secret, h, body) }
+			}
+			if err := verify(h); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("want %v, got %v", tt.wantErr, err)
+			}
+		})
+	}
+}
+
+func TestSignTestWebhookDefaults(t *testing.T) {
+	t.Parallel()
+	before := time.Now().Unix()
+	a, err := foreman.SignTestWebhook("s3cret", []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := foreman.SignTestWebhook("s3cret", []byte(`{}`))
+	if id := a.Get("webhook-id"); !strings.HasPrefix(id, "msg_") || id == b.Get("webhook-id") {
+		t.Errorf("webhook-ids %q and %q: want fresh msg_ ids", id, b.Get("webhook-id"))
+	}
+	ts, err := strconv.ParseInt(a.Get("webhook-timestamp"), 10, 64)
+	if err != nil || ts < before || ts > time.Now().Unix() {
+		t.Errorf("webhook-timestamp %q is not now", a.Get("webhook-timestamp"))
+	}
+	if _, err := foreman.SignTestWebhook("whsec_", []byte(`{}`)); !errors.Is(err, foreman.ErrSecret) {
+		t.Errorf("an unusable secret: want ErrSecret, got %v", err)
 	}
 }
