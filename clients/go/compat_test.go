@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/foreman-dev/foreman/clients/go/internal/testenv"
 )
 
 // TestOfficialOllamaClientModule runs the tests of ./ollamacompat, the module that drives foreman
@@ -21,6 +23,9 @@ func TestOfficialOllamaClientModule(t *testing.T) {
 	if minor, ok := goMinor(runtime.Version()); ok && minor < 24 {
 		t.Skipf("ollamacompat needs Go 1.24 (github.com/ollama/ollama v0.11.4); this is %s", runtime.Version())
 	}
+	// Checked here, not only inside the child, so a missing deno fails this test by name.
+	testenv.Deno(t)
+	testenv.RepoRoot(t)
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("the go command is not on PATH")
