@@ -58,9 +58,10 @@ type VerifyOptions struct {
 }
 
 // VerifyWebhook checks that body and header come from a foreman holding secret and that the
-// event is recent (within [DefaultTolerance]). It returns nil or an error wrapping
-// [ErrNoSignature], [ErrInvalidSignature] or [ErrTimestamp]. Pass the raw body, before any JSON
-// decoding.
+// event is recent (within [DefaultTolerance]), by the timestamped Standard Webhooks signature. It
+// returns nil or an error wrapping [ErrNoSignature] (also for an event that carries only
+// X-Foreman-Signature: see [VerifyOptions].AllowLegacySignature), [ErrInvalidSignature],
+// [ErrTimestamp] or [ErrSecret]. Pass the raw body, before any JSON decoding.
 func VerifyWebhook(secret string, header http.Header, body []byte) error {
 	return VerifyWebhookWithOptions(header, body, VerifyOptions{Secrets: []string{secret}})
 }
