@@ -82,7 +82,10 @@ func (t *BearerTransport) home(req *http.Request) (string, error) {
 		return origin(u), nil
 	}
 	first := req
-	for first.Response != nil && first.Response.Request != nil {
+	for first.Response != nil {
+		if first.Response.Request == nil {
+			return "", nil // a redirect from a request Base did not report: not foreman's for sure
+		}
 		first = first.Response.Request
 	}
 	return origin(first.URL), nil

@@ -185,3 +185,27 @@ func TestBearerTransportRefusesABaseURLWithoutAHost(t *testing.T) {
 		})
 	}
 }
+
+// Without BaseURL the start of a redirect chain is found through each redirect's Response.Request,
+// which a Base other than http.Transport may leave nil; the token then stays home.
+func TestBearerTransportWithoutBaseURLKeepsTheTokenWhenTheChainIsUnknown(t *testing.T) {
+	t.Parallel()
+	got := map[string]string{}
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		got[r.URL.Host] = r.Header.Get("Authorization")
+		if r.URL.Host == "foreman.internal" {
+			h := http.Header{"Location": {"http://elsewhere.example/steal"}}
+			return &http.Response{StatusCode: http.StatusTemporaryRedirect, Header: h, Body: http.NoBody}, nil
+		}
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+	})
+	hc := &http.Client{Transport: &foreman.BearerTransport{Token: "tok", Base: base}}
+	resp, err := hc.Get("http://foreman.internal/api/tags")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got["foreman.internal"] != "Bearer tok" || got["elsewhere.example"] != "" {
+		t.Errorf("Authorization by host: %q", got)
+	}
+}
