@@ -80,7 +80,9 @@ func WithWebhookAddr(addr string) Option {
 
 // WithWebhookSecret sets foreman's FOREMAN_WEBHOOK_SECRET so [Client.Run] rejects webhook calls
 // whose signature does not verify. Without it Run treats webhooks only as a hint to fetch the job
-// with its token, which is safe but lets anyone who finds the listener make Run poll early.
+// with its token, which is safe but lets anyone who finds the listener make Run poll early. A
+// secret that cannot be a key (see [VerifyOptions].Secrets) makes Run fail with [ErrSecret]
+// before it submits.
 func WithWebhookSecret(secret string) Option {
 	return func(c *Client) { c.webhookSecret = secret }
 }

@@ -8,7 +8,9 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"strings"
 	"time"
 
 	foreman "github.com/foreman-dev/foreman/clients/go"
@@ -77,6 +79,45 @@ func ExampleVerifyWebhook() {
 	})
 }
 
+// Testing a webhook receiver: SignTestWebhook gives the headers foreman would send, so the
+// handler can be driven through httptest with events that verify and events that must not.
+func ExampleSignTestWebhook() {
+	const secret = "test-secret"
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := foreman.VerifyWebhook(secret, r.Header, body); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	send := func(label string, header http.Header, body string) {
+		req := httptest.NewRequest(http.MethodPost, "/foreman-events", strings.NewReader(body))
+		req.Header = header
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		fmt.Println(label+":", rec.Code)
+	}
+
+	body := `{"job_id":"01JGZ8K3V4W5X6Y7Z8A9B0C1D2","state":"done","previous_state":"working"}`
+	header, err := foreman.SignTestWebhook(secret, []byte(body))
+	if err != nil {
+		log.Fatal(err)
+	}
+	stale, _ := foreman.SignTestWebhook(secret, []byte(body), foreman.WithTestWebhookTime(time.Now().Add(-time.Hour)))
+	legacyOnly := http.Header{"X-Foreman-Signature": header.Values("X-Foreman-Signature")}
+
+	send("signed", header, body)
+	send("tampered", header, strings.Replace(body, "done", "failed", 1))
+	send("an hour old", stale, body)
+	send("stripped to X-Foreman-Signature", legacyOnly, body)
+	// Output:
+	// signed: 204
+	// tampered: 401
+	// an hour old: 401
+	// stripped to X-Foreman-Signature: 401
+}
+
 // Submit a chat job and wait for its answer. Run listens for the job's webhook and falls back to
 // polling when foreman cannot call back.
 func ExampleClient_Run() {
@@ -125,10 +166,15 @@ func ExampleClient_Submit() {
 }
 
 // Any Ollama client works through foreman once its requests carry the token; here plain
-// net/http, the way go-llm's Ollama provider talks to it.
+// net/http, the way go-llm's Ollama provider talks to it. BaseURL keeps the token on foreman's
+// host: a request anywhere else, or a redirect there, goes without it.
 func ExampleBearerTransport() {
-	hc := &http.Client{Transport: &foreman.BearerTransport{Token: os.Getenv("FOREMAN_TOKEN")}}
-	resp, err := hc.Get("http://127.0.0.1:8080/api/tags")
+	const foremanURL = "http://127.0.0.1:8080"
+	hc := &http.Client{Transport: &foreman.BearerTransport{
+		Token:   os.Getenv("FOREMAN_TOKEN"),
+		BaseURL: foremanURL,
+	}}
+	resp, err := hc.Get(foremanURL + "/api/tags")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -135,9 +136,30 @@ func TestClientAgainstARealForeman(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatalf("no terminal event; got %+v", events)
 			}
-			opts := foreman.VerifyOptions{Secrets: []string{f.WebhookSecret}, RequireTimestamp: true}
-			if err := foreman.VerifyWebhookWithOptions(d.header, d.body, opts); err != nil {
+			if err := foreman.VerifyWebhook(f.WebhookSecret, d.header, d.body); err != nil {
 				t.Fatalf("event does not verify: %v\nheaders %v\nbody %s", err, d.header, d.body)
+			}
+			// The replay of a captured event without its timestamped headers is refused, though
+			// its legacy signature is right.
+			stripped := http.Header{"X-Foreman-Signature": d.header.Values("X-Foreman-Signature")}
+			if err := foreman.VerifyWebhook(f.WebhookSecret, stripped, d.body); !errors.Is(err, foreman.ErrNoSignature) {
+				t.Errorf("an event stripped to X-Foreman-Signature: want ErrNoSignature, got %v", err)
+			}
+			legacy := foreman.VerifyOptions{Secrets: []string{f.WebhookSecret}, AllowLegacySignature: true}
+			if err := foreman.VerifyWebhookWithOptions(stripped, d.body, legacy); err != nil {
+				t.Errorf("X-Foreman-Signature of a real event does not verify when allowed: %v", err)
+			}
+			// SignTestWebhook, given the event's id and time, reproduces foreman's signatures.
+			sec, _ := strconv.ParseInt(d.header.Get("webhook-timestamp"), 10, 64)
+			same, err := foreman.SignTestWebhook(f.WebhookSecret, d.body,
+				foreman.WithTestWebhookID(d.header.Get("webhook-id")), foreman.WithTestWebhookTime(time.Unix(sec, 0)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range []string{"webhook-signature", "X-Foreman-Signature", "Content-Type", "User-Agent"} {
+				if same.Get(k) != d.header.Get(k) {
+					t.Errorf("SignTestWebhook's %s is %q, foreman sent %q", k, same.Get(k), d.header.Get(k))
+				}
 			}
 			if !strings.HasPrefix(d.header.Get("webhook-id"), "msg_") {
 				t.Errorf("webhook-id = %q, want msg_<ULID>", d.header.Get("webhook-id"))

@@ -167,6 +167,11 @@ type webhookListener struct {
 }
 
 func (c *Client) listen(addr string) (*webhookListener, error) {
+	if c.webhookSecret != "" {
+		if _, err := hmacKey(c.webhookSecret); err != nil {
+			return nil, err // every event would be refused
+		}
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("foreman: cannot listen for webhooks on %s: %w", addr, err)
@@ -197,8 +202,7 @@ func (c *Client) listen(addr string) (*webhookListener, error) {
 			return
 		}
 		if c.webhookSecret != "" {
-			opts := VerifyOptions{Secrets: []string{c.webhookSecret}, RequireTimestamp: true}
-			if err := VerifyWebhookWithOptions(r.Header, body, opts); err != nil {
+			if err := VerifyWebhook(c.webhookSecret, r.Header, body); err != nil {
 				http.Error(w, err.Error(), http.StatusUnauthorized)
 				return
 			}

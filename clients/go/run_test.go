@@ -301,3 +301,21 @@ func TestRunStopsOnAnErrorThatWillNotClear(t *testing.T) {
 		t.Fatalf("want a 401 *StatusError, got %v", err)
 	}
 }
+
+// A secret that can verify nothing would make Run refuse every event and wait for the slow poll
+// instead; it is the caller's mistake, reported before anything is queued.
+func TestRunRefusesAnUnusableWebhookSecretBeforeSubmitting(t *testing.T) {
+	t.Parallel()
+	f := &fakeForeman{fakeJob: fakeJob{after: 50 * time.Millisecond, finalState: foreman.StateDone, inlineResult: true}, t: t}
+	srv := f.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := foreman.New(srv.URL, "tok", foreman.WithWebhookSecret("whsec_"), foreman.WithPollInterval(20*time.Millisecond))
+	_, err := c.Run(ctx, chatReq)
+	if !errors.Is(err, foreman.ErrSecret) {
+		t.Fatalf("want ErrSecret, got %v", err)
+	}
+	if submits, _, _, _ := f.snapshot(); len(submits) != 0 {
+		t.Errorf("%d jobs were submitted", len(submits))
+	}
+}

@@ -56,14 +56,14 @@ async function route(req: Request, d: RouterDeps): Promise<Response> {
   }
 
   if (!d.auth.check(req.headers.get("authorization"))) {
-    const given = req.headers.has("authorization");
-    throw new HttpError(
-      401,
-      given ? "invalid bearer token" : "missing bearer token: send Authorization: Bearer <token>",
-      {
-        "www-authenticate": 'Bearer realm="foreman"',
-      },
-    );
+    const message = req.headers.has("authorization")
+      ? "invalid bearer token"
+      : "missing bearer token: send Authorization: Bearer <token>";
+    // Ollama's Go client from v0.12 shows a 401's "status" in place of its "error" (older clients
+    // and the other SDKs read "error").
+    return jsonResponse({ error: message, status: `401 Unauthorized: ${message}` }, 401, {
+      "www-authenticate": 'Bearer realm="foreman"',
+    });
   }
 
   if (path.startsWith("/jobs")) return await jobsRoute(req, url, d);

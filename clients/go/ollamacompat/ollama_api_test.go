@@ -23,7 +23,7 @@ func newClient(t *testing.T, baseURL, token string) *api.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return api.NewClient(u, &http.Client{Transport: &foreman.BearerTransport{Token: token}})
+	return api.NewClient(u, &http.Client{Transport: &foreman.BearerTransport{Token: token, BaseURL: baseURL}})
 }
 
 func TestOfficialOllamaClientThroughForeman(t *testing.T) {
@@ -111,11 +111,12 @@ func TestOfficialOllamaClientThroughForeman(t *testing.T) {
 				t.Error(err)
 			}
 		}},
-		{"a wrong token is the client's own StatusError", func(ctx context.Context, t *testing.T) {
+		{"a wrong token is the client's own StatusError with foreman's error text", func(ctx context.Context, t *testing.T) {
+			// v0.11 reads "error"; ollamacompat012 checks the "status" that v0.12 on shows.
 			_, err := newClient(t, f.URL, "wrong").List(ctx)
 			var se api.StatusError
-			if !errors.As(err, &se) || se.StatusCode != http.StatusUnauthorized {
-				t.Errorf("want a 401 api.StatusError, got %#v", err)
+			if !errors.As(err, &se) || se.StatusCode != http.StatusUnauthorized || se.ErrorMessage != "invalid bearer token" {
+				t.Errorf("want a 401 api.StatusError saying the token is invalid, got %#v", err)
 			}
 		}},
 	}

@@ -1,7 +1,8 @@
 // Package testenv starts the real processes the client's integration tests run against: the
 // project's Ollama simulator (tests/support/ollama_sim.ts) and a foreman daemon (main.ts) in
 // front of it, each on a free port, both stopped when the test ends. When deno or those files
-// are missing the test is skipped with the reason.
+// are missing the test fails with the reason; -short skips these tests, and so does running
+// outside the foreman repository.
 package testenv
 
 import (
@@ -22,6 +23,14 @@ import (
 	"testing"
 	"time"
 )
+
+// unavailable ends a test that cannot start foreman here. go test ./... shows a skip only with
+// -v, so a skipped integration test would pass as green without foreman having been tested: it
+// fails instead, and -short is the way to ask for the unit tests alone.
+func unavailable(t testing.TB, reason string) {
+	t.Helper()
+	t.Fatalf("integration test cannot run: %s; run `go test -short ./...` for the unit tests alone", reason)
+}
 
 // startTimeout bounds each process start; the first deno run may compile and fetch npm packages.
 const startTimeout = 90 * time.Second
@@ -77,21 +86,26 @@ func RepoRoot(t testing.TB) string {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
+			// The module was fetched on its own: there is no foreman to test against.
 			t.Skip("integration test skipped: no foreman repository (deno.json beside clients/go) above the working directory; set FOREMAN_REPO")
 		}
 		dir = parent
 	}
 }
 
-// Deno is the deno binary: $DENO, else deno on PATH; the test is skipped without one.
+// Deno is the deno binary: $DENO, else deno on PATH; the test fails without one (see
+// unavailable). In -short mode every integration test is skipped here.
 func Deno(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test skipped in -short mode")
+	}
 	if d := os.Getenv("DENO"); d != "" {
 		return d
 	}
 	d, err := exec.LookPath("deno")
 	if err != nil {
-		t.Skip("integration test skipped: deno is not on PATH (install Deno 2 or set $DENO)")
+		unavailable(t, "deno is not on PATH (install Deno 2 or set $DENO)")
 	}
 	return d
 }
@@ -375,7 +389,7 @@ func (p *process) stop() {
 func requireFile(t testing.TB, path string) {
 	t.Helper()
 	if !exists(path) {
-		t.Skipf("integration test skipped: %s does not exist yet", path)
+		unavailable(t, path+" does not exist")
 	}
 }
 
