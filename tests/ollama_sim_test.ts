@@ -3,7 +3,7 @@
 // Run with `deno test --allow-net tests/ollama_sim_test.ts` (the CLI test also needs --allow-run).
 
 import assert from "node:assert/strict";
-import { OllamaSim, type SimOptions, simWords } from "./support/ollama_sim.ts";
+import { OllamaSim, type SimOptions, simWords } from "../sim/mod.ts";
 
 type Obj = Record<string, unknown>;
 
@@ -945,7 +945,7 @@ Deno.test({
       args: [
         "run",
         "--allow-net",
-        new URL("./support/ollama_sim.ts", import.meta.url).pathname,
+        new URL("../sim/main.ts", import.meta.url).pathname,
         "--port",
         "0",
         "--models",

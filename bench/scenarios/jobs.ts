@@ -2,7 +2,7 @@
 // commit of its row) and how long one submission takes. The worker is held by a stalled job while
 // jobs arrive, so the figure is the submit path alone, not the submit path racing the worker.
 
-import { OllamaSim } from "../../tests/support/ollama_sim.ts";
+import { OllamaSim } from "../../sim/mod.ts";
 import { type ForemanProcess, startForeman } from "../../tests/support/foreman.ts";
 import { closedLoop, postJson } from "../load.ts";
 import { until } from "../processes.ts";

@@ -3,7 +3,7 @@
 // /healthz, on an empty database and on one holding the whole backlog.
 
 import { daemonArgs } from "../../src/launcher.ts";
-import { OllamaSim } from "../../tests/support/ollama_sim.ts";
+import { OllamaSim } from "../../sim/mod.ts";
 import { freePort } from "../../tests/support/foreman.ts";
 import { rss, until } from "../processes.ts";
 import { median } from "../stats.ts";
