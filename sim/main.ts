@@ -2,7 +2,8 @@
 // until SIGTERM or SIGINT. Benchmarks and the Go client's tests run it this way:
 // `deno run --allow-net sim/main.ts --port 0 --models a,b --load-ms 5`.
 
-import { OllamaSim, type SimOptions } from "./server.ts";
+import type { SimOptions } from "./config.ts";
+import { OllamaSim } from "./server.ts";
 
 /** Reads the command line into simulator options; throws a TypeError naming a bad flag. */
 export function parseCli(args: string[]): SimOptions {
