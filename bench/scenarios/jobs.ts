@@ -3,7 +3,7 @@
 // jobs arrive, so the figure is the submit path alone, not the submit path racing the worker.
 
 import { OllamaSim } from "../../sim/mod.ts";
-import { type ForemanProcess, startForeman } from "../../tests/support/foreman.ts";
+import { type ForemanProcess, startForeman } from "../../harness/foreman.ts";
 import { closedLoop, postJson } from "../load.ts";
 import { until } from "../processes.ts";
 import { type Batch, medianBatch, summarize } from "../stats.ts";

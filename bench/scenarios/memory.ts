@@ -4,7 +4,7 @@
 
 import { daemonArgs } from "../../src/launcher.ts";
 import { OllamaSim } from "../../sim/mod.ts";
-import { freePort } from "../../tests/support/foreman.ts";
+import { freePort } from "../../harness/foreman.ts";
 import { rss, until } from "../processes.ts";
 import { median } from "../stats.ts";
 import { foremanWithBusyWorker, queuedCount, submitJobs } from "./jobs.ts";

@@ -3,7 +3,7 @@
 // a time: a single worker without a scheduler. Swaps are counted from the simulator's own load log.
 
 import { OllamaSim } from "../../sim/mod.ts";
-import { startForeman } from "../../tests/support/foreman.ts";
+import { startForeman } from "../../harness/foreman.ts";
 import { postJson } from "../load.ts";
 import { until } from "../processes.ts";
 
