@@ -20,6 +20,18 @@ export interface SimEvent {
   path?: string;
 }
 
+/** One entry of {@link OllamaSim.requests}: every request received, whatever its fate. */
+export interface SimRequest {
+  method: string;
+  path: string;
+  headers: Headers;
+  /** Parsed JSON, else the text, else undefined when empty; the raw bytes for /api/blobs uploads. */
+  body: unknown;
+  /** For /v1 chat, completion and embedding requests: the native request Ollama's middleware made
+   * of the body (what /api/chat, /api/generate or /api/embed then ran), once it got that far. */
+  native?: Record<string, unknown>;
+}
+
 export class Core {
   readonly events: SimEvent[] = [];
   readonly catalog: Catalog;

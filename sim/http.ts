@@ -2,6 +2,7 @@
 // Ollama's gin server writes (JSON with its charset, and plain text).
 
 import type { Fault } from "./faults.ts";
+import type { SimRequest } from "./core.ts";
 import type { FrontConn } from "./front.ts";
 
 export const JSON_TYPE = "application/json; charset=utf-8";
@@ -18,6 +19,8 @@ export interface Ctx {
   /** A stall/drop this request took; the generation consumes it, else the response does. */
   fault: Fault | undefined;
   body: Uint8Array<ArrayBuffer>;
+  /** The request's entry in OllamaSim.requests. */
+  request: SimRequest;
 }
 
 /** The body as text, which is how Go's JSON decoder sees it. */
@@ -34,4 +37,9 @@ export function text(status: number, body: string | null): Response {
 }
 
 /** The routes that generate: what faults default to, and what maxConcurrent() counts. */
-export const INFERENCE_PATHS = ["/api/chat", "/api/generate"];
+export const INFERENCE_PATHS = [
+  "/api/chat",
+  "/api/generate",
+  "/v1/chat/completions",
+  "/v1/completions",
+];

@@ -3,26 +3,19 @@
 // Tests import OllamaSim from sim/mod.ts; benchmarks run it as a process (sim/main.ts).
 
 import { type Config, type SimOptions, toConfig } from "./config.ts";
-import { Core, type SimEvent } from "./core.ts";
+import { Core, type SimEvent, type SimRequest } from "./core.ts";
 import { DROPPED, inflict } from "./faults.ts";
 import { Front } from "./front.ts";
 import { allowedHost, allowedOrigin } from "./guard.ts";
 import { type Ctx, json } from "./http.ts";
-import { route } from "./routes.ts";
-
-/** One entry of {@link OllamaSim.requests}: every request received, whatever its fate. */
-export interface SimRequest {
-  method: string;
-  path: string;
-  headers: Headers;
-  /** Parsed JSON, else the text, else undefined when empty; the raw bytes for /api/blobs uploads. */
-  body: unknown;
-}
+import { failure, route } from "./routes.ts";
 
 /**
  * A running simulated Ollama. Start with {@link OllamaSim.start}; always {@link OllamaSim.close}.
  * `events`, `requests` and the scheduler state survive stop() and restart().
  */
+export type { SimRequest };
+
 export class OllamaSim {
   readonly url: string;
   readonly port: number;
@@ -97,18 +90,19 @@ export class OllamaSim {
     return [...this.#core.sched.loaded.keys()];
   }
 
-  /** Most chat/generate generations seen running at once, for one model or over all. */
+  /** Most generations (native or /v1) seen running at once, for one model or over all. */
   maxConcurrent(model?: string): number {
     return this.#core.maxConcurrent(model);
   }
 
-  /** The next n chat/generate requests (or requests to `opts.path`) get `status` {"error"}. */
+  /** The next n generation requests (chat, generate, and /v1 chat and completions), or requests to
+   * `opts.path`, get `status` and the error in their surface's shape ({"error": …} natively). */
   failNext(n: number, status: number, error: string, opts: { path?: string } = {}): void {
     this.#core.faults.add("fail", n, { status, error, ...opts });
   }
 
-  /** The next n chat/generate responses (or responses on `opts.path`) stop after `afterChunks`
-   * NDJSON chunks (0: before the headers) and keep the connection open and the model busy until
+  /** The next n generation responses (or responses on `opts.path`) stop after `afterChunks`
+   * answer chunks (0: before the headers) and keep the connection open and the model busy until
    * the client leaves. A non-streamed or early answer is never sent; an answer with fewer chunks
    * than afterChunks completes normally. */
   stallNext(n: number, opts: { afterChunks?: number; path?: string } = {}): void {
@@ -169,12 +163,17 @@ export class OllamaSim {
         return json(400, { error: "unexpected EOF" });
       }
     }
-    const logged = loggedBody(path, body);
-    this.requests.push({ method: req.method, path, headers: req.headers, body: logged });
+    const request: SimRequest = {
+      method: req.method,
+      path,
+      headers: req.headers,
+      body: loggedBody(path, body),
+    };
+    this.requests.push(request);
     const refused = this.#guard(req);
     if (refused) return refused;
     const fail = this.#core.faults.take("fail", path);
-    if (fail) return json(fail.status, { error: fail.error });
+    if (fail) return failure(path, fail.status, fail.error);
     const ctx: Ctx = {
       req,
       path,
@@ -184,6 +183,7 @@ export class OllamaSim {
       conn,
       fault: this.#core.faults.take("stall", path) ?? this.#core.faults.take("drop", path),
       body,
+      request,
     };
     const res = await route(this.#core, ctx);
     const origin = req.headers.get("origin");

@@ -41,19 +41,45 @@ export async function ndjson(res: Response): Promise<Obj[]> {
 
 /** Reads NDJSON lines one at a time, so a test can stop or watch mid-stream. */
 export function lineReader(res: Response) {
+  return splitReader(res, "\n", (line) => JSON.parse(line));
+}
+
+/** A Server-Sent Event's data: the parsed JSON, or "[DONE]". */
+export type Event = Obj | "[DONE]";
+
+/** Reads Server-Sent Events one at a time. */
+export function eventReader(res: Response) {
+  return splitReader(res, "\n\n", parseEvent);
+}
+
+/** Every event of a whole text/event-stream body, each `data: …` and a blank line. */
+export async function sse(res: Response): Promise<Event[]> {
+  assert.equal(res.headers.get("content-type"), "text/event-stream");
+  const text = await res.text();
+  assert.ok(text.endsWith("\n\n"), "every event ends with a blank line");
+  return text.slice(0, -2).split("\n\n").map(parseEvent);
+}
+
+function parseEvent(event: string): Event {
+  assert.ok(event.startsWith("data: "), `an event is one data line: ${event}`);
+  const data = event.slice("data: ".length);
+  return data === "[DONE]" ? data : JSON.parse(data);
+}
+
+function splitReader<T>(res: Response, sep: string, parse: (part: string) => T) {
   const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
   return {
-    async next(): Promise<Obj | undefined> {
-      while (!buf.includes("\n")) {
+    async next(): Promise<T | undefined> {
+      while (!buf.includes(sep)) {
         const { value, done } = await reader.read();
         if (done) return undefined;
         buf += value;
       }
-      const i = buf.indexOf("\n");
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      return JSON.parse(line);
+      const i = buf.indexOf(sep);
+      const part = buf.slice(0, i);
+      buf = buf.slice(i + sep.length);
+      return parse(part);
     },
     cancel: () => reader.cancel(),
   };
@@ -90,6 +116,19 @@ export async function rawHttp(
 export async function ps(sim: OllamaSim): Promise<Obj[]> {
   return (await (await fetch(sim.url + "/api/ps")).json()).models;
 }
+
+/** Go's json.Encoder output from a /v1 writer: one line of JSON and a newline. */
+export async function encoded(res: Response): Promise<[number, Obj]> {
+  assert.equal(res.headers.get("content-type"), "application/json");
+  const text = await res.text();
+  assert.ok(text.endsWith("}\n"), `one JSON line: ${text}`);
+  return [res.status, JSON.parse(text)];
+}
+
+/** An OpenAI-shaped error body. */
+export const openaiError = (message: string, type: string) => ({
+  error: { message, type, param: null, code: null },
+});
 
 export const chat = (model: string, extra: Obj = {}) => ({
   model,
