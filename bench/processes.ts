@@ -5,7 +5,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
 
-const SIM = fileURLToPath(new URL("../tests/support/ollama_sim.ts", import.meta.url));
+const SIM = fileURLToPath(new URL("../sim/main.ts", import.meta.url));
 const BARE_PROXY = fileURLToPath(new URL("./bare_proxy.ts", import.meta.url));
 
 export interface SimProcess {
@@ -14,7 +14,7 @@ export interface SimProcess {
   stop(): Promise<void>;
 }
 
-/** Starts `ollama_sim.ts` in CLI mode and waits for its {"listening": url} line. */
+/** Starts the simulator (sim/main.ts) as a process and waits for its {"listening": url} line. */
 export async function startSimProcess(flags: {
   loadMs: number;
   tokenMs: number;

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { loadConfig } from "../src/config.ts";
 import { permissionFlags } from "../src/permissions.ts";
 import { freePort, startForeman, waitFor } from "./support/foreman.ts";
-import { OllamaSim, simWords } from "./support/ollama_sim.ts";
+import { OllamaSim, simWords } from "../sim/mod.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
 import { type ForemanProcess, startForeman, waitFor } from "./support/foreman.ts";
-import { OllamaSim } from "./support/ollama_sim.ts";
+import { OllamaSim } from "../sim/mod.ts";
 import { type Receiver, startReceiver } from "./support/receiver.ts";
 
 const SECRET = "whsec_" + btoa("foreman-test-secret-0123456789ab");

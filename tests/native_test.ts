@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { Ollama } from "ollama";
 import { type ForemanProcess, startForeman, waitFor } from "./support/foreman.ts";
-import { OllamaSim } from "./support/ollama_sim.ts";
+import { OllamaSim } from "../sim/mod.ts";
 
 async function stack(
   simOptions: Parameters<typeof OllamaSim.start>[0] = {},

@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { startForeman, waitFor } from "./support/foreman.ts";
-import { OllamaSim } from "./support/ollama_sim.ts";
+import { OllamaSim } from "../sim/mod.ts";
 import { startReceiver } from "./support/receiver.ts";
 
 interface Sample {

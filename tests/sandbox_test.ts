@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { daemonArgs, DENO_JSON, MAIN } from "../src/launcher.ts";
 import { freePort, waitFor } from "./support/foreman.ts";
-import { OllamaSim } from "./support/ollama_sim.ts";
+import { OllamaSim } from "../sim/mod.ts";
 import type { ProbeOp, ProbeResult } from "./support/probe.ts";
 import { startReceiver } from "./support/receiver.ts";
 

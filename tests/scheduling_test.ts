@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { startForeman, waitFor } from "./support/foreman.ts";
-import { OllamaSim } from "./support/ollama_sim.ts";
+import { OllamaSim } from "../sim/mod.ts";
 
 const MODELS = ["tiny-a:latest", "tiny-b:latest", "tiny-c:latest"];
 

@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { type ForemanProcess, startForeman, waitFor } from "./support/foreman.ts";
-import { OllamaSim } from "./support/ollama_sim.ts";
+import { OllamaSim } from "../sim/mod.ts";
 
 function chatBody(model: string, stream = false) {
   return JSON.stringify({

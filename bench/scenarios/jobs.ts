@@ -2,8 +2,8 @@
 // commit of its row) and how long one submission takes. The worker is held by a stalled job while
 // jobs arrive, so the figure is the submit path alone, not the submit path racing the worker.
 
-import { OllamaSim } from "../../tests/support/ollama_sim.ts";
-import { type ForemanProcess, startForeman } from "../../tests/support/foreman.ts";
+import { OllamaSim } from "../../sim/mod.ts";
+import { type ForemanProcess, startForeman } from "../../harness/foreman.ts";
 import { closedLoop, postJson } from "../load.ts";
 import { until } from "../processes.ts";
 import { type Batch, medianBatch, summarize } from "../stats.ts";

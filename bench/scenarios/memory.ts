@@ -3,8 +3,8 @@
 // /healthz, on an empty database and on one holding the whole backlog.
 
 import { daemonArgs } from "../../src/launcher.ts";
-import { OllamaSim } from "../../tests/support/ollama_sim.ts";
-import { freePort } from "../../tests/support/foreman.ts";
+import { OllamaSim } from "../../sim/mod.ts";
+import { freePort } from "../../harness/foreman.ts";
 import { rss, until } from "../processes.ts";
 import { median } from "../stats.ts";
 import { foremanWithBusyWorker, queuedCount, submitJobs } from "./jobs.ts";

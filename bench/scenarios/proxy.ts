@@ -2,7 +2,7 @@
 // Sync chat (a queued job per request), streaming chat (time to first chunk, chunks relayed per
 // second) and the /api/embed bypass.
 
-import { startForeman } from "../../tests/support/foreman.ts";
+import { startForeman } from "../../harness/foreman.ts";
 import { compare, type Comparison, type Path } from "../compare.ts";
 import { closedLoop, postJson, readStream } from "../load.ts";
 import { startBareProxy, startSimProcess } from "../processes.ts";

@@ -2,8 +2,8 @@
 // model-load cost. FIFO is the same backlog sent straight to the simulator in order, one request at
 // a time: a single worker without a scheduler. Swaps are counted from the simulator's own load log.
 
-import { OllamaSim } from "../../tests/support/ollama_sim.ts";
-import { startForeman } from "../../tests/support/foreman.ts";
+import { OllamaSim } from "../../sim/mod.ts";
+import { startForeman } from "../../harness/foreman.ts";
 import { postJson } from "../load.ts";
 import { until } from "../processes.ts";
 

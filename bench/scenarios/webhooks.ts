@@ -3,8 +3,8 @@
 // when a backlog of events is due. The floor to compare with is the same POST sent by a plain
 // client to the same receiver.
 
-import { startForeman } from "../../tests/support/foreman.ts";
-import { type Received, startReceiver } from "../../tests/support/receiver.ts";
+import { startForeman } from "../../harness/foreman.ts";
+import { type Received, startReceiver } from "../../harness/receiver.ts";
 import { closedLoop, postJson } from "../load.ts";
 import { startSimProcess, until } from "../processes.ts";
 import { type Batch, quantile, summarize } from "../stats.ts";

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { type ForemanProcess, startForeman, waitFor } from "../support/foreman.ts";
-import { OllamaSim } from "../support/ollama_sim.ts";
+import { OllamaSim } from "../../sim/mod.ts";
 import { cleanup, Hook, openDb, report, Rng, scale, seedFor, stopWithin } from "./support.ts";
 
 const SEED = seedFor(20_240_801);

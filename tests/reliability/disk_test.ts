@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { daemonArgs } from "../../src/launcher.ts";
 import { startForeman, waitFor } from "../support/foreman.ts";
-import { OllamaSim } from "../support/ollama_sim.ts";
+import { OllamaSim } from "../../sim/mod.ts";
 import { alive, call, cleanup, Hook, openDb, report, stopWithin } from "./support.ts";
 
 async function run(cmd: string, args: string[]): Promise<boolean> {

@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { type ForemanProcess, startForeman, waitFor } from "../support/foreman.ts";
-import { OllamaSim } from "../support/ollama_sim.ts";
+import { OllamaSim } from "../../sim/mod.ts";
 import { call, Hook, type HookAnswer, metric, report, scale } from "./support.ts";
 
 const MAX_ATTEMPTS = 4;

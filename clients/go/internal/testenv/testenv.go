@@ -1,5 +1,5 @@
 // Package testenv starts the real processes the client's integration tests run against: the
-// project's Ollama simulator (tests/support/ollama_sim.ts) and a foreman daemon (main.ts) in
+// project's Ollama simulator (sim/main.ts) and a foreman daemon (main.ts) in
 // front of it, each on a free port, both stopped when the test ends. When deno or those files
 // are missing the test fails with the reason; -short skips these tests, and so does running
 // outside the foreman repository.
@@ -118,7 +118,7 @@ func Simulator(t testing.TB) string {
 		return url
 	}
 	root := RepoRoot(t)
-	script := filepath.Join(root, "tests", "support", "ollama_sim.ts")
+	script := filepath.Join(root, "sim", "main.ts")
 	requireFile(t, script)
 	p := start(t, "ollama simulator", root, Deno(t), "run", "--allow-net", script, "--port", "0")
 	var url string
