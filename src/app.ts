@@ -101,7 +101,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     });
   }
 
-  registerGauges(metrics, store, inventory);
+  registerGauges(metrics, store, inventory, config.maxQueue);
 
   const handler = createHandler({
     config,
@@ -159,7 +159,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   return { addr, url: addrUrl(addr), stop, finished: server.finished };
 }
 
-function registerGauges(metrics: Metrics, store: Store, inventory: Inventory): void {
+function registerGauges(
+  metrics: Metrics,
+  store: Store,
+  inventory: Inventory,
+  maxQueue: number,
+): void {
   metrics.gauges.push(
     {
       name: "foreman_jobs",
@@ -181,6 +186,20 @@ function registerGauges(metrics: Metrics, store: Store, inventory: Inventory): v
       read: () => {
         const last = inventory.snapshot.lastPoll;
         return [{ value: last === null ? -1 : (Date.now() - last) / 1000 }];
+      },
+    },
+    {
+      // Exported so an alert can compare the queue with the limit without knowing the setting.
+      name: "foreman_queue_limit",
+      help: "Queued jobs accepted before new work gets 503 (FOREMAN_MAX_QUEUE).",
+      read: () => [{ value: maxQueue }],
+    },
+    {
+      name: "foreman_oldest_queued_seconds",
+      help: "Seconds the oldest queued job has waited since submission (0 when none is queued).",
+      read: () => {
+        const oldest = store.oldestQueuedAt();
+        return [{ value: oldest === null ? 0 : Math.max(0, (Date.now() - oldest) / 1000) }];
       },
     },
     {

@@ -14,6 +14,9 @@ const read = (path: string) => Deno.readTextFileSync(`${ROOT}/${path}`);
 
 interface Service {
   image?: string;
+  profiles?: string[];
+  command?: string[];
+  secrets?: string[];
   build?: unknown;
   environment?: Record<string, string>;
   env_file?: string[];
@@ -26,7 +29,13 @@ interface Service {
 const compose = parseYaml(read("compose.yaml")) as {
   services: Record<string, Service>;
   volumes: Record<string, unknown>;
+  secrets?: Record<string, { file?: string; environment?: string }>;
 };
+
+/** The services a plain `docker compose up` starts (those in no profile). */
+const always = Object.fromEntries(
+  Object.entries(compose.services).filter(([, service]) => !service.profiles),
+);
 
 /** The Dockerfile with continuation lines joined. */
 const dockerfile = read("Dockerfile").replace(/\\\n\s*/g, " ");
@@ -52,8 +61,8 @@ function dockerEnv(): Record<string, string> {
 const entrypoint: string[] = JSON.parse(instruction("ENTRYPOINT")[0]);
 
 Deno.test("compose runs ollama and foreman, and publishes only foreman's port", () => {
-  assert.deepEqual(Object.keys(compose.services).sort(), ["foreman", "ollama"]);
-  const { ollama, foreman } = compose.services;
+  assert.deepEqual(Object.keys(always).sort(), ["foreman", "ollama"]);
+  const { ollama, foreman } = always;
   assert.match(ollama.image!, /^ollama\/ollama(:|$)/);
   assert.equal(ollama.environment?.OLLAMA_MAX_LOADED_MODELS, "2");
   assert.equal(ollama.ports, undefined);
@@ -63,7 +72,7 @@ Deno.test("compose runs ollama and foreman, and publishes only foreman's port", 
   assert.deepEqual(foreman.depends_on, ["ollama"]);
   assert.deepEqual(foreman.ports, ["8080:8080"]);
   assert.deepEqual(foreman.volumes, ["foreman-data:/data"]);
-  assert.deepEqual(Object.keys(compose.volumes).sort(), ["foreman-data", "ollama-models"]);
+  for (const volume of ["foreman-data", "ollama-models"]) assert.ok(volume in compose.volumes);
 });
 
 Deno.test("compose takes foreman's token from an env file and points it at the ollama service", () => {
@@ -213,4 +222,115 @@ Deno.test("a runtime download failure is told apart from other compile errors", 
       "(Connect): dns error",
   ));
   assert.ok(!runtimeUnavailable("error: TS2322 [ERROR]: Type 'string' is not assignable"));
+});
+
+// ---- the monitoring profile ----------------------------------------------------------------------
+
+/** Paths in a parsed config where a secret sits inline instead of in a file. */
+function inlineSecrets(value: unknown, path = ""): string[] {
+  if (Array.isArray(value)) return value.flatMap((v, i) => inlineSecrets(v, `${path}[${i}]`));
+  if (value === null || typeof value !== "object") return [];
+  const found: string[] = [];
+  for (const [key, v] of Object.entries(value)) {
+    const here = path ? `${path}.${key}` : key;
+    if (["credentials", "bearer_token", "password", "basic_auth", "token"].includes(key)) {
+      found.push(here);
+    }
+    found.push(...inlineSecrets(v, here));
+  }
+  return found;
+}
+
+const promConfig = parseYaml(read("deploy/prometheus/prometheus.yml")) as {
+  rule_files: string[];
+  scrape_configs: {
+    job_name: string;
+    authorization?: { type?: string; credentials_file?: string };
+    static_configs: { targets: string[] }[];
+  }[];
+};
+
+Deno.test("the monitoring profile starts Prometheus and Grafana only on demand, on loopback", () => {
+  const { prometheus, grafana } = compose.services;
+  for (const [name, service] of Object.entries({ prometheus, grafana })) {
+    assert.deepEqual(service.profiles, ["monitoring"], name);
+    assert.match(service.image!, /:v?\d+\.\d+\.\d+$/, `${name} image pinned to a release`);
+    assert.equal(service.build, undefined);
+    for (const port of service.ports ?? []) assert.match(port, /^127\.0\.0\.1:/, `${name} ${port}`);
+    assert.ok(service.environment?.FOREMAN_TOKEN === undefined);
+  }
+  assert.match(prometheus.image!, /^prom\/prometheus:/);
+  assert.match(grafana.image!, /^grafana\/grafana:/);
+  assert.deepEqual(prometheus.depends_on, ["foreman"]);
+  assert.ok(prometheus.command!.includes("--config.file=/etc/prometheus/prometheus.yml"));
+  assert.ok(prometheus.volumes!.includes("./deploy/prometheus:/etc/prometheus:ro"));
+  // The rule file Prometheus loads is the one promtool tests, in the mounted directory.
+  assert.deepEqual(promConfig.rule_files, ["/etc/prometheus/foreman.rules.yml"]);
+  assert.ok(Deno.statSync(`${ROOT}/deploy/prometheus/foreman.rules.yml`).isFile);
+});
+
+Deno.test("Prometheus scrapes foreman with a token read from a file, never written inline", () => {
+  const { prometheus } = compose.services;
+  assert.deepEqual(prometheus.secrets, ["foreman_token"]);
+  const secret = compose.secrets?.foreman_token;
+  assert.ok(secret?.file, "the token comes from a file on the host");
+  assert.equal(secret.environment, undefined);
+  // The file is kept out of version control and out of the image.
+  const file = secret.file.replace(/^\.\//, "");
+  assert.match(read(".gitignore"), new RegExp(`^/?${file.replaceAll(".", "\\.")}$`, "m"));
+  assert.ok(!read(".dockerignore").includes(`!${file}`));
+
+  assert.deepEqual(promConfig.scrape_configs.map((c) => c.job_name), ["foreman"]);
+  const [job] = promConfig.scrape_configs;
+  assert.deepEqual(job.authorization, {
+    type: "Bearer",
+    credentials_file: "/run/secrets/foreman_token",
+  });
+  // It scrapes the compose service on the port foreman listens on.
+  const port = compose.services.foreman.environment!.FOREMAN_ADDR.split(":").at(-1);
+  assert.deepEqual(job.static_configs, [{ targets: [`foreman:${port}`] }]);
+  assert.deepEqual(inlineSecrets(promConfig), []);
+  assert.deepEqual(inlineSecrets(compose), []);
+});
+
+Deno.test("an inline token in a scrape config is caught", () => {
+  const leaky = structuredClone(promConfig) as unknown as {
+    scrape_configs: Record<string, unknown>[];
+  };
+  leaky.scrape_configs[0].authorization = { type: "Bearer", credentials: "t0ken" };
+  leaky.scrape_configs.push({ job_name: "old", bearer_token: "t0ken" });
+  assert.deepEqual(inlineSecrets(leaky), [
+    "scrape_configs[0].authorization.credentials",
+    "scrape_configs[1].bearer_token",
+  ]);
+});
+
+Deno.test("Grafana gets its data source, the dashboard and its admin password from files", () => {
+  const { grafana } = compose.services;
+  assert.deepEqual(grafana.depends_on, ["prometheus"]);
+  assert.deepEqual(grafana.secrets, ["grafana_admin_password"]);
+  assert.equal(
+    grafana.environment?.GF_SECURITY_ADMIN_PASSWORD__FILE,
+    "/run/secrets/grafana_admin_password",
+  );
+  assert.ok(compose.secrets?.grafana_admin_password?.file);
+  assert.ok(
+    grafana.volumes!.includes("./deploy/grafana/provisioning:/etc/grafana/provisioning:ro"),
+  );
+  const datasources = parseYaml(read("deploy/grafana/provisioning/datasources/prometheus.yml")) as {
+    datasources: { type: string; url: string }[];
+  };
+  assert.deepEqual(datasources.datasources.map((d) => [d.type, d.url]), [
+    ["prometheus", "http://prometheus:9090"],
+  ]);
+  const providers = parseYaml(read("deploy/grafana/provisioning/dashboards/foreman.yml")) as {
+    providers: { options: { path: string } }[];
+  };
+  const dashboardMount = grafana.volumes!.find((v) =>
+    v.startsWith("./deploy/grafana/foreman.json:")
+  );
+  assert.equal(
+    dashboardMount,
+    `./deploy/grafana/foreman.json:${providers.providers[0].options.path}/foreman.json:ro`,
+  );
 });

@@ -318,6 +318,18 @@ export class Store {
     return this.#queued;
   }
 
+  /**
+   * When the oldest queued job was submitted (epoch ms), or null with none queued. Ids sort in
+   * creation order, so this is one step down the queued-jobs index however deep the queue is; it
+   * backs a gauge read on every scrape.
+   */
+  oldestQueuedAt(): number | null {
+    const row = this.#stmt(
+      "SELECT created_at FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1",
+    ).get();
+    return row ? Number(row.created_at) : null;
+  }
+
   /** Jobs currently taken by the worker (at most one while foreman runs). */
   active(): Job[] {
     return this.#stmt("SELECT * FROM jobs WHERE state IN ('loading', 'working')").all().map(toJob);
