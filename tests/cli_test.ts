@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { loadConfig } from "../src/config.ts";
 import { permissionFlags } from "../src/permissions.ts";
-import { freePort, startForeman, waitFor } from "./support/foreman.ts";
+import { freePort, startForeman, waitFor } from "../harness/foreman.ts";
 import { OllamaSim, simWords } from "../sim/mod.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

@@ -3,9 +3,9 @@
 
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
-import { type ForemanProcess, startForeman, waitFor } from "./support/foreman.ts";
+import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
-import { type Receiver, startReceiver } from "./support/receiver.ts";
+import { type Receiver, startReceiver } from "../harness/receiver.ts";
 
 const SECRET = "whsec_" + btoa("foreman-test-secret-0123456789ab");
 

@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
-import { startForeman } from "./support/foreman.ts";
-import { OllamaSim } from "./support/ollama_sim.ts";
+import { startForeman } from "../harness/foreman.ts";
+import { OllamaSim } from "../sim/mod.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DASHBOARD = `${ROOT}deploy/grafana/foreman.json`;

@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { Store } from "../src/queue/store.ts";
-import { freePort, startForeman, waitFor } from "./support/foreman.ts";
-import { OllamaSim } from "./support/ollama_sim.ts";
+import { freePort, startForeman, waitFor } from "../harness/foreman.ts";
+import { OllamaSim } from "../sim/mod.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const RULES = `${ROOT}deploy/prometheus/foreman.rules.yml`;

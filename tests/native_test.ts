@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { Ollama } from "ollama";
-import { type ForemanProcess, startForeman, waitFor } from "./support/foreman.ts";
+import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
 
 async function stack(

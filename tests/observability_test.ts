@@ -2,9 +2,9 @@
 // family operators rely on; every log line is one JSON object and no secret ever appears.
 
 import assert from "node:assert/strict";
-import { startForeman, waitFor } from "./support/foreman.ts";
+import { startForeman, waitFor } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
-import { startReceiver } from "./support/receiver.ts";
+import { startReceiver } from "../harness/receiver.ts";
 
 interface Sample {
   name: string;

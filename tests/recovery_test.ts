@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { startForeman, waitFor } from "./support/foreman.ts";
+import { startForeman, waitFor } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
 
 Deno.test("kill -9 with jobs queued and running loses nothing and serves new requests after restart", async () => {

@@ -6,10 +6,10 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { daemonArgs, DENO_JSON, MAIN } from "../src/launcher.ts";
-import { freePort, waitFor } from "./support/foreman.ts";
+import { freePort, waitFor } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
 import type { ProbeOp, ProbeResult } from "./support/probe.ts";
-import { startReceiver } from "./support/receiver.ts";
+import { startReceiver } from "../harness/receiver.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const PROBE = fileURLToPath(new URL("./support/probe.ts", import.meta.url));

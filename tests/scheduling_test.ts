@@ -1,7 +1,7 @@
 // Drain-by-model through a real foreman process: the simulator's own load log is the evidence.
 
 import assert from "node:assert/strict";
-import { startForeman, waitFor } from "./support/foreman.ts";
+import { startForeman, waitFor } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
 
 const MODELS = ["tiny-a:latest", "tiny-b:latest", "tiny-c:latest"];

@@ -7,7 +7,7 @@ import { Store } from "../src/queue/store.ts";
 import { Dispatcher, parseRetryAfter } from "../src/webhooks/dispatcher.ts";
 import { webhookUrlProblem } from "../src/webhooks/policy.ts";
 import { secretKey, signatureHeaders } from "../src/webhooks/signing.ts";
-import { startReceiver } from "./support/receiver.ts";
+import { startReceiver } from "../harness/receiver.ts";
 
 Deno.test("webhook URLs are allowed only for listed hosts, with the port when one is listed", () => {
   const hosts = ["hooks.example.com", "127.0.0.1:9000"];

@@ -2,7 +2,7 @@
 // real foreman process in front of the simulator.
 
 import assert from "node:assert/strict";
-import { type ForemanProcess, startForeman, waitFor } from "./support/foreman.ts";
+import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
 
 function chatBody(model: string, stream = false) {

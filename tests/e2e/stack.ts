@@ -4,7 +4,7 @@
 
 import { tinyModel } from "../support/gguf.ts";
 import { e2eOllamaBin, type RealOllama, startRealOllama } from "../support/real_ollama.ts";
-import { startForeman } from "../support/foreman.ts";
+import { startForeman } from "../../harness/foreman.ts";
 
 /** The Ollama binary when the tier is on; test files pass `ignore: bin === null`. */
 export const bin: string | null = e2eOllamaBin();

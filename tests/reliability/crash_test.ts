@@ -4,7 +4,7 @@
 // database is intact.
 
 import assert from "node:assert/strict";
-import { type ForemanProcess, startForeman, waitFor } from "../support/foreman.ts";
+import { type ForemanProcess, startForeman, waitFor } from "../../harness/foreman.ts";
 import { OllamaSim } from "../../sim/mod.ts";
 import { cleanup, Hook, openDb, report, Rng, scale, seedFor, stopWithin } from "./support.ts";
 

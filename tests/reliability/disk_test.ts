@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { daemonArgs } from "../../src/launcher.ts";
-import { startForeman, waitFor } from "../support/foreman.ts";
+import { startForeman, waitFor } from "../../harness/foreman.ts";
 import { OllamaSim } from "../../sim/mod.ts";
 import { alive, call, cleanup, Hook, openDb, report, stopWithin } from "./support.ts";
 

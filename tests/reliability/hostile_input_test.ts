@@ -4,7 +4,7 @@
 // never crash, and keep its memory bounded. Then the auth matrix, across a token rotation.
 
 import assert from "node:assert/strict";
-import { type ForemanProcess, startForeman, waitFor } from "../support/foreman.ts";
+import { type ForemanProcess, startForeman, waitFor } from "../../harness/foreman.ts";
 import { OllamaSim } from "../../sim/mod.ts";
 import {
   alive,

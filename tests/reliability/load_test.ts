@@ -3,7 +3,7 @@
 // answers 503 at once; an embedding flood does not slow the worker down.
 
 import assert from "node:assert/strict";
-import { type ForemanProcess, startForeman, waitFor } from "../support/foreman.ts";
+import { type ForemanProcess, startForeman, waitFor } from "../../harness/foreman.ts";
 import { OllamaSim } from "../../sim/mod.ts";
 import { alive, call, cleanup, report, rssMiB, scale, stopWithin } from "./support.ts";
 

@@ -3,7 +3,7 @@
 // no receiver ever holds up a job.
 
 import assert from "node:assert/strict";
-import { type ForemanProcess, startForeman, waitFor } from "../support/foreman.ts";
+import { type ForemanProcess, startForeman, waitFor } from "../../harness/foreman.ts";
 import { OllamaSim } from "../../sim/mod.ts";
 import { call, Hook, type HookAnswer, metric, report, scale } from "./support.ts";
 

@@ -3,7 +3,7 @@
 // the daemon's memory, its metrics and its database.
 
 import { DatabaseSync } from "node:sqlite";
-import type { ForemanProcess } from "../support/foreman.ts";
+import type { ForemanProcess } from "../../harness/foreman.ts";
 
 /** FOREMAN_SOAK=1 runs the full-size suites (`deno task soak`); otherwise the bounded CI size. */
 export const SOAK = Deno.env.get("FOREMAN_SOAK") === "1";

@@ -3,7 +3,7 @@
 // rules say, sync callers always get Ollama-shaped answers, and the worker keeps going.
 
 import assert from "node:assert/strict";
-import { type ForemanProcess, startForeman, waitFor } from "../support/foreman.ts";
+import { type ForemanProcess, startForeman, waitFor } from "../../harness/foreman.ts";
 import { OllamaSim } from "../../sim/mod.ts";
 import { call, report, Rng, scale, seedFor } from "./support.ts";
 

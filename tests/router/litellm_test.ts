@@ -5,8 +5,8 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { type ForemanProcess, freePort, startForeman, waitFor } from "../support/foreman.ts";
-import { OllamaSim } from "../support/ollama_sim.ts";
+import { type ForemanProcess, freePort, startForeman, waitFor } from "../../harness/foreman.ts";
+import { OllamaSim } from "../../sim/mod.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const bin = Deno.env.get("LITELLM_BIN") ?? null;
