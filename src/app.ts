@@ -86,7 +86,6 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     retryBase: config.retryBase,
     targetTimeout: config.targetTimeout,
     maxAnswer: config.maxAnswer,
-    inlineLimit: config.inlineLimit,
   });
   const dispatcher = new Dispatcher({
     store,

@@ -38,8 +38,6 @@ export interface WorkerOptions {
   targetTimeout: number;
   /** Longest line relayed to a sync caller, and largest answer stored for an async job. */
   maxAnswer: number;
-  /** Results up to this size are stored as the job's `result` (views inline nothing larger). */
-  inlineLimit: number;
   now?: () => number;
 }
 
@@ -264,7 +262,7 @@ export class Worker {
   }
 
   async #runAsync(job: Job, signal: AbortSignal): Promise<Outcome> {
-    const { store, targetTimeout, maxAnswer, inlineLimit } = this.#o;
+    const { store, targetTimeout, maxAnswer } = this.#o;
     const res = await this.#send(job, false, signal);
     let bytes: Uint8Array<ArrayBuffer>;
     try {
@@ -293,10 +291,7 @@ export class Worker {
       sha256: createHash("sha256").update(bytes).digest("hex"),
       body: bytes,
     };
-    // The completion artifact holds the answer; a copy as `result` only serves views that inline
-    // it, which they do up to inlineLimit, so a larger answer is not stored twice.
-    const result = bytes.byteLength <= inlineLimit ? text : undefined;
-    const done = store.transition("complete", job.id, { result }, [completion]);
+    const done = store.transition("complete", job.id, { result: text }, [completion]);
     this.#finished(done);
     return { job: job.id, outcome: "done" };
   }
