@@ -6,7 +6,12 @@
 import type { Config } from "../config.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { type TargetClient, TargetHttpError, TargetUnreachableError } from "../ollama/client.ts";
+import {
+  AnswerTooLargeError,
+  type TargetClient,
+  TargetHttpError,
+  TargetUnreachableError,
+} from "../ollama/client.ts";
 import { type Inventory, normalizeModel } from "../ollama/inventory.ts";
 import type { Endpoint } from "../queue/states.ts";
 import type { Store } from "../queue/store.ts";
@@ -145,12 +150,16 @@ function relayed(res: Response, d: NativeDeps): Response {
   return new Response(body, { status: res.status, headers: relayHeaders(res.headers) });
 }
 
-/** A failure to get an answer from the target, in Ollama's shape: 503, or the target's status. */
+/**
+ * A failure to get an answer from the target, in Ollama's shape: 503 when it cannot be reached,
+ * its own status when it answered one, 502 when its answer is past target.max_answer.
+ */
 function targetError(err: unknown): never {
   if (err instanceof TargetUnreachableError) {
     throw new HttpError(503, `target unavailable: ${err.message}`);
   }
   if (err instanceof TargetHttpError) throw new HttpError(err.status, err.message);
+  if (err instanceof AnswerTooLargeError) throw new HttpError(502, err.message);
   throw err;
 }
 

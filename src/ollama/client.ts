@@ -130,13 +130,11 @@ export class TargetClient {
     }
     if (res.status >= 300 && res.status < 400) {
       res.body?.cancel().catch(() => {});
-      const method = init.method ?? "GET";
+      const route = `${init.method ?? "GET"} ${path.split("?")[0]}`;
       throw new TargetHttpError(
         502,
-        `the target answered ${method} ${
-          path.split("?")[0]
-        } with a redirect (HTTP ${res.status}); ` +
-          `foreman does not follow or relay redirects`,
+        `the target answered ${route} with a redirect (HTTP ${res.status}); foreman does not ` +
+          `follow or relay redirects`,
       );
     }
     return res;
