@@ -28,6 +28,9 @@ export interface Daemon {
   finished: Promise<void>;
 }
 
+/** Longest wait at shutdown for responses still open (a caller that stopped reading). */
+const SHUTDOWN_GRACE = 5000;
+
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
   mkdirSync(dirname(config.db), { recursive: true });
   const views: ViewOptions = {
@@ -44,6 +47,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     baseUrl: config.ollamaUrl,
     token: config.ollamaToken,
     timeout: config.targetTimeout,
+    maxAnswer: config.maxAnswer,
   });
   let warming: Promise<boolean> | undefined;
   const warm = () => {
@@ -81,6 +85,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     keepAlive: config.keepAlive,
     retryBase: config.retryBase,
     targetTimeout: config.targetTimeout,
+    maxAnswer: config.maxAnswer,
   });
   const dispatcher = new Dispatcher({
     store,
@@ -151,12 +156,32 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       loops.abort();
       await Promise.allSettled(running);
       worker.releaseCallers(503, "foreman is shutting down; try again shortly");
-      await server.shutdown();
+      // server.shutdown() waits for every open response, and a caller that stops reading would
+      // hold one open for ever. Like a running caller, it gets the target timeout (at most
+      // SHUTDOWN_GRACE) to finish; the process then ends and the kernel closes what is left.
+      const grace = Math.min(SHUTDOWN_GRACE, config.targetTimeout);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const drained = await Promise.race([
+        server.shutdown().then(() => true),
+        new Promise<false>((r) => timer = setTimeout(r, grace, false)),
+      ]);
+      clearTimeout(timer);
+      if (!drained) {
+        log.warn("connections still open at shutdown, closing them", { grace_ms: grace });
+      }
       store.close();
       log.info("stopped");
     })();
 
-  return { addr, url: addrUrl(addr), stop, finished: server.finished };
+  // Ends when the server has drained, or when stop() gave up waiting for it.
+  const stopped = Promise.withResolvers<void>();
+  const finished = Promise.race([server.finished, stopped.promise]);
+  return {
+    addr,
+    url: addrUrl(addr),
+    stop: () => stop().finally(stopped.resolve),
+    finished,
+  };
 }
 
 function registerGauges(

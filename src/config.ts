@@ -67,6 +67,14 @@ export const SETTINGS: readonly Setting[] = [
     "longest silence from the target before a request counts as stalled",
   ),
   s(
+    "maxAnswer",
+    "target.max_answer",
+    "FOREMAN_MAX_ANSWER",
+    "size",
+    "64MiB",
+    "largest answer line relayed and answer stored from the target; past it the job fails",
+  ),
+  s(
     "allowModelManagement",
     "target.allow_model_management",
     "FOREMAN_ALLOW_MODEL_MANAGEMENT",
@@ -219,6 +227,7 @@ export interface Config {
   ollamaToken: string;
   pollInterval: number;
   targetTimeout: number;
+  maxAnswer: number;
   allowModelManagement: boolean;
   tokens: string[];
   allowUnauthenticated: boolean;
@@ -418,6 +427,7 @@ function convert(setting: Setting, src: Source): unknown {
     case "size": {
       const n = parseSize(text);
       if (n === undefined) return bad("is not a size (e.g. 262144, 256KiB, 16MiB)");
+      if (n === 0 && setting.field === "maxAnswer") return bad("must be larger than zero");
       return n;
     }
     case "duration": {

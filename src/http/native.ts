@@ -1,14 +1,22 @@
 // The native surface: foreman answers like an Ollama server. /api/chat and /api/generate become
 // sync jobs run by the worker; embeddings, show, version and ps go straight to the target; tags
-// come from the inventory; model management is refused unless the operator allows it.
+// come from the inventory; model management is refused unless the operator allows it. Nothing
+// the target answers reaches a caller as a redirect, and its bodies are read under the timeout.
 
 import type { Config } from "../config.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { type TargetClient, TargetUnreachableError } from "../ollama/client.ts";
+import {
+  AnswerTooLargeError,
+  type TargetClient,
+  TargetHttpError,
+  TargetUnreachableError,
+} from "../ollama/client.ts";
 import { type Inventory, normalizeModel } from "../ollama/inventory.ts";
 import type { Endpoint } from "../queue/states.ts";
 import type { Store } from "../queue/store.ts";
+import { parseDuration } from "../units.ts";
+import { relay } from "../worker/relay.ts";
 import { relayHeaders, type Worker } from "../worker/worker.ts";
 import { readBody, readJsonObject } from "./body.ts";
 import { errorJson, HttpError, jsonResponse } from "./errors.ts";
@@ -31,7 +39,8 @@ export function validateInferenceBody(body: Record<string, unknown>, endpoint: E
   }
   if (typeof model !== "string") throw new HttpError(400, "model must be a string");
   if (model.length > 512) throw new HttpError(400, "model name is too long");
-  if (body.stream !== undefined && typeof body.stream !== "boolean") {
+  // null is the default (streamed), as in Ollama.
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== "boolean") {
     throw new HttpError(400, "stream must be true or false");
   }
   if (endpoint === "chat" && body.messages !== undefined && !Array.isArray(body.messages)) {
@@ -55,7 +64,30 @@ export function validateInferenceBody(body: Record<string, unknown>, endpoint: E
   ) {
     throw new HttpError(400, "options must be an object");
   }
+  if (isUnloadRequest(body, endpoint)) {
+    throw new HttpError(
+      409,
+      `cannot unload model "${model}": foreman manages model residency and unloads models ` +
+        `itself when the worker switches models (keep_alive 0 with an empty prompt is refused)`,
+    );
+  }
   return model;
+}
+
+/**
+ * What `ollama stop` sends: keep_alive 0 with nothing to generate. Ollama unloads the model at once;
+ * foreman refuses, since honouring it would fight the worker's residency (and answering it as a
+ * load, as running it as a job does, would be untrue).
+ */
+function isUnloadRequest(body: Record<string, unknown>, endpoint: Endpoint): boolean {
+  const k = body.keep_alive;
+  const zero = k === 0 || (typeof k === "string" && parseDuration(k) === 0);
+  if (!zero) return false;
+  if (endpoint === "chat") {
+    return body.messages === undefined || body.messages === null ||
+      (Array.isArray(body.messages) && body.messages.length === 0);
+  }
+  return body.prompt === undefined || body.prompt === null || body.prompt === "";
 }
 
 /** 404 in Ollama's words unless the target has `model`; one fresh poll before saying no. */
@@ -108,15 +140,26 @@ export async function queued(req: Request, endpoint: Endpoint, d: NativeDeps): P
   return await response.promise;
 }
 
-/** Relays a target response as is (minus hop-by-hop headers). */
-function relayed(res: Response): Response {
-  return new Response(res.body, { status: res.status, headers: relayHeaders(res.headers) });
+/**
+ * Relays a target response (minus hop-by-hop headers), its body under the target timeout: a
+ * target that stalls mid-body, or a caller that stops reading, ends it.
+ */
+function relayed(res: Response, d: NativeDeps): Response {
+  const body = res.body &&
+    relay(res.body, { idleTimeout: d.client.timeout, ndjson: false }).readable;
+  return new Response(body, { status: res.status, headers: relayHeaders(res.headers) });
 }
 
-function unavailable(err: unknown): never {
+/**
+ * A failure to get an answer from the target, in Ollama's shape: 503 when it cannot be reached,
+ * its own status when it answered one, 502 when its answer is past target.max_answer.
+ */
+function targetError(err: unknown): never {
   if (err instanceof TargetUnreachableError) {
     throw new HttpError(503, `target unavailable: ${err.message}`);
   }
+  if (err instanceof TargetHttpError) throw new HttpError(err.status, err.message);
+  if (err instanceof AnswerTooLargeError) throw new HttpError(502, err.message);
   throw err;
 }
 
@@ -134,11 +177,28 @@ export async function embed(req: Request, path: string, d: NativeDeps): Promise<
       signal: req.signal,
     });
     d.metrics.embedRequests.inc({ route: path, status: String(res.status) });
-    return relayed(res);
+    return relayed(res, d);
   } catch (err) {
-    d.metrics.embedRequests.inc({ route: path, status: "503" });
-    return unavailable(err);
+    const status = err instanceof TargetHttpError ? err.status : 503;
+    d.metrics.embedRequests.inc({ route: path, status: String(status) });
+    return targetError(err);
   }
+}
+
+/**
+ * POST /api/show, passed through. Like Ollama it takes the older `name` field instead of `model`
+ * (LiteLLM sends it); whichever is present is checked, and the target gets the fields as sent.
+ */
+export async function show(req: Request, d: NativeDeps): Promise<Response> {
+  const body = await readJsonObject(req, d.config.maxBody);
+  const model = body.model === undefined || body.model === null || body.model === ""
+    ? body.name
+    : body.model;
+  if (model === undefined || model === null || model === "") {
+    throw new HttpError(400, "model is required");
+  }
+  if (typeof model !== "string") throw new HttpError(400, "model must be a string");
+  return await passthrough(req, "/api/show", d, { body: JSON.stringify(body) });
 }
 
 /** A route the target answers directly (show, version, and management when allowed). */
@@ -146,22 +206,24 @@ export async function passthrough(
   req: Request,
   path: string,
   d: NativeDeps,
-  options: { limitBody: boolean } = { limitBody: true },
+  options: { limitBody?: boolean; body?: string } = {},
 ): Promise<Response> {
-  let body: BodyInit | null = null;
-  if (req.method !== "GET" && req.method !== "HEAD") {
-    body = options.limitBody ? await readBody(req, d.config.maxBody) : req.body;
+  let body: BodyInit | null = options.body ?? null;
+  if (body === null && req.method !== "GET" && req.method !== "HEAD") {
+    body = options.limitBody === false ? req.body : await readBody(req, d.config.maxBody);
   }
   try {
     const res = await d.client.fetch(path, {
       method: req.method,
       body,
-      contentType: req.headers.get("content-type"),
+      contentType: options.body === undefined
+        ? req.headers.get("content-type")
+        : "application/json",
       signal: req.signal,
     });
-    return relayed(res);
+    return relayed(res, d);
   } catch (err) {
-    return unavailable(err);
+    return targetError(err);
   }
 }
 
@@ -172,14 +234,17 @@ export async function tags(d: NativeDeps): Promise<Response> {
   return jsonResponse(d.inventory.snapshot.tags);
 }
 
-/** GET /api/ps live from the target, the last known answer when it cannot be reached. */
+/**
+ * GET /api/ps live from the target, the last known answer when it cannot be reached (or stalls);
+ * an error status from the target is relayed in Ollama's shape.
+ */
 export async function ps(req: Request, d: NativeDeps): Promise<Response> {
   try {
     const live = await d.client.json<{ models: [] }>("/api/ps", undefined, req.signal);
     d.inventory.updatePs(live);
     return jsonResponse(live);
   } catch (err) {
-    if (!(err instanceof TargetUnreachableError)) throw err;
+    if (!(err instanceof TargetUnreachableError)) return targetError(err);
     return jsonResponse(d.inventory.snapshot.ps, 200, { "x-foreman-cached": "true" });
   }
 }
@@ -188,13 +253,14 @@ export async function version(req: Request, d: NativeDeps): Promise<Response> {
   try {
     return relayed(
       await d.client.fetch("/api/version", { method: req.method, signal: req.signal }),
+      d,
     );
   } catch (err) {
     const known = d.inventory.snapshot.version;
     if (known && err instanceof TargetUnreachableError) {
       return jsonResponse({ version: known }, 200, { "x-foreman-cached": "true" });
     }
-    return unavailable(err);
+    return targetError(err);
   }
 }
 

@@ -101,7 +101,7 @@ async function route(req: Request, d: RouterDeps): Promise<Response> {
       return await native.version(req, d);
     case "/api/show":
       if (m !== "POST") methodNotAllowed("POST");
-      return await native.passthrough(req, path, d);
+      return await native.show(req, d);
   }
   if (native.MANAGEMENT_ROUTES.includes(path) || path.startsWith("/api/blobs/")) {
     return await native.management(req, path, d);

@@ -1,6 +1,7 @@
 // The one HTTP client foreman uses to talk to its target. It adds the outbound token, never the
 // caller's Host or Origin, and turns failures into two kinds the worker treats differently: the
-// target could not be reached (retry, never fail a job) or it answered with an error status.
+// target could not be reached or stalled (retry, never fail a job) or it answered with an error
+// status. Every wait on the target has a deadline, and nothing it answers is buffered without a cap.
 
 export class TargetUnreachableError extends Error {
   override name = "TargetUnreachableError";
@@ -14,11 +15,56 @@ export class TargetHttpError extends Error {
   }
 }
 
+/** An answer from the target (a line, or a whole body foreman keeps) is larger than allowed. */
+export class AnswerTooLargeError extends Error {
+  override name = "AnswerTooLargeError";
+  constructor(readonly limit: number, what = "answer") {
+    super(
+      `the target's ${what} is larger than ${limit} bytes, the limit set by target.max_answer ` +
+        `(FOREMAN_MAX_ANSWER)`,
+    );
+  }
+}
+
 export interface TargetClientOptions {
   baseUrl: string;
   token?: string;
-  /** Longest wait for response headers before the target counts as stalled. */
+  /** Longest wait for response headers, and for each read of a body, before the target counts
+   * as stalled. */
   timeout: number;
+  /** Largest body foreman reads whole (inventory, residency calls, error bodies). */
+  maxAnswer?: number;
+}
+
+/**
+ * A deadline over a series of reads that costs one timer per `timeout`, not one per read: `touch()`
+ * only records the time, and the timer re-arms itself for what is left when it fires early.
+ */
+export class IdleTimer {
+  #last = performance.now();
+  #timer: ReturnType<typeof setTimeout>;
+  readonly #timeout: number;
+  readonly #onIdle: () => void;
+
+  constructor(timeout: number, onIdle: () => void) {
+    this.#timeout = timeout;
+    this.#onIdle = onIdle;
+    this.#timer = setTimeout(this.#check, timeout);
+  }
+
+  touch(): void {
+    this.#last = performance.now();
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+  }
+
+  #check = () => {
+    const left = this.#timeout - (performance.now() - this.#last);
+    if (left > 0) this.#timer = setTimeout(this.#check, left);
+    else this.#onIdle();
+  };
 }
 
 /** Request headers the target gets from foreman; anything of the caller's stays behind. */
@@ -34,17 +80,21 @@ export function targetHeaders(token: string | undefined, contentType?: string | 
 export class TargetClient {
   readonly baseUrl: string;
   readonly #token?: string;
-  readonly #timeout: number;
+  readonly timeout: number;
+  readonly maxAnswer: number;
 
   constructor(options: TargetClientOptions) {
     this.baseUrl = options.baseUrl;
     this.#token = options.token || undefined;
-    this.#timeout = options.timeout;
+    this.timeout = options.timeout;
+    this.maxAnswer = options.maxAnswer ?? 64 * 1024 ** 2;
   }
 
   /**
-   * Sends one request. Resolves with the response whatever its status; rejects with
-   * TargetUnreachableError when no response arrived (refused, reset, DNS, headers timed out).
+   * Sends one request. Resolves with the response whatever its status, except a redirect; rejects
+   * with TargetUnreachableError when no response arrived (refused, reset, DNS, headers timed out)
+   * and with TargetHttpError 502 when the target answered with a redirect, which foreman neither
+   * follows nor relays (a client that follows it could take its token to another host).
    */
   async fetch(
     path: string,
@@ -56,12 +106,13 @@ export class TargetClient {
     } = {},
   ): Promise<Response> {
     // The timeout covers the wait for response headers only: a body may stream for a long time,
-    // and its silences are watched by the relay instead.
+    // and its silences are watched by whoever reads it (readText, the relay).
     const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(), this.#timeout);
+    const timer = setTimeout(() => timeout.abort(), this.timeout);
     const signal = init.signal ? AbortSignal.any([init.signal, timeout.signal]) : timeout.signal;
+    let res: Response;
     try {
-      return await fetch(this.baseUrl + path, {
+      res = await fetch(this.baseUrl + path, {
         method: init.method ?? "GET",
         headers: targetHeaders(this.#token, init.contentType),
         body: init.body,
@@ -77,6 +128,16 @@ export class TargetClient {
     } finally {
       clearTimeout(timer);
     }
+    if (res.status >= 300 && res.status < 400) {
+      res.body?.cancel().catch(() => {});
+      const route = `${init.method ?? "GET"} ${path.split("?")[0]}`;
+      throw new TargetHttpError(
+        502,
+        `the target answered ${route} with a redirect (HTTP ${res.status}); foreman does not ` +
+          `follow or relay redirects`,
+      );
+    }
+    return res;
   }
 
   /** GET/POST a JSON route and parse its answer; non-2xx becomes TargetHttpError. */
@@ -87,7 +148,7 @@ export class TargetClient {
       contentType: body === undefined ? undefined : "application/json",
       signal,
     });
-    const text = await readText(res);
+    const text = await this.readText(res, path, signal);
     if (!res.ok) throw new TargetHttpError(res.status, errorFromBody(text, res.status));
     try {
       return JSON.parse(text) as T;
@@ -95,19 +156,58 @@ export class TargetClient {
       throw new TargetHttpError(502, `The target sent invalid JSON on ${path}`);
     }
   }
+
+  /**
+   * Reads a whole body of the answer to `path`, each read within the timeout and the whole within
+   * maxAnswer. A stall or a cut is TargetUnreachableError (the target's fault, never the job's).
+   */
+  async readText(res: Response, path: string, signal?: AbortSignal): Promise<string> {
+    if (!res.body) return "";
+    const reader = res.body.getReader();
+    let stalled: TargetUnreachableError | undefined;
+    const idle = new IdleTimer(this.timeout, () => {
+      stalled = new TargetUnreachableError(
+        `the target stalled: it sent nothing for ${this.timeout} ms of its answer to ${path}`,
+      );
+      reader.cancel(stalled).catch(() => {});
+    });
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    try {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (stalled) throw stalled;
+        if (done) break;
+        idle.touch();
+        size += value.byteLength;
+        if (size > this.maxAnswer) throw new AnswerTooLargeError(this.maxAnswer);
+        parts.push(value);
+      }
+    } catch (err) {
+      reader.cancel(err).catch(() => {});
+      if (signal?.aborted) throw signal.reason ?? err;
+      if (err instanceof TargetUnreachableError || err instanceof AnswerTooLargeError) throw err;
+      throw new TargetUnreachableError(
+        `The target closed the connection: ${(err as Error).message}`,
+        { cause: err },
+      );
+    } finally {
+      idle.stop();
+    }
+    return new TextDecoder().decode(concat(parts));
+  }
 }
 
-async function readText(res: Response): Promise<string> {
-  try {
-    return await res.text();
-  } catch (err) {
-    throw new TargetUnreachableError(
-      `The target closed the connection: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
+/** The chunks as one buffer (the one chunk itself when there is only one). */
+export function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  if (parts.length === 1) return parts[0] as Uint8Array<ArrayBuffer>;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
   }
+  return out;
 }
 
 /** The `error` field of an Ollama error body, or a description of the status when absent. */

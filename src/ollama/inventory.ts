@@ -24,10 +24,18 @@ export interface InventorySnapshot {
   lastPoll: number | null;
 }
 
-/** "llama3" and "llama3:latest" name the same model, as in Ollama. */
+/**
+ * The short name Ollama lists a model under: "llama3", "llama3:latest", "library/llama3" and
+ * "registry.ollama.ai/library/llama3:latest" all name "llama3:latest", as in Ollama, where the
+ * default registry, namespace and tag may be left out.
+ */
 export function normalizeModel(name: string): string {
-  const lastSegment = name.slice(name.lastIndexOf("/") + 1);
-  return lastSegment.includes(":") ? name : `${name}:latest`;
+  let short = name;
+  const registry = /^registry\.ollama\.ai\//i.exec(short);
+  if (registry) short = short.slice(registry[0].length);
+  if (/^library\/[^/]+$/i.test(short)) short = short.slice("library/".length);
+  const lastSegment = short.slice(short.lastIndexOf("/") + 1);
+  return lastSegment.includes(":") ? short : `${short}:latest`;
 }
 
 export function sameModel(a: string, b: string): boolean {
@@ -51,6 +59,8 @@ export class Inventory {
   #reachable = false;
   #everPolled = false;
   #refreshing?: Promise<boolean>;
+  /** The poll loop's signal: a poll in flight ends with it (shutdown never waits on the target). */
+  #signal?: AbortSignal;
   readonly #o: InventoryOptions;
   readonly #now: () => number;
 
@@ -103,9 +113,10 @@ export class Inventory {
     const { client, log } = this.#o;
     try {
       const [tags, ps, version] = await Promise.all([
-        client.json<{ models: ModelInfo[] }>("/api/tags"),
-        client.json<{ models: ModelInfo[] }>("/api/ps"),
-        client.json<{ version: string }>("/api/version").catch(() => ({ version: null })),
+        client.json<{ models: ModelInfo[] }>("/api/tags", undefined, this.#signal),
+        client.json<{ models: ModelInfo[] }>("/api/ps", undefined, this.#signal),
+        client.json<{ version: string }>("/api/version", undefined, this.#signal)
+          .catch(() => ({ version: null })),
       ]);
       this.#snapshot = {
         tags: { models: tags.models ?? [] },
@@ -133,6 +144,7 @@ export class Inventory {
       this.#o.onPoll?.(this.#snapshot);
       return true;
     } catch (err) {
+      if (this.#signal?.aborted) return false; // shutting down: says nothing about the target
       if (this.#reachable || !this.#everPolled) {
         log.warn("target unreachable, serving the last inventory", {
           target: client.baseUrl,
@@ -147,6 +159,7 @@ export class Inventory {
 
   /** Polls every `interval` until `signal` aborts. */
   async start(signal: AbortSignal): Promise<void> {
+    this.#signal = signal;
     while (!signal.aborted) {
       await this.refresh();
       await sleep(this.#o.interval, signal);

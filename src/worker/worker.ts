@@ -7,6 +7,7 @@ import type { Logger } from "../log.ts";
 import { errorMessage } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import {
+  AnswerTooLargeError,
   errorFromBody,
   type TargetClient,
   TargetHttpError,
@@ -16,7 +17,7 @@ import { sleep } from "../ollama/inventory.ts";
 import { isDiskFull } from "../queue/disk_full.ts";
 import type { Artifact, Job, Store } from "../queue/store.ts";
 import { keepAliveSeconds } from "../units.ts";
-import { CallerGoneError, readAll, relay, StallError } from "./relay.ts";
+import { CallerGoneError, CallerStoppedReadingError, readAll, relay, StallError } from "./relay.ts";
 import type { Residency } from "./residency.ts";
 
 /** What a sync caller receives: the response to send, once the job works or ends. */
@@ -35,6 +36,8 @@ export interface WorkerOptions {
   keepAlive: number;
   retryBase: number;
   targetTimeout: number;
+  /** Longest line relayed to a sync caller, and largest answer stored for an async job. */
+  maxAnswer: number;
   now?: () => number;
 }
 
@@ -217,28 +220,32 @@ export class Worker {
       signal,
     });
     if (res.ok) return res;
-    const text = await res.text().catch(() => "");
+    const text = await this.#o.client.readText(res, job.endpoint, signal).catch(() => "");
     throw new TargetHttpError(res.status, errorFromBody(text, res.status));
   }
 
   async #runSync(job: Job, signal: AbortSignal): Promise<Outcome> {
-    const { store, targetTimeout } = this.#o;
+    const { store, targetTimeout, maxAnswer } = this.#o;
     const res = await this.#send(job, undefined, signal);
     const caller = this.#callers.get(job.id);
     if (!caller) {
       await res.body?.cancel();
       throw new Cancelled("caller went away");
     }
-    const r = relay(res.body!, { idleTimeout: targetTimeout });
+    // The relay ends on an abort (cancel, shutdown) even while the caller is not reading, and
+    // treats a caller that read nothing for the target timeout as gone: the worker never waits
+    // on a caller.
+    const r = relay(res.body!, { idleTimeout: targetTimeout, maxLine: maxAnswer, signal });
     const headers = relayHeaders(res.headers, job.id);
     caller.respond(new Response(r.readable, { status: res.status, headers }));
-    // An abort (cancel, shutdown) reaches the relay through the target fetch's signal.
     let last: string;
     try {
       last = await r.done;
     } catch (err) {
       if (signal.aborted) throw signal.reason;
+      if (err instanceof CallerStoppedReadingError) throw new Cancelled(err.message);
       if (err instanceof CallerGoneError) throw new Cancelled("caller went away");
+      if (err instanceof AnswerTooLargeError) return this.#failed(job.id, err.message, 502);
       // Bytes may already be with the caller: a retry would repeat them, so the job ends here.
       return this.#failed(job.id, `the target stopped mid-response: ${errorMessage(err)}`);
     } finally {
@@ -255,13 +262,14 @@ export class Worker {
   }
 
   async #runAsync(job: Job, signal: AbortSignal): Promise<Outcome> {
-    const { store, targetTimeout } = this.#o;
+    const { store, targetTimeout, maxAnswer } = this.#o;
     const res = await this.#send(job, false, signal);
     let bytes: Uint8Array<ArrayBuffer>;
     try {
-      bytes = await readAll(res.body!, { idleTimeout: targetTimeout });
+      bytes = await readAll(res.body!, { idleTimeout: targetTimeout, maxAnswer, signal });
     } catch (err) {
       if (signal.aborted) throw signal.reason;
+      if (err instanceof AnswerTooLargeError) throw err;
       throw new TargetUnreachableError(`the target stopped mid-response: ${errorMessage(err)}`);
     }
     const text = new TextDecoder().decode(bytes);
@@ -296,6 +304,8 @@ export class Worker {
       return this.#cancelled(job.id, reason);
     }
     if (err instanceof Cancelled) return this.#cancelled(job.id, err.message);
+    // The same answer would be as large again: no retry.
+    if (err instanceof AnswerTooLargeError) return this.#failed(job.id, err.message, 502);
     if (err instanceof TargetUnreachableError || err instanceof StallError) {
       // Never the job's fault: give the attempt back and try again later.
       residency.current = undefined;

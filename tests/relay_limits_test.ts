@@ -1,0 +1,78 @@
+// The relay's limits, without a socket: a caller that stops reading, an abort while nobody reads,
+// a line or an answer past the cap. The hostile-target suite checks the same through foreman.
+
+import assert from "node:assert/strict";
+import { AnswerTooLargeError } from "../src/ollama/client.ts";
+import { CallerStoppedReadingError, readAll, relay } from "../src/worker/relay.ts";
+
+const enc = new TextEncoder();
+
+/** A body of `count` copies of `chunk`, as fast as it is pulled; records a cancel. */
+function source(chunk: string, count: number) {
+  const bytes = enc.encode(chunk);
+  let sent = 0;
+  let cancelled = false;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (sent++ >= count) c.close();
+      else c.enqueue(bytes);
+    },
+    cancel() {
+      cancelled = true;
+    },
+  }, { highWaterMark: 0 });
+  return { stream, cancelled: () => cancelled };
+}
+
+Deno.test("a caller that reads nothing for the idle timeout is gone and the target's body is cancelled", async () => {
+  const src = source('{"a":1}\n', 1000);
+  const r = relay(src.stream, { idleTimeout: 50 });
+  const reader = r.readable.getReader();
+  await reader.read();
+  const t0 = performance.now();
+  await assert.rejects(r.done, CallerStoppedReadingError);
+  const ms = performance.now() - t0;
+  assert.ok(ms >= 45 && ms < 1000, `gone after ${ms} ms`);
+  assert.equal(src.cancelled(), true);
+  await assert.rejects(reader.read(), CallerStoppedReadingError);
+});
+
+Deno.test("an abort ends the relay at once while the caller is not reading, and a later read gets the error line", async () => {
+  const src = source('{"a":1}\n', 1000);
+  const abort = new AbortController();
+  const r = relay(src.stream, { idleTimeout: 60_000, signal: abort.signal });
+  const reader = r.readable.getReader();
+  await reader.read();
+  abort.abort(new Error("cancelled by a DELETE"));
+  await assert.rejects(r.done, /cancelled by a DELETE/);
+  assert.equal(src.cancelled(), true);
+  const { value } = await reader.read();
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(value)), {
+    error: "foreman: cancelled by a DELETE",
+  });
+  assert.equal((await reader.read()).done, true);
+});
+
+Deno.test("a line longer than the cap ends the relay with an error line of its own, holding no more than the cap", async () => {
+  const src = source("x".repeat(1024), 100);
+  const r = relay(src.stream, { idleTimeout: 60_000, maxLine: 4096 });
+  let text = "";
+  for await (const c of r.readable) text += new TextDecoder().decode(c);
+  await assert.rejects(r.done, AnswerTooLargeError);
+  assert.equal(src.cancelled(), true);
+  const lines = text.split("\n");
+  assert.equal(lines[0].length, 4096, "the cut line, relayed up to the cap");
+  assert.match(JSON.parse(lines[1]).error, /larger than 4096 bytes.*FOREMAN_MAX_ANSWER/);
+  assert.equal(lines[2], "");
+});
+
+Deno.test("readAll stops reading past the cap and cancels the target's body", async () => {
+  const src = source("y".repeat(1024), 100);
+  await assert.rejects(
+    readAll(src.stream, { idleTimeout: 60_000, maxAnswer: 10_000 }),
+    AnswerTooLargeError,
+  );
+  assert.equal(src.cancelled(), true);
+  const whole = await readAll(source("z", 10).stream, { idleTimeout: 60_000, maxAnswer: 10 });
+  assert.equal(new TextDecoder().decode(whole), "z".repeat(10));
+});

@@ -1,0 +1,301 @@
+// Hostile-target suite: a target that redirects, stalls mid-body or sends a line of hundreds of
+// megabytes, and a caller that stops reading. Each goes through a real foreman process and real
+// sockets; foreman must answer in Ollama's shape, free its single worker within the target timeout
+// and keep its memory bounded.
+
+import assert from "node:assert/strict";
+import { type ForemanProcess, startForeman, waitFor } from "../support/foreman.ts";
+import { HostileTarget, type StreamStats } from "../support/hostile_target.ts";
+import { call, report, rssMiB } from "./support.ts";
+
+const enc = new TextEncoder();
+
+function chat(content: string, stream = false) {
+  return { model: "tiny", stream, messages: [{ role: "user", content }] };
+}
+
+/** A sync chat that reads its whole answer; bounded so a wedged foreman fails the test. */
+async function syncChat(fm: ForemanProcess, body: unknown, timeout = 15_000) {
+  const res = await fetch(fm.url + "/api/chat", {
+    method: "POST",
+    headers: fm.headers(),
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(timeout),
+  });
+  const text = await res.text();
+  const lines = text.trim().split("\n").filter(Boolean);
+  return { status: res.status, id: res.headers.get("x-foreman-job-id"), text, lines };
+}
+
+/** A caller on a raw socket that sends a sync chat and then never reads a byte. */
+async function silentCaller(fm: ForemanProcess, content: string): Promise<Deno.TcpConn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: fm.port });
+  const body = JSON.stringify(chat(content, true));
+  await conn.write(enc.encode(
+    `POST /api/chat HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${fm.token}\r\n` +
+      `content-type: application/json\r\ncontent-length: ${enc.encode(body).byteLength}\r\n\r\n` +
+      body,
+  ));
+  return conn;
+}
+
+/** Waits until a flood has filled every buffer between it and a caller that does not read. */
+async function waitUntilBlocked(stream: () => StreamStats | undefined): Promise<number> {
+  let last = -1;
+  return await waitFor(() => {
+    const bytes = stream()?.bytes ?? 0;
+    const still = bytes > 1024 ** 2 && bytes === last;
+    last = bytes;
+    return still && bytes;
+  }, { interval: 150, what: "the flood to be held up by the silent caller" });
+}
+
+async function jobs(fm: ForemanProcess, state: string) {
+  return (await call(fm, "GET", `/jobs?state=${state}`)).json.jobs as Record<string, unknown>[];
+}
+
+/** Starts a new peak-RSS measurement for `pid` (Linux: 5 > clear_refs resets VmHWM). */
+function resetPeakRss(pid: number): void {
+  Deno.writeTextFileSync(`/proc/${pid}/clear_refs`, "5");
+}
+
+/** Peak resident memory of a process in MiB (VmHWM) since the last reset, from /proc. */
+function peakRssMiB(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/^VmHWM:\s+(\d+) kB$/m.exec(status)![1]) / 1024;
+}
+
+Deno.test("a redirect from the target never reaches a client: every relaying route answers 502 and the redirect's host gets nothing", async () => {
+  const thief = HostileTarget.start({ hostname: "127.0.0.2" });
+  const target = HostileTarget.start();
+  const fm = await startForeman({
+    ollamaUrl: target.url,
+    args: ["--allow-model-management", "--max-attempts", "1", "--target-timeout", "2s"],
+  });
+  try {
+    // Make the model resident first, so the chat redirect hits the inference request itself.
+    assert.equal((await syncChat(fm, chat("warm"))).status, 200);
+    const routes: [string, string, unknown][] = [
+      ["POST", "/api/show", { model: "tiny" }],
+      ["POST", "/api/embed", { model: "tiny", input: "x" }],
+      ["POST", "/api/embeddings", { model: "tiny", prompt: "x" }],
+      ["GET", "/api/version", undefined],
+      ["GET", "/api/ps", undefined],
+      ["POST", "/api/pull", { model: "tiny" }],
+      ["POST", "/api/chat", chat("hello")],
+      ["POST", "/api/generate", { model: "tiny", prompt: "hello", stream: false }],
+    ];
+    const statuses = [301, 302, 303, 307, 308];
+    for (const [i, [method, path, body]] of routes.entries()) {
+      const status = statuses[i % statuses.length];
+      target.on(path, () => target.redirect(`${thief.url}/steal`, status));
+      for (const redirect of ["manual", "follow"] as const) {
+        const res = await fetch(fm.url + path, {
+          method,
+          headers: fm.headers({ "content-type": "application/json" }),
+          body: body === undefined ? undefined : JSON.stringify(body),
+          redirect,
+          signal: AbortSignal.timeout(10_000),
+        });
+        const text = await res.text();
+        assert.equal(res.status, 502, `${method} ${path} (${status}, ${redirect}): ${text}`);
+        assert.equal(res.headers.get("location"), null, `${path} carries no Location`);
+        const error = JSON.parse(text).error;
+        assert.match(error, new RegExp(`redirect \\(HTTP ${status}\\)`), `${path}: ${error}`);
+      }
+    }
+    assert.equal(thief.seen.length, 0, "nothing reached the host the redirects named");
+    await report("target-redirects", { routes: routes.length, status: 502, thief_requests: 0 });
+  } finally {
+    await fm.stop();
+    await target.close();
+    await thief.close();
+  }
+});
+
+Deno.test("a sync caller that stops reading is gone after the target timeout: its job is cancelled, the target request aborted and the next caller served", async () => {
+  const target = HostileTarget.start();
+  target.on("/api/chat", (r) => r.body.includes("flood") ? target.flood("tiny") : target.answer(r));
+  const fm = await startForeman({ ollamaUrl: target.url, args: ["--target-timeout", "500ms"] });
+  let silent: Deno.TcpConn | undefined;
+  try {
+    assert.equal((await syncChat(fm, chat("warm"))).status, 200);
+    silent = await silentCaller(fm, "flood");
+    await waitFor(() => (target.streams[0]?.bytes ?? 0) > 0, { what: "the flood to start" });
+    const started = performance.now();
+    const next = await syncChat(fm, chat("next"));
+    const freedMs = Math.round(performance.now() - started);
+    assert.equal(next.status, 200);
+    assert.equal(JSON.parse(next.lines[0]).done, true);
+    const [gone] = await jobs(fm, "cancelled");
+    assert.match(String(gone.error), /caller read nothing for 500 ms/);
+    await waitFor(() => target.streams[0].cancelled, { what: "the target request aborted" });
+    assert.ok(freedMs < 5_000, `the next caller waited ${freedMs} ms`);
+    await report("silent-caller", {
+      target_timeout_ms: 500,
+      next_caller_served_after_ms: freedMs,
+      flood_bytes_before_abort: target.streams[0].bytes,
+    });
+  } finally {
+    silent?.close();
+    await fm.stop();
+    await target.close();
+  }
+});
+
+Deno.test("with a caller that stops reading, DELETE of its job returns at once and SIGTERM stops foreman in bounded time", async () => {
+  const target = HostileTarget.start();
+  target.on("/api/chat", (r) => r.body.includes("flood") ? target.flood("tiny") : target.answer(r));
+  // A target timeout far longer than the checks: what frees the worker here is the cancel.
+  const fm = await startForeman({ ollamaUrl: target.url, args: ["--target-timeout", "8s"] });
+  const silent: Deno.TcpConn[] = [];
+  let stopped = false;
+  try {
+    assert.equal((await syncChat(fm, chat("warm"))).status, 200);
+    silent.push(await silentCaller(fm, "flood"));
+    await waitUntilBlocked(() => target.streams[0]);
+    const [running] = await jobs(fm, "working");
+    const t0 = performance.now();
+    const del = await call(fm, "DELETE", `/jobs/${running.job_id}`);
+    const deleteMs = Math.round(performance.now() - t0);
+    assert.equal(del.status, 200, JSON.stringify(del.json));
+    assert.equal(del.json.state, "cancelled");
+    assert.ok(deleteMs < 2_000, `DELETE took ${deleteMs} ms`);
+    await waitFor(() => target.streams[0].cancelled, { what: "the target request aborted" });
+
+    // The worker is free: another silent caller takes it, then foreman is told to stop.
+    silent.push(await silentCaller(fm, "flood"));
+    await waitUntilBlocked(() => target.streams[1]);
+    const t1 = performance.now();
+    const deadline = new Promise<"hung">((r) => setTimeout(r, 15_000, "hung"));
+    const outcome = await Promise.race([fm.stop().then(() => "stopped" as const), deadline]);
+    const stopMs = Math.round(performance.now() - t1);
+    stopped = outcome === "stopped";
+    assert.equal(outcome, "stopped", "SIGTERM did not stop foreman within 15 s");
+    // At most the 5 s shutdown grace, well under the 8 s target timeout.
+    assert.ok(stopMs < 7_500, `SIGTERM took ${stopMs} ms`);
+    assert.match(fm.output(), /connections still open at shutdown/);
+    await report("silent-caller-cancel-shutdown", { delete_ms: deleteMs, sigterm_ms: stopMs });
+  } finally {
+    for (const c of silent) c.close();
+    if (!stopped) await fm.kill();
+    await target.close();
+  }
+});
+
+Deno.test("a target that sends headers and then stalls mid-body is caught within the target timeout on every read", async () => {
+  const target = HostileTarget.start();
+  const fm = await startForeman({
+    ollamaUrl: target.url,
+    args: ["--target-timeout", "500ms", "--poll-interval", "300ms", "--retry-base", "50ms"],
+  });
+  const health = async () => (await call(fm, "GET", "/healthz")).json;
+  try {
+    await waitFor(async () => (await health()).degraded === false, { what: "a first good poll" });
+
+    // A passthrough body: the caller's stream is cut, not left hanging.
+    target.on("/api/show", () => target.stall('{"details":{'));
+    const t0 = performance.now();
+    const show = await fetch(fm.url + "/api/show", {
+      method: "POST",
+      headers: fm.headers(),
+      body: JSON.stringify({ model: "tiny" }),
+      signal: AbortSignal.timeout(8_000),
+    });
+    const cut = await show.text().then(() => undefined, (err) => err);
+    const showMs = Math.round(performance.now() - t0);
+    assert.ok(cut && cut.name !== "TimeoutError", `the stalled body ended: ${cut}`);
+    assert.ok(showMs < 4_000, `/api/show cut after ${showMs} ms`);
+
+    // /api/ps and the inventory poll: the last known answer, and foreman says it is degraded.
+    target.on("/api/ps", () => target.stall('{"models":['));
+    const t1 = performance.now();
+    const ps = await call(fm, "GET", "/api/ps");
+    const psMs = Math.round(performance.now() - t1);
+    assert.equal(ps.status, 200);
+    assert.equal(ps.headers.get("x-foreman-cached"), "true");
+    assert.ok(psMs < 4_000, `/api/ps answered after ${psMs} ms`);
+    await waitFor(async () => (await health()).degraded === true, { what: "degraded" });
+
+    // The residency call (/api/ps before a load) stalls: the job is requeued, its attempt given
+    // back, and the worker is free.
+    const from = fm.output().length;
+    const submitted = await call(fm, "POST", "/jobs", chat("after the stall"));
+    assert.equal(submitted.status, 202);
+    const id = submitted.json.job_id;
+    await fm.waitForOutput("target unreachable, job requeued", { from, timeout: 8_000 });
+    assert.match(fm.output().slice(from), /stalled: it sent nothing for 500 ms/);
+
+    // The stall ends: the next poll runs, foreman recovers and the job completes.
+    target.on("/api/ps", undefined);
+    await waitFor(async () => (await health()).degraded === false, { what: "recovered" });
+    const job = await waitFor(async () => {
+      const j = (await call(fm, "GET", `/jobs/${id}`)).json;
+      return j.state === "done" && j;
+    }, { what: "the requeued job to finish" });
+    assert.equal(job.attempt, 1, "the stalled attempt was given back");
+    await report("target-stalls-mid-body", { show_cut_ms: showMs, ps_cached_ms: psMs });
+  } finally {
+    await fm.stop();
+    await target.close();
+  }
+});
+
+Deno.test("a 200 MB answer line without a newline fails its job at target.max_answer and memory stays bounded", async () => {
+  const LINE = 200 * 1024 ** 2;
+  const target = HostileTarget.start();
+  target.on("/api/chat", (r) =>
+    r.body.includes("huge")
+      ? target.hugeLine(LINE, {
+        "content-type": r.body.includes('"stream":false')
+          ? "application/json; charset=utf-8"
+          : "application/x-ndjson",
+      })
+      : target.answer(r));
+  const fm = await startForeman({
+    ollamaUrl: target.url,
+    args: ["--max-answer", "4MiB", "--max-attempts", "1", "--target-timeout", "5s"],
+  });
+  try {
+    assert.equal((await syncChat(fm, chat("warm"))).status, 200);
+    const before = rssMiB(fm.pid);
+    resetPeakRss(fm.pid);
+
+    // Sync: the caller gets what was relayed, then a final {"error"} line naming the setting.
+    const sync = await syncChat(fm, chat("huge", true), 60_000);
+    assert.equal(sync.status, 200);
+    const last = JSON.parse(sync.lines.at(-1)!);
+    assert.match(last.error, /target\.max_answer \(FOREMAN_MAX_ANSWER\)/);
+    const syncJob = (await call(fm, "GET", `/jobs/${sync.id}`)).json;
+    assert.equal(syncJob.state, "failed");
+    assert.match(syncJob.error, /FOREMAN_MAX_ANSWER/);
+    await waitFor(() => target.streams[0]?.cancelled, { what: "the target stream aborted" });
+    const syncSent = target.streams[0].bytes;
+
+    // Async: the answer is not held past the cap; the job fails at once, no retry.
+    const submitted = await call(fm, "POST", "/jobs", chat("huge"));
+    const job = await waitFor(async () => {
+      const j = (await call(fm, "GET", `/jobs/${submitted.json.job_id}`)).json;
+      return ["done", "failed"].includes(j.state) && j;
+    }, { timeout: 60_000, what: "the huge async job to end" });
+    assert.equal(job.state, "failed");
+    assert.equal(job.attempt, 1);
+    assert.match(job.error, /larger than 4194304 bytes.*FOREMAN_MAX_ANSWER/);
+    const peak = peakRssMiB(fm.pid);
+    const grew = Math.round(peak - before);
+    assert.ok(grew < 48, `peak RSS grew ${grew} MiB (${Math.round(before)} → ${Math.round(peak)})`);
+    assert.ok(syncSent < LINE / 4, `the target sent ${syncSent} bytes before it was stopped`);
+    // The worker is not wedged.
+    assert.equal((await syncChat(fm, chat("after"))).status, 200);
+    await report("huge-answer-line", {
+      line_mib: LINE / 1024 ** 2,
+      max_answer: "4MiB",
+      rss_before_mib: Math.round(before),
+      rss_peak_mib: Math.round(peak),
+      target_bytes_sent_sync: syncSent,
+    });
+  } finally {
+    await fm.stop();
+    await target.close();
+  }
+});
