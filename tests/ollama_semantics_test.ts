@@ -4,9 +4,9 @@
 
 import assert from "node:assert/strict";
 import { normalizeModel, sameModel } from "../src/ollama/inventory.ts";
-import { type ForemanProcess, startForeman } from "./support/foreman.ts";
+import { type ForemanProcess, startForeman } from "../harness/foreman.ts";
 import { HostileTarget } from "./support/hostile_target.ts";
-import { OllamaSim } from "./support/ollama_sim.ts";
+import { OllamaSim } from "../sim/mod.ts";
 
 async function stack() {
   const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });

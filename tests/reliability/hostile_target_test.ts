@@ -4,7 +4,7 @@
 // and keep its memory bounded.
 
 import assert from "node:assert/strict";
-import { type ForemanProcess, startForeman, waitFor } from "../support/foreman.ts";
+import { type ForemanProcess, startForeman, waitFor } from "../../harness/foreman.ts";
 import { HostileTarget, type StreamStats } from "../support/hostile_target.ts";
 import { call, report, rssMiB } from "./support.ts";
 
