@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { MIGRATIONS, SCHEMA_VERSION } from "../src/queue/schema.ts";
 import { Store, TransitionError } from "../src/queue/store.ts";
 
 function fixture(now = { t: 1_700_000_000_000 }) {
@@ -200,4 +202,53 @@ Deno.test("the pruner's query removes only finished jobs older than the cutoff, 
   assert.equal(store.countEventsByState().pending, 0);
   assert.equal(store.get(queued.id)!.state, "queued");
   assert.equal(store.integrityCheck(), "ok");
+});
+
+Deno.test("only the first pending event of each job sets when the next event falls due", () => {
+  const { store, add, now } = fixture();
+  const a = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
+  const [queued] = store.dueEvents(10);
+  store.markRetry(queued.id, { status: 500, error: "500", nextAt: now.t + 5000 });
+  store.transition("claim", a.id);
+  store.transition("startWorking", a.id);
+  assert.equal(store.nextEventAt(), now.t + 5000, "events behind a failing one are not due");
+  const b = add("b:latest", { webhookUrl: "http://127.0.0.1/hook" });
+  const [bQueued] = store.dueEvents(10);
+  assert.equal(bQueued.jobId, b.id);
+  assert.equal(store.nextEventAt(), now.t);
+  assert.equal(store.nextEventAt(new Set([bQueued.id])), now.t + 5000, "in flight: not counted");
+  store.markDelivered(bQueued.id, 200);
+  now.t += 5000;
+  store.markDelivered(queued.id, 200);
+  assert.match(store.dueEvents(10)[0].body, /"state":"loading"/, "the next one is released");
+  assert.equal(store.nextEventAt(), now.t - 5000, "released with the time it was written");
+});
+
+Deno.test("a database from schema version 1 opens and holds back events behind pending ones", () => {
+  const dir = Deno.makeTempDirSync();
+  const old = new DatabaseSync(`${dir}/q.db`);
+  old.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT");
+  old.exec(MIGRATIONS[0]);
+  old.exec("INSERT INTO meta VALUES ('schema_version', '1')");
+  const id = "01HF7YAT00QJ9A35Z6DQVV42M1";
+  old.exec(`INSERT INTO jobs (id, kind, endpoint, model, state, request, webhook_url, attempt,
+    started_at, created_at, updated_at) VALUES ('${id}', 'async', 'chat', 'a:latest', 'working',
+    '{}', 'http://127.0.0.1/hook', 1, 1, 1, 1)`);
+  for (const [seq, state, at] of [[1, "delivered", 1], [2, "pending", 9000], [3, "pending", 2]]) {
+    old.exec(`INSERT INTO outbox (seq, id, job_id, url, body, state, next_attempt_at, created_at,
+      delivered_at) VALUES (${seq}, 'msg_${seq}', '${id}', 'http://127.0.0.1/hook', '{}',
+      '${state}', ${at}, 1, ${state === "delivered" ? 1 : "NULL"})`);
+  }
+  old.close();
+  const now = { t: 5000 };
+  const store = new Store(`${dir}/q.db`, { now: () => now.t });
+  assert.equal(store.getMeta("schema_version"), String(SCHEMA_VERSION));
+  assert.deepEqual(store.dueEvents(10), [], "msg_2 retries at 9000; msg_3 waits behind it");
+  assert.equal(store.nextEventAt(), 9000);
+  now.t = 9000;
+  assert.deepEqual(store.dueEvents(10).map((e) => e.id), ["msg_2"]);
+  store.markDead("msg_2", { status: 500, error: "500" });
+  assert.deepEqual(store.dueEvents(10).map((e) => e.id), ["msg_3"]);
+  assert.equal(store.integrityCheck(), "ok");
+  store.close();
 });

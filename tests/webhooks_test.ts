@@ -7,7 +7,9 @@ import { Store } from "../src/queue/store.ts";
 import { Dispatcher, parseRetryAfter } from "../src/webhooks/dispatcher.ts";
 import { webhookUrlProblem } from "../src/webhooks/policy.ts";
 import { secretKey, signatureHeaders } from "../src/webhooks/signing.ts";
+import { waitFor } from "./support/foreman.ts";
 import { startReceiver } from "./support/receiver.ts";
+import { report } from "./reliability/support.ts";
 
 Deno.test("webhook URLs are allowed only for listed hosts, with the port when one is listed", () => {
   const hosts = ["hooks.example.com", "127.0.0.1:9000"];
@@ -173,6 +175,116 @@ Deno.test("a slow receiver times out and is retried", async () => {
     assert.match(store.webhookSummary(job.id)!.lastError!, /did not answer within 200 ms/);
     store.close();
   } finally {
+    await receiver.close();
+  }
+});
+
+/** Counts the dispatcher's questions to the outbox: each loop turn asks one or two. */
+function countOutboxQueries(store: Store): { n: number } {
+  const count = { n: 0 };
+  const due = store.dueEvents.bind(store);
+  const next = store.nextEventAt.bind(store);
+  store.dueEvents = (...args) => (count.n++, due(...args));
+  store.nextEventAt = (...args) => (count.n++, next(...args));
+  return count;
+}
+
+/** A store on the real clock with `jobs` webhook jobs, each with its four lifecycle events. */
+function jobsWithEvents(url: string, jobs: number): Store {
+  const store = new Store(`${Deno.makeTempDirSync()}/q.db`, {
+    renderEvent: (job, prev) =>
+      JSON.stringify({ job_id: job.id, state: job.state, previous_state: prev }),
+  });
+  store.tx(() => {
+    for (let i = 0; i < jobs; i++) {
+      const job = store.insertJob({
+        kind: "async",
+        endpoint: "chat",
+        model: "a:latest",
+        request: "{}",
+        webhookUrl: url,
+      });
+      store.transition("claim", job.id);
+      store.transition("startWorking", job.id);
+      store.transition("complete", job.id, { result: "{}" });
+    }
+  });
+  return store;
+}
+
+Deno.test("with 500 failing receivers the dispatcher sleeps until the earliest retry", async () => {
+  const receiver = await startReceiver({ statuses: [500] });
+  const store = jobsWithEvents(receiver.url + "/hook", 500);
+  const dispatcher = new Dispatcher({
+    store,
+    log: silentLogger,
+    metrics: new Metrics(),
+    secret: "",
+    maxAttempts: 12,
+    retryBase: 20_000,
+    timeout: 5000,
+    random: () => 0.5,
+  });
+  const stop = new AbortController();
+  const loop = dispatcher.start(stop.signal);
+  try {
+    const attempted = store.db.prepare("SELECT count(*) AS n FROM outbox WHERE attempts > 0");
+    await waitFor(() => attempted.get()!.n === 500, {
+      timeout: 60_000,
+      what: "every job's first event to fail once",
+    });
+    // Every first event now retries in 15 s; the three events behind each one cannot be sent
+    // before it, however long ago they fell due.
+    const queries = countOutboxQueries(store);
+    const window = 1000;
+    await new Promise((r) => setTimeout(r, window));
+    await report("dispatcher idle with failing receivers", {
+      jobs: 500,
+      held_events: 1500,
+      outbox_queries_per_s: queries.n / (window / 1000),
+    });
+    assert.ok(queries.n <= 4, `${queries.n} outbox queries in ${window} ms with nothing due`);
+    assert.equal(receiver.received.length, 500, "no event was sent before its turn");
+  } finally {
+    stop.abort();
+    await loop;
+    store.close();
+    await receiver.close();
+  }
+});
+
+Deno.test("while deliveries are in flight the dispatcher waits for them instead of polling", async () => {
+  const receiver = await startReceiver({ delayMs: 400 });
+  const store = jobsWithEvents(receiver.url + "/hook", 24);
+  const queries = countOutboxQueries(store);
+  const dispatcher = new Dispatcher({
+    store,
+    log: silentLogger,
+    metrics: new Metrics(),
+    secret: "",
+    maxAttempts: 3,
+    retryBase: 1000,
+    timeout: 5000,
+    concurrency: 8,
+  });
+  const stop = new AbortController();
+  const loop = dispatcher.start(stop.signal);
+  try {
+    await waitFor(() => store.countEventsByState().delivered === 96, {
+      timeout: 60_000,
+      what: "all 96 events to be delivered",
+    });
+    // One loop turn (at most two outbox queries) per finished delivery, plus the first turn.
+    await report("dispatcher with slow receivers", {
+      deliveries: 96,
+      receiver_delay_ms: 400,
+      outbox_queries: queries.n,
+    });
+    assert.ok(queries.n <= 2 * 96 + 4, `${queries.n} outbox queries for 96 deliveries`);
+  } finally {
+    stop.abort();
+    await loop;
+    store.close();
     await receiver.close();
   }
 });

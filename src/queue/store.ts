@@ -497,13 +497,19 @@ export class Store {
     if (!this.#renderEvent) throw new TypeError("Store has no event renderer for webhook jobs");
     const body = this.#renderEvent(job, previous, this.artifactsWithBodies(job.id));
     const now = this.#now();
+    const prior = this.#stmt(
+      `SELECT max(last_status = 410) AS gone, max(state = 'pending') AS waiting
+       FROM outbox WHERE job_id = ?`,
+    ).get(job.id)!;
     // A receiver that answered 410 Gone for this job hears nothing more about it: later events
     // are written dead, as markJobEventsDead did to the ones pending at the time.
-    const gone = this.#stmt("SELECT 1 FROM outbox WHERE job_id = ? AND last_status = 410 LIMIT 1")
-      .get(job.id) !== undefined;
+    const gone = prior.gone === 1;
+    // Behind an undelivered event of the same job it cannot be sent, whatever its time says.
+    const held = !gone && prior.waiting === 1;
     this.#stmt(
-      `INSERT INTO outbox (id, job_id, url, body, state, next_attempt_at, created_at, last_error)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO outbox (id, job_id, url, body, state, next_attempt_at, created_at, last_error,
+         held)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
       `msg_${this.newId()}`,
       job.id,
@@ -513,18 +519,21 @@ export class Store {
       now,
       now,
       gone ? "receiver answered 410 Gone" : null,
+      held ? 1 : 0,
     );
-    if (!gone) this.#onEvent?.();
+    // A held event becomes sendable when its predecessor settles, which wakes the dispatcher.
+    if (!gone && !held) this.#onEvent?.();
   }
 
-  /** Pending events that are due and have no undelivered predecessor for the same job. */
+  /**
+   * Pending events that are due and have no undelivered predecessor for the same job (the rows
+   * not `held`), oldest due first, leaving out `exclude` (the events in flight).
+   */
   dueEvents(limit: number, exclude: ReadonlySet<string> = new Set()): OutboxEvent[] {
     const rows = this.#stmt(
-      `SELECT o.seq, o.id, o.job_id, o.url, o.body, o.attempts, o.created_at FROM outbox o
-       WHERE o.state = 'pending' AND o.next_attempt_at <= :now
-         AND NOT EXISTS (SELECT 1 FROM outbox p
-                         WHERE p.job_id = o.job_id AND p.state = 'pending' AND p.seq < o.seq)
-       ORDER BY o.next_attempt_at, o.seq LIMIT :limit`,
+      `SELECT seq, id, job_id, url, body, attempts, created_at FROM outbox
+       WHERE state = 'pending' AND held = 0 AND next_attempt_at <= :now
+       ORDER BY next_attempt_at, seq LIMIT :limit`,
     ).all({ now: this.#now(), limit: limit + exclude.size });
     return rows.map((r) => ({
       seq: Number(r.seq),
@@ -537,22 +546,40 @@ export class Store {
     })).filter((e) => !exclude.has(e.id)).slice(0, limit);
   }
 
-  /** When the next pending event falls due, if any. */
-  nextEventAt(): number | undefined {
-    const row = this.#stmt("SELECT min(next_attempt_at) AS t FROM outbox WHERE state = 'pending'")
-      .get();
-    return row?.t == null ? undefined : Number(row.t);
+  /**
+   * When the next event that can be sent falls due, if any: only the first pending event of each
+   * job counts (later ones wait for it however old they are), and none of `inFlight`, whose next
+   * time is only known once its outcome is recorded.
+   */
+  nextEventAt(inFlight: ReadonlySet<string> = new Set()): number | undefined {
+    const rows = this.#stmt(
+      `SELECT id, next_attempt_at FROM outbox WHERE state = 'pending' AND held = 0
+       ORDER BY next_attempt_at, seq LIMIT :limit`,
+    ).all({ limit: inFlight.size + 1 });
+    const next = rows.find((r) => !inFlight.has(String(r.id)));
+    return next === undefined ? undefined : Number(next.next_attempt_at);
+  }
+
+  /** Event `id` settled (delivered or dead): the next pending event of its job may be sent. */
+  #releaseNext(id: string): void {
+    this.#stmt(
+      `UPDATE outbox SET held = 0 WHERE held = 1 AND seq = (
+         SELECT min(seq) FROM outbox WHERE state = 'pending'
+           AND job_id = (SELECT job_id FROM outbox WHERE id = ?))`,
+    ).run(id);
   }
 
   // Delivery bookkeeping commits without waiting for the disk (ADR-0015): losing one of these
   // commits to a power cut only sends an event again, which at-least-once delivery allows.
 
   markDelivered(id: string, status: number): void {
-    this.tx(() =>
+    this.tx(() => {
       this.#stmt(
         `UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_status = ?,
            last_error = NULL, delivered_at = ? WHERE id = ? AND state = 'pending'`,
-      ).run(status, this.#now(), id), { durable: false });
+      ).run(status, this.#now(), id);
+      this.#releaseNext(id);
+    }, { durable: false });
   }
 
   markRetry(id: string, outcome: { status: number | null; error: string; nextAt: number }): void {
@@ -564,11 +591,13 @@ export class Store {
   }
 
   markDead(id: string, outcome: { status: number | null; error: string }): void {
-    this.tx(() =>
+    this.tx(() => {
       this.#stmt(
         `UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_status = ?, last_error = ?
          WHERE id = ? AND state = 'pending'`,
-      ).run(outcome.status, outcome.error, id), { durable: false });
+      ).run(outcome.status, outcome.error, id);
+      this.#releaseNext(id);
+    }, { durable: false });
   }
 
   /** The receiver said 410 Gone: nothing more is sent for this job. */
