@@ -450,3 +450,58 @@ Deno.test("finished jobs are pruned after the TTL; queued ones are kept", async 
     await s.close();
   }
 });
+
+Deno.test("a job past its TTL stays until its final event reaches a receiver that recovers", async () => {
+  // The receiver asks for a retry every second until it is switched back on.
+  let up = false;
+  const arrived: any[] = [];
+  const receiver = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) => {
+      const body = await req.json();
+      if (!up) return new Response("down", { status: 503, headers: { "retry-after": "1" } });
+      arrived.push(body);
+      return new Response("ok");
+    },
+  );
+  const s = await stack({
+    args: [
+      "--job-ttl",
+      "1s",
+      "--webhook-hosts",
+      `127.0.0.1:${receiver.addr.port}`,
+      "--webhook-max-attempts",
+      "100",
+    ],
+  });
+  try {
+    const hook = `http://127.0.0.1:${receiver.addr.port}/hook`;
+    const kept = (await (await submit(s.fm, chat("tiny-a", { state_webhook_url: hook }))).json())
+      .job_id;
+    await waitFor(async () => (await getJob(s.fm, kept)).state === "done");
+    const plain = (await (await submit(s.fm, chat("tiny-a"))).json()).job_id;
+    // The plain job finished later, so once it is pruned the TTL of the first has passed too.
+    await waitFor(async () => {
+      const r = await fetch(`${s.fm.url}/jobs/${plain}`, { headers: s.fm.headers() });
+      await r.body?.cancel();
+      return r.status === 404;
+    }, { timeout: 15_000, what: "the job without a webhook to be pruned" });
+    const waiting = await getJob(s.fm, kept);
+    assert.equal(waiting.state, "done", "kept past its TTL while its events are pending");
+    assert.equal(waiting.webhook.pending, 4);
+    up = true;
+    await waitFor(() => arrived.some((e) => e.job_id === kept && e.state === "done"), {
+      timeout: 15_000,
+      what: "the done event to reach the recovered receiver",
+    });
+    assert.deepEqual(arrived.map((e) => e.state), ["queued", "loading", "working", "done"]);
+    await waitFor(async () => {
+      const r = await fetch(`${s.fm.url}/jobs/${kept}`, { headers: s.fm.headers() });
+      await r.body?.cancel();
+      return r.status === 404;
+    }, { timeout: 15_000, what: "the job to be pruned once its events were delivered" });
+  } finally {
+    await s.close();
+    await receiver.shutdown();
+  }
+});

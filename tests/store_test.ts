@@ -194,12 +194,13 @@ Deno.test("the pruner's query removes only finished jobs older than the cutoff, 
     sha256: "0".repeat(64),
     body: new TextEncoder().encode("{}"),
   }]);
+  for (let e = store.dueEvents(1)[0]; e; e = store.dueEvents(1)[0]) store.markDelivered(e.id, 200);
   const queued = add("a:latest");
   now.t += 100_000;
   assert.equal(store.prune(now.t - 50_000), 1);
   assert.equal(store.get(done.id), undefined);
   assert.equal(store.artifacts(done.id).length, 0);
-  assert.equal(store.countEventsByState().pending, 0);
+  assert.deepEqual(store.countEventsByState(), { pending: 0, delivered: 0, dead: 0 });
   assert.equal(store.get(queued.id)!.state, "queued");
   assert.equal(store.integrityCheck(), "ok");
 });
@@ -251,4 +252,39 @@ Deno.test("a database from schema version 1 opens and holds back events behind p
   assert.deepEqual(store.dueEvents(10).map((e) => e.id), ["msg_3"]);
   assert.equal(store.integrityCheck(), "ok");
   store.close();
+});
+
+Deno.test("a job past its TTL is kept while an event is pending, then pruned once it settles", () => {
+  const { store, add, now } = fixture();
+  const finish = (id: string) => {
+    store.transition("claim", id);
+    store.transition("startWorking", id);
+    store.transition("complete", id, { result: "{}" });
+  };
+  const delivered = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
+  const dead = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
+  const plain = add("a:latest");
+  for (const job of [delivered, dead, plain]) finish(job.id);
+  // Four events each, the first failing: nothing of either webhook job has reached its receiver.
+  for (const e of store.dueEvents(10)) {
+    store.markRetry(e.id, { status: 503, error: "503", nextAt: now.t + 3_600_000 });
+  }
+  now.t += 100_000;
+  assert.equal(store.prune(now.t - 50_000), 1, "only the job without a webhook goes");
+  assert.equal(store.get(plain.id), undefined);
+  assert.equal(store.prune(now.t - 50_000), 0, "pending events keep both webhook jobs");
+  assert.equal(store.get(delivered.id)!.state, "done");
+  now.t += 3_600_000;
+  for (const e of store.dueEvents(10)) {
+    if (e.jobId === delivered.id) store.markDelivered(e.id, 200);
+    else store.markDead(e.id, { status: 410, error: "receiver answered 410 Gone" });
+  }
+  store.markJobEventsDead(dead.id, "receiver answered 410 Gone");
+  assert.equal(store.prune(now.t - 50_000), 1, "all events dead: the job goes");
+  assert.equal(store.get(dead.id), undefined);
+  assert.equal(store.webhookSummary(delivered.id)!.pending, 3, "the rest still wait their turn");
+  for (let e = store.dueEvents(1)[0]; e; e = store.dueEvents(1)[0]) store.markDelivered(e.id, 200);
+  assert.equal(store.prune(now.t - 50_000), 1, "its done event delivered: the job goes");
+  assert.equal(store.get(delivered.id), undefined);
+  assert.deepEqual(store.countEventsByState(), { pending: 0, delivered: 0, dead: 0 });
 });

@@ -637,12 +637,18 @@ export class Store {
 
   // ---- retention and bookkeeping ---------------------------------------------------------------
 
-  /** Deletes terminal jobs finished before `cutoff`, with their artifacts and events. */
+  /**
+   * Deletes terminal jobs finished before `cutoff`, with their artifacts and events, once their
+   * outbox is settled. A job with an event still pending stays, however old, until that event is
+   * delivered or dead: deleting it would cascade to the event its receiver was promised.
+   */
   prune(cutoff: number, batch = 500): number {
     return this.tx(() => {
       const r = this.#stmt(
-        `DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
-           WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT ?)`,
+        `DELETE FROM jobs WHERE id IN (SELECT j.id FROM jobs j
+           WHERE j.finished_at IS NOT NULL AND j.finished_at < ?
+             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.state = 'pending')
+           LIMIT ?)`,
       ).run(cutoff, batch);
       return Number(r.changes);
     });
