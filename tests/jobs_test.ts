@@ -399,6 +399,19 @@ Deno.test("GET /jobs lists newest first with filters and a ULID cursor", async (
     const page1 = await (await fetch(`${s.fm.url}/jobs?limit=2`, { headers: s.fm.headers() }))
       .json();
     assert.deepEqual(page1.jobs.map((j: any) => j.job_id), [ids[4], ids[3]]);
+    // Lists carry no bodies: the result and inline artifacts are one GET /jobs/{id} away.
+    const full = await getJob(s.fm, ids[4]);
+    const listed = page1.jobs[0];
+    assert.equal(typeof full.result.message.content, "string");
+    assert.equal(listed.result, null);
+    assert.equal(typeof full.artifacts[0].inline, "string");
+    assert.deepEqual(listed.artifacts, [{ ...full.artifacts[0], inline: null }]);
+    const { result: _r, artifacts: _a, updated_at: _u, ...rest } = full;
+    assert.deepEqual(
+      Object.fromEntries(Object.keys(rest).map((k) => [k, listed[k]])),
+      rest,
+      "every other field as GET /jobs/{id} shows it",
+    );
     const page2 = await (await fetch(`${s.fm.url}/jobs?limit=2&before=${page1.next}`, {
       headers: s.fm.headers(),
     }))

@@ -225,7 +225,7 @@ Deno.test("only the first pending event of each job sets when the next event fal
   assert.equal(store.nextEventAt(), now.t - 5000, "released with the time it was written");
 });
 
-Deno.test("a database from schema version 1 opens and holds back events behind pending ones", () => {
+Deno.test("a database from schema version 1 opens with its rows, bodies last, events held back", () => {
   const dir = Deno.makeTempDirSync();
   const old = new DatabaseSync(`${dir}/q.db`);
   old.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT");
@@ -240,10 +240,19 @@ Deno.test("a database from schema version 1 opens and holds back events behind p
       delivered_at) VALUES (${seq}, 'msg_${seq}', '${id}', 'http://127.0.0.1/hook', '{}',
       '${state}', ${at}, 1, ${state === "delivered" ? 1 : "NULL"})`);
   }
+  old.exec(`INSERT INTO artifacts VALUES ('${id}', 'completion', 'application/json', 2,
+    '${"0".repeat(64)}', x'7b7d')`);
   old.close();
   const now = { t: 5000 };
   const store = new Store(`${dir}/q.db`, { now: () => now.t });
   assert.equal(store.getMeta("schema_version"), String(SCHEMA_VERSION));
+  const columns = store.db.prepare("PRAGMA table_info(jobs)").all().map((c) => c.name);
+  assert.deepEqual(columns.slice(-3), ["metadata", "request", "result"]);
+  assert.equal(store.get(id)!.state, "working");
+  assert.equal(store.artifacts(id).length, 1, "the rebuild did not cascade to artifacts");
+  assert.equal(store.webhookSummary(id)!.pending, 2, "nor to events");
+  assert.equal(store.db.prepare("PRAGMA foreign_keys").get()!.foreign_keys, 1);
+  assert.deepEqual(store.db.prepare("PRAGMA foreign_key_check").all(), []);
   assert.deepEqual(store.dueEvents(10), [], "msg_2 retries at 9000; msg_3 waits behind it");
   assert.equal(store.nextEventAt(), 9000);
   now.t = 9000;

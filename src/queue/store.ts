@@ -7,28 +7,32 @@ import { monotonicFactory } from "ulid";
 import { migrate } from "./schema.ts";
 import type { Endpoint, JobKind, JobState } from "./states.ts";
 
-export interface Job {
+/** A job as lists read it: every column but the request and the result. */
+export interface JobSummary {
   id: string;
   kind: JobKind;
   endpoint: Endpoint;
   model: string;
   state: JobState;
-  /** The request body as JSON text, exactly what the target will be sent (before keep_alive). */
-  request: string;
   webhookUrl: string | null;
-  /** JSON text of the caller's metadata object. */
+  /** JSON text of the caller's metadata object (in lists, null when over the list's limit). */
   metadata: string | null;
   idempotencyKey: string | null;
   requestHash: string | null;
   attempt: number;
   notBefore: number;
   error: string | null;
-  /** JSON text of the target's final response. */
-  result: string | null;
   createdAt: number;
   updatedAt: number;
   startedAt: number | null;
   finishedAt: number | null;
+}
+
+export interface Job extends JobSummary {
+  /** The request body as JSON text, exactly what the target will be sent (before keep_alive). */
+  request: string;
+  /** JSON text of the target's final response. */
+  result: string | null;
 }
 
 export interface ArtifactMeta {
@@ -76,7 +80,17 @@ export interface ListFilter {
   model?: string;
   before?: string;
   limit: number;
+  /** Metadata larger than this many bytes is listed as null (it is never read). */
+  metadataLimit: number;
 }
+
+/**
+ * The columns a list reads. The bodies are stored last (schema 3), so none of these makes SQLite
+ * walk a request or result; octet_length reads only a value's size.
+ */
+const SUMMARY_COLUMNS = `id, kind, endpoint, model, state, webhook_url, idempotency_key,
+  request_hash, attempt, not_before, error, created_at, updated_at, started_at, finished_at,
+  CASE WHEN octet_length(metadata) <= :metadata_limit THEN metadata END AS metadata`;
 
 /** Renders the body of the webhook event that reports `job` entering its current state. */
 export type EventRenderer = (
@@ -282,10 +296,10 @@ export class Store {
     return row ? toJob(row) : undefined;
   }
 
-  /** Newest first, paged by ULID cursor. */
-  list(filter: ListFilter): Job[] {
+  /** Newest first, paged by ULID cursor; summaries only, whatever the size of the jobs. */
+  list(filter: ListFilter): JobSummary[] {
     const where: string[] = [];
-    const params: Params = { limit: filter.limit };
+    const params: Params = { limit: filter.limit, metadata_limit: filter.metadataLimit };
     if (filter.state) {
       where.push("state = :state");
       params.state = filter.state;
@@ -298,9 +312,9 @@ export class Store {
       where.push("id < :before");
       params.before = filter.before;
     }
-    const sql = `SELECT * FROM jobs ${where.length ? "WHERE " + where.join(" AND ") : ""}
-      ORDER BY id DESC LIMIT :limit`;
-    return this.#stmt(sql).all(params).map(toJob);
+    const sql = `SELECT ${SUMMARY_COLUMNS} FROM jobs
+      ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY id DESC LIMIT :limit`;
+    return this.#stmt(sql).all(params).map(toSummary);
   }
 
   countByState(): Record<JobState, number> {
@@ -359,23 +373,58 @@ export class Store {
    * 1-based place of a queued job in the order the worker will take jobs if nothing new arrives:
    * the resident model's jobs, then each other model's jobs grouped, groups by their oldest job.
    */
-  position(job: Job, resident: string | undefined): number | null {
-    if (job.state !== "queued") return null;
-    const groups = this.#stmt(
-      "SELECT model, count(*) AS n, min(id) AS first FROM jobs WHERE state = 'queued' GROUP BY model",
-    ).all() as { model: string; n: number; first: string }[];
-    const own = groups.find((g) => g.model === job.model);
-    let ahead = 0;
-    for (const g of groups) {
-      if (g.model === job.model) continue;
-      if (g.model === resident || (job.model !== resident && own && g.first < own.first)) {
-        ahead += Number(g.n);
+  position(job: JobSummary, resident: string | undefined): number | null {
+    return this.positions([job], resident).get(job.id) ?? null;
+  }
+
+  /**
+   * position() for a whole page in three queries over the queued-by-model index, whatever its
+   * length: each model's group, the page models' jobs older than the page, and a window numbering
+   * the jobs within the page's id range. One job costs what counting the jobs ahead of it costs.
+   */
+  positions(jobs: readonly JobSummary[], resident: string | undefined): Map<string, number> {
+    const out = new Map<string, number>();
+    const queued = jobs.filter((j) => j.state === "queued");
+    if (queued.length === 0) return out;
+    const ids = queued.map((j) => j.id).sort();
+    const models = JSON.stringify([...new Set(queued.map((j) => j.model))]);
+    const range = { first: ids[0], last: ids[ids.length - 1] };
+    const groups = new Map<string, { n: number; first: string }>();
+    for (
+      const g of this.#stmt(
+        "SELECT model, count(*) AS n, min(id) AS first FROM jobs WHERE state = 'queued' GROUP BY model",
+      ).all()
+    ) groups.set(String(g.model), { n: Number(g.n), first: String(g.first) });
+    const older = new Map(
+      this.#stmt(
+        `SELECT model, count(*) AS n FROM jobs WHERE state = 'queued'
+           AND model IN (SELECT value FROM json_each(:models)) AND id < :first GROUP BY model`,
+      ).all({ models, first: range.first }).map((r) => [String(r.model), Number(r.n)]),
+    );
+    const within = this.#stmt(
+      `SELECT id, n FROM (
+         SELECT id, row_number() OVER (PARTITION BY model ORDER BY id) AS n FROM jobs
+         WHERE state = 'queued' AND model IN (SELECT value FROM json_each(:models))
+           AND id BETWEEN :first AND :last)
+       WHERE id IN (SELECT value FROM json_each(:ids))`,
+    ).all({ models, ids: JSON.stringify(ids), ...range });
+    const rank = new Map(within.map((r) => [String(r.id), Number(r.n)]));
+    const ahead = new Map<string, number>();
+    for (const job of queued) {
+      const own = groups.get(job.model);
+      const n = rank.get(job.id);
+      if (!own || n === undefined) continue; // taken by the worker since the page was read
+      if (!ahead.has(job.model)) {
+        let before = older.get(job.model) ?? 0;
+        for (const [model, g] of groups) {
+          if (model === job.model) continue;
+          if (model === resident || (job.model !== resident && g.first < own.first)) before += g.n;
+        }
+        ahead.set(job.model, before);
       }
+      out.set(job.id, ahead.get(job.model)! + n);
     }
-    const sameModel = this.#stmt(
-      "SELECT count(*) AS n FROM jobs WHERE state = 'queued' AND model = ? AND id < ?",
-    ).get(job.model, job.id)!;
-    return ahead + Number(sameModel.n) + 1;
+    return out;
   }
 
   // ---- transitions -----------------------------------------------------------------------------
@@ -467,14 +516,28 @@ export class Store {
   // ---- artifacts -------------------------------------------------------------------------------
 
   artifacts(jobId: string): ArtifactMeta[] {
-    return this.#stmt(
-      `SELECT name, content_type, size, sha256 FROM artifacts WHERE job_id = ? ORDER BY name`,
-    ).all(jobId).map((r) => ({
-      name: String(r.name),
-      contentType: String(r.content_type),
-      size: Number(r.size),
-      sha256: String(r.sha256),
-    }));
+    return this.artifactsOf([jobId]).get(jobId) ?? [];
+  }
+
+  /** The descriptors (never the bytes) of the artifacts of several jobs, in one query. */
+  artifactsOf(jobIds: readonly string[]): Map<string, ArtifactMeta[]> {
+    const out = new Map<string, ArtifactMeta[]>();
+    if (jobIds.length === 0) return out;
+    const rows = this.#stmt(
+      `SELECT job_id, name, content_type, size, sha256 FROM artifacts
+       WHERE job_id IN (SELECT value FROM json_each(?)) ORDER BY job_id, name`,
+    ).all(JSON.stringify(jobIds));
+    for (const r of rows) {
+      const list = out.get(String(r.job_id)) ?? [];
+      list.push({
+        name: String(r.name),
+        contentType: String(r.content_type),
+        size: Number(r.size),
+        sha256: String(r.sha256),
+      });
+      out.set(String(r.job_id), list);
+    }
+    return out;
   }
 
   artifactsWithBodies(jobId: string): Artifact[] {
@@ -609,22 +672,31 @@ export class Store {
   }
 
   webhookSummary(jobId: string): WebhookSummary | null {
-    const row = this.#stmt(
-      `SELECT max(url) AS url,
+    return this.webhookSummaries([jobId]).get(jobId) ?? null;
+  }
+
+  /** webhookSummary() for several jobs in one query; jobs without events are absent. */
+  webhookSummaries(jobIds: readonly string[]): Map<string, WebhookSummary> {
+    const out = new Map<string, WebhookSummary>();
+    if (jobIds.length === 0) return out;
+    const rows = this.#stmt(
+      `SELECT job_id, max(url) AS url,
          sum(state = 'pending') AS pending, sum(state = 'delivered') AS delivered,
          sum(state = 'dead') AS dead,
-         (SELECT last_error FROM outbox WHERE job_id = :id AND last_error IS NOT NULL
+         (SELECT last_error FROM outbox e WHERE e.job_id = o.job_id AND last_error IS NOT NULL
             ORDER BY seq DESC LIMIT 1) AS last_error
-       FROM outbox WHERE job_id = :id`,
-    ).get({ id: jobId });
-    if (!row || row.url == null) return null;
-    return {
-      url: String(row.url),
-      pending: Number(row.pending),
-      delivered: Number(row.delivered),
-      dead: Number(row.dead),
-      lastError: row.last_error == null ? null : String(row.last_error),
-    };
+       FROM outbox o WHERE job_id IN (SELECT value FROM json_each(?)) GROUP BY job_id`,
+    ).all(JSON.stringify(jobIds));
+    for (const row of rows) {
+      out.set(String(row.job_id), {
+        url: String(row.url),
+        pending: Number(row.pending),
+        delivered: Number(row.delivered),
+        dead: Number(row.dead),
+        lastError: row.last_error == null ? null : String(row.last_error),
+      });
+    }
+    return out;
   }
 
   countEventsByState(): { pending: number; delivered: number; dead: number } {
@@ -670,14 +742,13 @@ export class Store {
   }
 }
 
-function toJob(r: Record<string, unknown>): Job {
+function toSummary(r: Record<string, unknown>): JobSummary {
   return {
     id: String(r.id),
     kind: r.kind as JobKind,
     endpoint: r.endpoint as Endpoint,
     model: String(r.model),
     state: r.state as JobState,
-    request: String(r.request),
     webhookUrl: nullableString(r.webhook_url),
     metadata: nullableString(r.metadata),
     idempotencyKey: nullableString(r.idempotency_key),
@@ -685,12 +756,15 @@ function toJob(r: Record<string, unknown>): Job {
     attempt: Number(r.attempt),
     notBefore: Number(r.not_before),
     error: nullableString(r.error),
-    result: nullableString(r.result),
     createdAt: Number(r.created_at),
     updatedAt: Number(r.updated_at),
     startedAt: r.started_at == null ? null : Number(r.started_at),
     finishedAt: r.finished_at == null ? null : Number(r.finished_at),
   };
+}
+
+function toJob(r: Record<string, unknown>): Job {
+  return { ...toSummary(r), request: String(r.request), result: nullableString(r.result) };
 }
 
 function toArtifact(r: Record<string, unknown>): Artifact {
