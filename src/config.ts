@@ -4,6 +4,7 @@
 
 import { parse as parseToml } from "smol-toml";
 import { parseDuration, parseSize } from "./units.ts";
+import { webhookSecretProblem } from "./webhooks/signing.ts";
 
 type Kind =
   | "addr"
@@ -409,8 +410,14 @@ function convert(setting: Setting, src: Source): unknown {
   switch (setting.kind) {
     case "string":
       return text;
-    case "secret":
-      return setting.field === "tokens" ? splitList(text) : text;
+    case "secret": {
+      if (setting.field === "tokens") return splitList(text);
+      // Empty leaves events unsigned; anything else must make a key nobody can guess.
+      const problem = setting.field === "webhookSecret" && text !== ""
+        ? webhookSecretProblem(text)
+        : undefined;
+      return problem ? bad(problem) : text;
+    }
     case "list":
       return splitList(text).map((h) => h.toLowerCase());
     case "bool": {

@@ -1,7 +1,8 @@
 // The permission sandbox: the narrowest Deno flags the configuration needs, computed in one place
 // that the launcher (deno task start), `foreman permissions` and the daemon's own start-up check
 // all share. Network: the listen address, the target, the webhook hosts. Files: the database
-// directory, the config file and any secret files. Env: FOREMAN_* only. No run, ffi or sys.
+// directory, the config file and any secret files. Env: FOREMAN_* only. No run, ffi or sys. The
+// launcher, which needs more only to start the daemon, drops everything after (dropPermissions).
 
 import { dirname, resolve } from "node:path";
 import type { Config } from "./config.ts";
@@ -69,6 +70,34 @@ export function missingPermissions(config: Config, cwd = Deno.cwd()): string[] {
   }
   if (lacks({ name: "env", variable: "FOREMAN_DB" })) missing.push("--allow-env=FOREMAN_*");
   return missing;
+}
+
+const PERMISSION_NAMES: readonly Deno.PermissionName[] = [
+  "read",
+  "write",
+  "net",
+  "env",
+  "sys",
+  "run",
+  "ffi",
+];
+
+/**
+ * Gives up every permission the process holds, scoped grants included, and returns what is still
+ * granted among each kind as a whole and `checks` (the grants the caller used): empty unless Deno
+ * kept one. For a process whose remaining work needs none, such as the launcher waiting on the
+ * daemon.
+ */
+export function dropPermissions(checks: readonly Deno.PermissionDescriptor[] = []): string[] {
+  for (const name of PERMISSION_NAMES) Deno.permissions.revokeSync({ name });
+  const all = PERMISSION_NAMES.map((name) => ({ name }) as Deno.PermissionDescriptor);
+  return [...all, ...checks]
+    .filter((d) => Deno.permissions.querySync(d).state === "granted")
+    .map((d) => {
+      const { name, ...scope } = d as { name: string } & Record<string, unknown>;
+      const target = Object.values(scope)[0];
+      return target === undefined ? name : `${name}:${target}`;
+    });
 }
 
 /** Permissions the process holds beyond what it needs (a warning, not an error). */

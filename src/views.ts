@@ -1,8 +1,8 @@
-// How a job looks from outside: the JSON of GET /jobs/{id} and the body of a webhook event. Both
-// render artifacts the same way (inline up to the limit, a URL always) so a receiver and a poller
-// see one shape.
+// How a job looks from outside: the JSON of GET /jobs/{id}, of each job in GET /jobs and the body
+// of a webhook event. All render artifacts the same way (inline up to the limit, a URL always) so a
+// receiver and a poller see one shape; a list carries no bodies: no result and no inline artifacts.
 
-import type { Artifact, Job, WebhookSummary } from "./queue/store.ts";
+import type { ArtifactMeta, Job, JobSummary, WebhookSummary } from "./queue/store.ts";
 import type { JobState } from "./queue/states.ts";
 
 export interface ViewOptions {
@@ -21,13 +21,18 @@ export interface ArtifactView {
 
 const decoder = new TextDecoder();
 
-export function artifactView(jobId: string, a: Artifact, o: ViewOptions): ArtifactView {
+/** An artifact's descriptor; `inline` only when its bytes are at hand and fit the limit. */
+export function artifactView(
+  jobId: string,
+  a: ArtifactMeta & { body?: Uint8Array },
+  o: ViewOptions,
+): ArtifactView {
   return {
     name: a.name,
     content_type: a.contentType,
     size: a.size,
     sha256: a.sha256,
-    inline: a.size <= o.inlineLimit ? decoder.decode(a.body) : null,
+    inline: a.body !== undefined && a.size <= o.inlineLimit ? decoder.decode(a.body) : null,
     url: `${o.publicUrl}/jobs/${jobId}/artifacts/${encodeURIComponent(a.name)}`,
   };
 }
@@ -36,20 +41,28 @@ function time(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
 }
 
-/** The completion as an object when it fits the inline limit; otherwise callers follow the URL. */
-function resultOf(job: Job, o: ViewOptions): unknown {
-  if (job.result === null || job.kind === "sync") return null;
+/**
+ * The completion as an object when it fits the inline limit; otherwise callers follow the URL.
+ * A summary (a list) has no result to show.
+ */
+function resultOf(job: JobSummary & { result?: string | null }, o: ViewOptions): unknown {
+  if (job.result == null || job.kind === "sync") return null;
   if (new TextEncoder().encode(job.result).byteLength > o.inlineLimit) return null;
   return JSON.parse(job.result);
 }
 
-function metadataOf(job: Job): unknown {
+function metadataOf(job: JobSummary): unknown {
   return job.metadata === null ? null : JSON.parse(job.metadata);
 }
 
+/** A job for GET /jobs/{id} (a Job, artifacts with bytes) or a list (a summary, descriptors only). */
 export function jobView(
-  job: Job,
-  extra: { artifacts: Artifact[]; position: number | null; webhook: WebhookSummary | null },
+  job: JobSummary & { result?: string | null },
+  extra: {
+    artifacts: (ArtifactMeta & { body?: Uint8Array })[];
+    position: number | null;
+    webhook: WebhookSummary | null;
+  },
   o: ViewOptions,
 ): Record<string, unknown> {
   return {
@@ -82,7 +95,7 @@ export function jobView(
 export function eventBody(
   job: Job,
   previous: JobState | null,
-  artifacts: Artifact[],
+  artifacts: (ArtifactMeta & { body: Uint8Array })[],
   o: ViewOptions,
 ): string {
   const done = job.state === "done";

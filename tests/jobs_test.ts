@@ -399,6 +399,19 @@ Deno.test("GET /jobs lists newest first with filters and a ULID cursor", async (
     const page1 = await (await fetch(`${s.fm.url}/jobs?limit=2`, { headers: s.fm.headers() }))
       .json();
     assert.deepEqual(page1.jobs.map((j: any) => j.job_id), [ids[4], ids[3]]);
+    // Lists carry no bodies: the result and inline artifacts are one GET /jobs/{id} away.
+    const full = await getJob(s.fm, ids[4]);
+    const listed = page1.jobs[0];
+    assert.equal(typeof full.result.message.content, "string");
+    assert.equal(listed.result, null);
+    assert.equal(typeof full.artifacts[0].inline, "string");
+    assert.deepEqual(listed.artifacts, [{ ...full.artifacts[0], inline: null }]);
+    const { result: _r, artifacts: _a, updated_at: _u, ...rest } = full;
+    assert.deepEqual(
+      Object.fromEntries(Object.keys(rest).map((k) => [k, listed[k]])),
+      rest,
+      "every other field as GET /jobs/{id} shows it",
+    );
     const page2 = await (await fetch(`${s.fm.url}/jobs?limit=2&before=${page1.next}`, {
       headers: s.fm.headers(),
     }))
@@ -448,5 +461,60 @@ Deno.test("finished jobs are pruned after the TTL; queued ones are kept", async 
     assert.notEqual((await getJob(s.fm, long)).state, undefined);
   } finally {
     await s.close();
+  }
+});
+
+Deno.test("a job past its TTL stays until its final event reaches a receiver that recovers", async () => {
+  // The receiver asks for a retry every second until it is switched back on.
+  let up = false;
+  const arrived: any[] = [];
+  const receiver = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) => {
+      const body = await req.json();
+      if (!up) return new Response("down", { status: 503, headers: { "retry-after": "1" } });
+      arrived.push(body);
+      return new Response("ok");
+    },
+  );
+  const s = await stack({
+    args: [
+      "--job-ttl",
+      "1s",
+      "--webhook-hosts",
+      `127.0.0.1:${receiver.addr.port}`,
+      "--webhook-max-attempts",
+      "100",
+    ],
+  });
+  try {
+    const hook = `http://127.0.0.1:${receiver.addr.port}/hook`;
+    const kept = (await (await submit(s.fm, chat("tiny-a", { state_webhook_url: hook }))).json())
+      .job_id;
+    await waitFor(async () => (await getJob(s.fm, kept)).state === "done");
+    const plain = (await (await submit(s.fm, chat("tiny-a"))).json()).job_id;
+    // The plain job finished later, so once it is pruned the TTL of the first has passed too.
+    await waitFor(async () => {
+      const r = await fetch(`${s.fm.url}/jobs/${plain}`, { headers: s.fm.headers() });
+      await r.body?.cancel();
+      return r.status === 404;
+    }, { timeout: 15_000, what: "the job without a webhook to be pruned" });
+    const waiting = await getJob(s.fm, kept);
+    assert.equal(waiting.state, "done", "kept past its TTL while its events are pending");
+    assert.equal(waiting.webhook.pending, 4);
+    up = true;
+    await waitFor(() => arrived.some((e) => e.job_id === kept && e.state === "done"), {
+      timeout: 15_000,
+      what: "the done event to reach the recovered receiver",
+    });
+    assert.deepEqual(arrived.map((e) => e.state), ["queued", "loading", "working", "done"]);
+    await waitFor(async () => {
+      const r = await fetch(`${s.fm.url}/jobs/${kept}`, { headers: s.fm.headers() });
+      await r.body?.cancel();
+      return r.status === 404;
+    }, { timeout: 15_000, what: "the job to be pruned once its events were delivered" });
+  } finally {
+    await s.close();
+    await receiver.shutdown();
   }
 });

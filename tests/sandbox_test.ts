@@ -93,6 +93,8 @@ Deno.test("deno task start runs the daemon under exactly the computed flags, and
     `${dir}/foreman.toml`,
     "--webhook-hosts",
     `127.0.0.1:${hook.port}`,
+    "--log-level",
+    "debug",
   ];
   const task = new Deno.Command(Deno.execPath(), {
     args: ["task", "start", ...flags],
@@ -219,6 +221,59 @@ Deno.test("deno task start runs the daemon under exactly the computed flags, and
         );
       },
     );
+
+    await t.step("the launcher gives up every permission once the daemon runs", async () => {
+      const launcher = descendants(task.pid).map((pid) => ({ pid, argv: argv(pid) }))
+        .find((p) => p.argv.includes("src/launcher.ts"));
+      assert.ok(launcher, "the launcher between the task and the daemon");
+      assert.ok(descendants(launcher.pid).includes(daemonPid!), "the daemon is its child");
+      // What the task grants it: broad, because it cannot name the files or the binary ahead.
+      const taskFlags = launcher.argv.slice(1, launcher.argv.indexOf("src/launcher.ts"));
+      assert.deepEqual(taskFlags, [
+        "run",
+        "--no-prompt",
+        "--allow-read",
+        "--allow-env=FOREMAN_*",
+        "--allow-run",
+      ]);
+      // What the live launcher reports holding, from Deno's own permission state after the drop.
+      const dropped = output.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+        .find((l) => l.msg === "launcher dropped its permissions");
+      assert.deepEqual(dropped && { level: dropped.level, held: dropped.held }, {
+        level: "debug",
+        held: [],
+      }, output);
+      // The same flags and the same drop: Deno refuses what the flags alone allow.
+      const ops: ProbeOp[] = [
+        { op: "run", cmd: "true" },
+        { op: "run", cmd: Deno.execPath() },
+        { op: "read", path: `${dir}/foreman.toml` },
+        { op: "read", path: "/etc/hostname" },
+        { op: "env", name: "FOREMAN_TOKEN" },
+      ];
+      const run = async (list: ProbeOp[]) => {
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: [...taskFlags, PROBE, JSON.stringify(list)],
+          cwd: ROOT,
+          clearEnv: true,
+          env: { ...baseEnv(), FOREMAN_TOKEN: token },
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.ok(out.success, new TextDecoder().decode(out.stderr));
+        return (JSON.parse(new TextDecoder().decode(out.stdout)) as ProbeResult[]).map(outcome);
+      };
+      assert.deepEqual(await run([ops[0], ops[2], ops[3], ops[4]]), ["ok", "ok", "ok", "ok"]);
+      assert.deepEqual(await run([{ op: "drop" }, ...ops]), [
+        "ok",
+        "NotCapable",
+        "NotCapable",
+        "NotCapable",
+        "NotCapable",
+        "NotCapable",
+      ]);
+    });
 
     await t.step(
       "a webhook off the allowlist is refused at submit, before any connection",

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { MIGRATIONS, SCHEMA_VERSION } from "../src/queue/schema.ts";
 import { Store, TransitionError } from "../src/queue/store.ts";
 
 function fixture(now = { t: 1_700_000_000_000 }) {
@@ -192,12 +194,106 @@ Deno.test("the pruner's query removes only finished jobs older than the cutoff, 
     sha256: "0".repeat(64),
     body: new TextEncoder().encode("{}"),
   }]);
+  for (let e = store.dueEvents(1)[0]; e; e = store.dueEvents(1)[0]) store.markDelivered(e.id, 200);
   const queued = add("a:latest");
   now.t += 100_000;
   assert.equal(store.prune(now.t - 50_000), 1);
   assert.equal(store.get(done.id), undefined);
   assert.equal(store.artifacts(done.id).length, 0);
-  assert.equal(store.countEventsByState().pending, 0);
+  assert.deepEqual(store.countEventsByState(), { pending: 0, delivered: 0, dead: 0 });
   assert.equal(store.get(queued.id)!.state, "queued");
   assert.equal(store.integrityCheck(), "ok");
+});
+
+Deno.test("only the first pending event of each job sets when the next event falls due", () => {
+  const { store, add, now } = fixture();
+  const a = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
+  const [queued] = store.dueEvents(10);
+  store.markRetry(queued.id, { status: 500, error: "500", nextAt: now.t + 5000 });
+  store.transition("claim", a.id);
+  store.transition("startWorking", a.id);
+  assert.equal(store.nextEventAt(), now.t + 5000, "events behind a failing one are not due");
+  const b = add("b:latest", { webhookUrl: "http://127.0.0.1/hook" });
+  const [bQueued] = store.dueEvents(10);
+  assert.equal(bQueued.jobId, b.id);
+  assert.equal(store.nextEventAt(), now.t);
+  assert.equal(store.nextEventAt(new Set([bQueued.id])), now.t + 5000, "in flight: not counted");
+  store.markDelivered(bQueued.id, 200);
+  now.t += 5000;
+  store.markDelivered(queued.id, 200);
+  assert.match(store.dueEvents(10)[0].body, /"state":"loading"/, "the next one is released");
+  assert.equal(store.nextEventAt(), now.t - 5000, "released with the time it was written");
+});
+
+Deno.test("a database from schema version 1 opens with its rows, bodies last, events held back", () => {
+  const dir = Deno.makeTempDirSync();
+  const old = new DatabaseSync(`${dir}/q.db`);
+  old.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT");
+  old.exec(MIGRATIONS[0]);
+  old.exec("INSERT INTO meta VALUES ('schema_version', '1')");
+  const id = "01HF7YAT00QJ9A35Z6DQVV42M1";
+  old.exec(`INSERT INTO jobs (id, kind, endpoint, model, state, request, webhook_url, attempt,
+    started_at, created_at, updated_at) VALUES ('${id}', 'async', 'chat', 'a:latest', 'working',
+    '{}', 'http://127.0.0.1/hook', 1, 1, 1, 1)`);
+  for (const [seq, state, at] of [[1, "delivered", 1], [2, "pending", 9000], [3, "pending", 2]]) {
+    old.exec(`INSERT INTO outbox (seq, id, job_id, url, body, state, next_attempt_at, created_at,
+      delivered_at) VALUES (${seq}, 'msg_${seq}', '${id}', 'http://127.0.0.1/hook', '{}',
+      '${state}', ${at}, 1, ${state === "delivered" ? 1 : "NULL"})`);
+  }
+  old.exec(`INSERT INTO artifacts VALUES ('${id}', 'completion', 'application/json', 2,
+    '${"0".repeat(64)}', x'7b7d')`);
+  old.close();
+  const now = { t: 5000 };
+  const store = new Store(`${dir}/q.db`, { now: () => now.t });
+  assert.equal(store.getMeta("schema_version"), String(SCHEMA_VERSION));
+  const columns = store.db.prepare("PRAGMA table_info(jobs)").all().map((c) => c.name);
+  assert.deepEqual(columns.slice(-3), ["metadata", "request", "result"]);
+  assert.equal(store.get(id)!.state, "working");
+  assert.equal(store.artifacts(id).length, 1, "the rebuild did not cascade to artifacts");
+  assert.equal(store.webhookSummary(id)!.pending, 2, "nor to events");
+  assert.equal(store.db.prepare("PRAGMA foreign_keys").get()!.foreign_keys, 1);
+  assert.deepEqual(store.db.prepare("PRAGMA foreign_key_check").all(), []);
+  assert.deepEqual(store.dueEvents(10), [], "msg_2 retries at 9000; msg_3 waits behind it");
+  assert.equal(store.nextEventAt(), 9000);
+  now.t = 9000;
+  assert.deepEqual(store.dueEvents(10).map((e) => e.id), ["msg_2"]);
+  store.markDead("msg_2", { status: 500, error: "500" });
+  assert.deepEqual(store.dueEvents(10).map((e) => e.id), ["msg_3"]);
+  assert.equal(store.integrityCheck(), "ok");
+  store.close();
+});
+
+Deno.test("a job past its TTL is kept while an event is pending, then pruned once it settles", () => {
+  const { store, add, now } = fixture();
+  const finish = (id: string) => {
+    store.transition("claim", id);
+    store.transition("startWorking", id);
+    store.transition("complete", id, { result: "{}" });
+  };
+  const delivered = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
+  const dead = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
+  const plain = add("a:latest");
+  for (const job of [delivered, dead, plain]) finish(job.id);
+  // Four events each, the first failing: nothing of either webhook job has reached its receiver.
+  for (const e of store.dueEvents(10)) {
+    store.markRetry(e.id, { status: 503, error: "503", nextAt: now.t + 3_600_000 });
+  }
+  now.t += 100_000;
+  assert.equal(store.prune(now.t - 50_000), 1, "only the job without a webhook goes");
+  assert.equal(store.get(plain.id), undefined);
+  assert.equal(store.prune(now.t - 50_000), 0, "pending events keep both webhook jobs");
+  assert.equal(store.get(delivered.id)!.state, "done");
+  now.t += 3_600_000;
+  for (const e of store.dueEvents(10)) {
+    if (e.jobId === delivered.id) store.markDelivered(e.id, 200);
+    else store.markDead(e.id, { status: 410, error: "receiver answered 410 Gone" });
+  }
+  store.markJobEventsDead(dead.id, "receiver answered 410 Gone");
+  assert.equal(store.prune(now.t - 50_000), 1, "all events dead: the job goes");
+  assert.equal(store.get(dead.id), undefined);
+  assert.equal(store.webhookSummary(delivered.id)!.pending, 3, "the rest still wait their turn");
+  for (let e = store.dueEvents(1)[0]; e; e = store.dueEvents(1)[0]) store.markDelivered(e.id, 200);
+  assert.equal(store.prune(now.t - 50_000), 1, "its done event delivered: the job goes");
+  assert.equal(store.get(delivered.id), undefined);
+  assert.deepEqual(store.countEventsByState(), { pending: 0, delivered: 0, dead: 0 });
 });

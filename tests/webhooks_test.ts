@@ -1,13 +1,17 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
+import { fileURLToPath } from "node:url";
 import { Webhook } from "standardwebhooks";
+import { ConfigError, loadConfig } from "../src/config.ts";
 import { silentLogger } from "../src/log.ts";
 import { Metrics } from "../src/metrics.ts";
 import { Store } from "../src/queue/store.ts";
 import { Dispatcher, parseRetryAfter } from "../src/webhooks/dispatcher.ts";
 import { webhookUrlProblem } from "../src/webhooks/policy.ts";
-import { secretKey, signatureHeaders } from "../src/webhooks/signing.ts";
+import { secretKey, signatureHeaders, webhookSecretProblem } from "../src/webhooks/signing.ts";
+import { waitFor } from "../harness/foreman.ts";
 import { startReceiver } from "../harness/receiver.ts";
+import { report } from "./reliability/support.ts";
 
 Deno.test("webhook URLs are allowed only for listed hosts, with the port when one is listed", () => {
   const hosts = ["hooks.example.com", "127.0.0.1:9000"];
@@ -175,4 +179,190 @@ Deno.test("a slow receiver times out and is retried", async () => {
   } finally {
     await receiver.close();
   }
+});
+
+/** Counts the dispatcher's questions to the outbox: each loop turn asks one or two. */
+function countOutboxQueries(store: Store): { n: number } {
+  const count = { n: 0 };
+  const due = store.dueEvents.bind(store);
+  const next = store.nextEventAt.bind(store);
+  store.dueEvents = (...args) => (count.n++, due(...args));
+  store.nextEventAt = (...args) => (count.n++, next(...args));
+  return count;
+}
+
+/** A store on the real clock with `jobs` webhook jobs, each with its four lifecycle events. */
+function jobsWithEvents(url: string, jobs: number): Store {
+  const store = new Store(`${Deno.makeTempDirSync()}/q.db`, {
+    renderEvent: (job, prev) =>
+      JSON.stringify({ job_id: job.id, state: job.state, previous_state: prev }),
+  });
+  store.tx(() => {
+    for (let i = 0; i < jobs; i++) {
+      const job = store.insertJob({
+        kind: "async",
+        endpoint: "chat",
+        model: "a:latest",
+        request: "{}",
+        webhookUrl: url,
+      });
+      store.transition("claim", job.id);
+      store.transition("startWorking", job.id);
+      store.transition("complete", job.id, { result: "{}" });
+    }
+  });
+  return store;
+}
+
+Deno.test("with 500 failing receivers the dispatcher sleeps until the earliest retry", async () => {
+  const receiver = await startReceiver({ statuses: [500] });
+  const store = jobsWithEvents(receiver.url + "/hook", 500);
+  const dispatcher = new Dispatcher({
+    store,
+    log: silentLogger,
+    metrics: new Metrics(),
+    secret: "",
+    maxAttempts: 12,
+    retryBase: 20_000,
+    timeout: 5000,
+    random: () => 0.5,
+  });
+  const stop = new AbortController();
+  const loop = dispatcher.start(stop.signal);
+  try {
+    const attempted = store.db.prepare("SELECT count(*) AS n FROM outbox WHERE attempts > 0");
+    await waitFor(() => attempted.get()!.n === 500, {
+      timeout: 60_000,
+      what: "every job's first event to fail once",
+    });
+    // Every first event now retries in 15 s; the three events behind each one cannot be sent
+    // before it, however long ago they fell due.
+    const queries = countOutboxQueries(store);
+    const window = 1000;
+    await new Promise((r) => setTimeout(r, window));
+    await report("dispatcher idle with failing receivers", {
+      jobs: 500,
+      held_events: 1500,
+      outbox_queries_per_s: queries.n / (window / 1000),
+    });
+    assert.ok(queries.n <= 4, `${queries.n} outbox queries in ${window} ms with nothing due`);
+    assert.equal(receiver.received.length, 500, "no event was sent before its turn");
+  } finally {
+    stop.abort();
+    await loop;
+    store.close();
+    await receiver.close();
+  }
+});
+
+Deno.test("while deliveries are in flight the dispatcher waits for them instead of polling", async () => {
+  const receiver = await startReceiver({ delayMs: 400 });
+  const store = jobsWithEvents(receiver.url + "/hook", 24);
+  const queries = countOutboxQueries(store);
+  const dispatcher = new Dispatcher({
+    store,
+    log: silentLogger,
+    metrics: new Metrics(),
+    secret: "",
+    maxAttempts: 3,
+    retryBase: 1000,
+    timeout: 5000,
+    concurrency: 8,
+  });
+  const stop = new AbortController();
+  const loop = dispatcher.start(stop.signal);
+  try {
+    await waitFor(() => store.countEventsByState().delivered === 96, {
+      timeout: 60_000,
+      what: "all 96 events to be delivered",
+    });
+    // One loop turn (at most two outbox queries) per finished delivery, plus the first turn.
+    await report("dispatcher with slow receivers", {
+      deliveries: 96,
+      receiver_delay_ms: 400,
+      outbox_queries: queries.n,
+    });
+    assert.ok(queries.n <= 2 * 96 + 4, `${queries.n} outbox queries for 96 deliveries`);
+  } finally {
+    stop.abort();
+    await loop;
+    store.close();
+    await receiver.close();
+  }
+});
+
+const bytes = (n: number) => "whsec_" + btoa(String.fromCharCode(...new Uint8Array(n).fill(7)));
+
+Deno.test("a whsec_ secret must be strict base64 of 24 to 64 bytes; a plain one 16 bytes", () => {
+  const refused: [string, RegExp][] = [
+    ["whsec_", /standard base64/],
+    ["whsec_!!!!", /standard base64/],
+    ["whsec_" + "a".repeat(43), /standard base64/], // 32 bytes without its padding
+    [bytes(32).replace("=", "") + "!=", /standard base64/],
+    [bytes(32).slice(0, 10) + " " + bytes(32).slice(10), /standard base64/],
+    [bytes(32).replaceAll("B", "-"), /standard base64/], // the URL-safe alphabet
+    ["whsec_QR==", /standard base64/], // not the canonical encoding of its one byte
+    [bytes(23), /decodes to 23 bytes: a whsec_ key must be 24 to 64 bytes/],
+    [bytes(65), /decodes to 65 bytes/],
+    ["fifteen-bytes!!", /is 15 bytes: a plain secret must be at least 16 bytes/],
+  ];
+  for (const [secret, why] of refused) {
+    assert.match(webhookSecretProblem(secret) ?? "accepted", why, secret);
+    assert.throws(() => secretKey(secret), RangeError, secret);
+  }
+  for (const secret of [bytes(24), bytes(64), "sixteen-bytes!!!"]) {
+    assert.equal(webhookSecretProblem(secret), undefined, secret);
+  }
+  assert.equal(secretKey(bytes(24)).byteLength, 24);
+});
+
+Deno.test("a webhook secret that would give a guessable key stops loading with one line", () => {
+  const noFile = (path: string): string => {
+    throw new Deno.errors.NotFound(path);
+  };
+  for (const secret of ["whsec_", "whsec_!!!!", bytes(8), "short"]) {
+    const env = (name: string) => name === "FOREMAN_WEBHOOK_SECRET" ? secret : undefined;
+    assert.throws(() => loadConfig({ env, readFile: noFile }), ConfigError, secret);
+  }
+  const message = (secret: string) => {
+    try {
+      loadConfig({ flags: { "webhook-secret": secret }, env: () => undefined, readFile: noFile });
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return "accepted";
+  };
+  assert.equal(
+    message("whsec_!!!!"),
+    "Invalid FOREMAN_WEBHOOK_SECRET from --webhook-secret: (redacted) is not whsec_ followed by " +
+      "standard base64 (A-Z a-z 0-9 + /, padded with =)",
+  );
+  assert.doesNotMatch(message("whsec_c2VjcmV0LWtleQ=="), /c2VjcmV0LWtleQ/);
+  assert.equal(message(""), "accepted", "an empty secret leaves events unsigned");
+});
+
+Deno.test("deno task start refuses a bad webhook secret in one line that does not show it", async () => {
+  const secret = "whsec_bm90LWEta2V5";
+  const config = await Deno.makeTempFile({ suffix: ".toml" });
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "start", "--addr", "127.0.0.1:0", "--config", config],
+    cwd: fileURLToPath(new URL("..", import.meta.url)),
+    clearEnv: true,
+    env: { PATH: Deno.env.get("PATH") ?? "", NO_COLOR: "1", FOREMAN_WEBHOOK_SECRET: secret },
+    // Were the secret taken, foreman would serve on: stop it so the test fails instead of hanging.
+    signal: AbortSignal.timeout(20_000),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  await Deno.remove(config);
+  const stderr = new TextDecoder().decode(out.stderr);
+  // Besides foreman's line, stderr only has deno task's own "Task start …" echo.
+  const lines = stderr.split("\n").filter((l) => l !== "" && !l.startsWith("Task start"));
+  assert.equal(out.code, 2, stderr);
+  assert.deepEqual(lines, [
+    "foreman: Invalid FOREMAN_WEBHOOK_SECRET from FOREMAN_WEBHOOK_SECRET: (redacted) decodes to " +
+    "9 bytes: a whsec_ key must be 24 to 64 bytes (Standard Webhooks)",
+  ]);
+  assert.ok(!stderr.includes("bm90LWEta2V5"), stderr);
 });

@@ -148,10 +148,23 @@ export function list(url: URL, d: JobsDeps): Response {
     model: q.get("model") ? normalizeModel(q.get("model")!) : undefined,
     before,
     limit: limit + 1,
+    metadataLimit: d.views.inlineLimit,
   });
   const page = jobs.slice(0, limit);
+  // A page costs a constant number of queries and no bodies, whatever its length and its jobs'
+  // sizes: GET /jobs/{id} and the artifact URLs have the rest.
+  const ids = page.map((j) => j.id);
+  const positions = d.store.positions(page, d.residency.current);
+  const artifacts = d.store.artifactsOf(page.filter((j) => j.state === "done").map((j) => j.id));
+  const webhooks = d.store.webhookSummaries(ids);
   return jsonResponse({
-    jobs: page.map((j) => renderJob(d, j)),
+    jobs: page.map((j) =>
+      jobView(j, {
+        artifacts: artifacts.get(j.id) ?? [],
+        position: positions.get(j.id) ?? null,
+        webhook: webhooks.get(j.id) ?? null,
+      }, d.views)
+    ),
     next: jobs.length > limit ? page[page.length - 1].id : null,
   });
 }

@@ -1,6 +1,8 @@
 // Retention: deletes finished jobs (with their artifacts and webhook events, by cascade) once they
-// are older than FOREMAN_JOB_TTL. Queued and running jobs are never touched: the store's query only
-// sees rows with a finished_at, which the schema allows for terminal states alone.
+// are older than FOREMAN_JOB_TTL and no webhook event of theirs is still pending. Queued and running
+// jobs are never touched: the store's query only sees rows with a finished_at, which the schema
+// allows for terminal states alone. It runs on a fixed interval, so a job kept for its pending
+// event is looked at again each round, never in a tight loop.
 
 import type { Logger } from "../log.ts";
 import { errorMessage } from "../log.ts";

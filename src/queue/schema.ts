@@ -4,7 +4,8 @@
 
 import type { DatabaseSync } from "node:sqlite";
 
-const MIGRATIONS: readonly string[] = [
+/** Each entry brings the schema one version up; tests replay a prefix to build an old database. */
+export const MIGRATIONS: readonly string[] = [
   // 1: jobs, artifacts, webhook outbox.
   `
   CREATE TABLE jobs (
@@ -65,6 +66,59 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE state = 'pending';
   CREATE INDEX outbox_by_job ON outbox (job_id, seq);
   `,
+  // 2: `held` marks a pending event that waits behind an earlier pending event of its job, so the
+  // dispatcher finds the events it can send (and when the next one falls due) through one index
+  // instead of walking every held event; existing rows are marked once here.
+  `
+  ALTER TABLE outbox ADD COLUMN held INTEGER NOT NULL DEFAULT 0 CHECK (held IN (0, 1));
+  UPDATE outbox SET held = 1 WHERE state = 'pending' AND EXISTS (
+    SELECT 1 FROM outbox p WHERE p.job_id = outbox.job_id AND p.state = 'pending' AND p.seq < outbox.seq);
+  DROP INDEX outbox_pending;
+  CREATE INDEX outbox_sendable ON outbox (next_attempt_at, seq) WHERE state = 'pending' AND held = 0;
+  `,
+  // 3: jobs rebuilt with the small columns first and metadata, request and result last. SQLite
+  // reaches a column stored after a large value by walking that value's overflow pages, so with
+  // the bodies in the middle a list of 20 jobs of 15 MB read 600 MB to render their timestamps.
+  // The copy needs room for the table twice while it runs; the constraints are those of 1.
+  `
+  CREATE TABLE jobs_v3 (
+    id              TEXT PRIMARY KEY CHECK (length(id) = 26),
+    kind            TEXT NOT NULL CHECK (kind IN ('sync', 'async')),
+    endpoint        TEXT NOT NULL CHECK (endpoint IN ('chat', 'generate')),
+    model           TEXT NOT NULL CHECK (length(model) > 0),
+    state           TEXT NOT NULL
+                    CHECK (state IN ('queued', 'loading', 'working', 'done', 'failed', 'cancelled')),
+    webhook_url     TEXT,
+    idempotency_key TEXT UNIQUE,
+    request_hash    TEXT,
+    attempt         INTEGER NOT NULL DEFAULT 0 CHECK (attempt >= 0),
+    not_before      INTEGER NOT NULL DEFAULT 0,
+    error           TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    started_at      INTEGER,
+    finished_at     INTEGER,
+    metadata        TEXT,
+    request         TEXT NOT NULL,
+    result          TEXT,
+    CHECK ((state IN ('done', 'failed', 'cancelled')) = (finished_at IS NOT NULL)),
+    CHECK (state <> 'done' OR result IS NOT NULL),
+    CHECK (kind = 'async' OR (webhook_url IS NULL AND idempotency_key IS NULL)),
+    CHECK ((idempotency_key IS NULL) = (request_hash IS NULL))
+  ) STRICT;
+  INSERT INTO jobs_v3 (id, kind, endpoint, model, state, webhook_url, idempotency_key,
+    request_hash, attempt, not_before, error, created_at, updated_at, started_at, finished_at,
+    metadata, request, result)
+  SELECT id, kind, endpoint, model, state, webhook_url, idempotency_key, request_hash, attempt,
+    not_before, error, created_at, updated_at, started_at, finished_at, metadata, request, result
+  FROM jobs;
+  DROP TABLE jobs;
+  ALTER TABLE jobs_v3 RENAME TO jobs;
+  CREATE INDEX jobs_queued_by_model ON jobs (model, id) WHERE state = 'queued';
+  CREATE INDEX jobs_queued_fifo ON jobs (id) WHERE state = 'queued';
+  CREATE INDEX jobs_active ON jobs (state) WHERE state IN ('loading', 'working');
+  CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -81,18 +135,36 @@ export function migrate(db: DatabaseSync): void {
       `Cannot open database: schema version ${current} is newer than this foreman (${SCHEMA_VERSION})`,
     );
   }
-  for (let v = current; v < SCHEMA_VERSION; v++) {
-    db.exec("BEGIN IMMEDIATE");
-    try {
-      db.exec(MIGRATIONS[v]);
-      db.prepare(
-        "INSERT INTO meta (key, value) VALUES ('schema_version', ?) " +
-          "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-      ).run(String(v + 1));
-      db.exec("COMMIT");
-    } catch (err) {
-      db.exec("ROLLBACK");
-      throw err;
+  if (current === SCHEMA_VERSION) return;
+  // Rebuilding a table drops the old one, which with foreign keys on would cascade to every
+  // artifact and event. SQLite switches them only outside a transaction: off for the whole run,
+  // and each migration checks before it commits that it left no dangling reference.
+  const enforced = (db.prepare("PRAGMA foreign_keys").get() as { foreign_keys: number })
+    .foreign_keys === 1;
+  if (enforced) db.exec("PRAGMA foreign_keys = OFF");
+  try {
+    for (let v = current; v < SCHEMA_VERSION; v++) {
+      db.exec("BEGIN IMMEDIATE");
+      try {
+        db.exec(MIGRATIONS[v]);
+        const dangling = db.prepare("PRAGMA foreign_key_check").all().length;
+        if (dangling > 0) {
+          throw new Error(
+            `Cannot migrate database to schema version ${v + 1}: ` +
+              `${dangling} rows would reference missing jobs`,
+          );
+        }
+        db.prepare(
+          "INSERT INTO meta (key, value) VALUES ('schema_version', ?) " +
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        ).run(String(v + 1));
+        db.exec("COMMIT");
+      } catch (err) {
+        db.exec("ROLLBACK");
+        throw err;
+      }
     }
+  } finally {
+    if (enforced) db.exec("PRAGMA foreign_keys = ON");
   }
 }

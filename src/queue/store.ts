@@ -7,28 +7,32 @@ import { monotonicFactory } from "ulid";
 import { migrate } from "./schema.ts";
 import type { Endpoint, JobKind, JobState } from "./states.ts";
 
-export interface Job {
+/** A job as lists read it: every column but the request and the result. */
+export interface JobSummary {
   id: string;
   kind: JobKind;
   endpoint: Endpoint;
   model: string;
   state: JobState;
-  /** The request body as JSON text, exactly what the target will be sent (before keep_alive). */
-  request: string;
   webhookUrl: string | null;
-  /** JSON text of the caller's metadata object. */
+  /** JSON text of the caller's metadata object (in lists, null when over the list's limit). */
   metadata: string | null;
   idempotencyKey: string | null;
   requestHash: string | null;
   attempt: number;
   notBefore: number;
   error: string | null;
-  /** JSON text of the target's final response. */
-  result: string | null;
   createdAt: number;
   updatedAt: number;
   startedAt: number | null;
   finishedAt: number | null;
+}
+
+export interface Job extends JobSummary {
+  /** The request body as JSON text, exactly what the target will be sent (before keep_alive). */
+  request: string;
+  /** JSON text of the target's final response. */
+  result: string | null;
 }
 
 export interface ArtifactMeta {
@@ -76,7 +80,17 @@ export interface ListFilter {
   model?: string;
   before?: string;
   limit: number;
+  /** Metadata larger than this many bytes is listed as null (it is never read). */
+  metadataLimit: number;
 }
+
+/**
+ * The columns a list reads. The bodies are stored last (schema 3), so none of these makes SQLite
+ * walk a request or result; octet_length reads only a value's size.
+ */
+const SUMMARY_COLUMNS = `id, kind, endpoint, model, state, webhook_url, idempotency_key,
+  request_hash, attempt, not_before, error, created_at, updated_at, started_at, finished_at,
+  CASE WHEN octet_length(metadata) <= :metadata_limit THEN metadata END AS metadata`;
 
 /** Renders the body of the webhook event that reports `job` entering its current state. */
 export type EventRenderer = (
@@ -282,10 +296,10 @@ export class Store {
     return row ? toJob(row) : undefined;
   }
 
-  /** Newest first, paged by ULID cursor. */
-  list(filter: ListFilter): Job[] {
+  /** Newest first, paged by ULID cursor; summaries only, whatever the size of the jobs. */
+  list(filter: ListFilter): JobSummary[] {
     const where: string[] = [];
-    const params: Params = { limit: filter.limit };
+    const params: Params = { limit: filter.limit, metadata_limit: filter.metadataLimit };
     if (filter.state) {
       where.push("state = :state");
       params.state = filter.state;
@@ -298,9 +312,9 @@ export class Store {
       where.push("id < :before");
       params.before = filter.before;
     }
-    const sql = `SELECT * FROM jobs ${where.length ? "WHERE " + where.join(" AND ") : ""}
-      ORDER BY id DESC LIMIT :limit`;
-    return this.#stmt(sql).all(params).map(toJob);
+    const sql = `SELECT ${SUMMARY_COLUMNS} FROM jobs
+      ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY id DESC LIMIT :limit`;
+    return this.#stmt(sql).all(params).map(toSummary);
   }
 
   countByState(): Record<JobState, number> {
@@ -371,23 +385,58 @@ export class Store {
    * 1-based place of a queued job in the order the worker will take jobs if nothing new arrives:
    * the resident model's jobs, then each other model's jobs grouped, groups by their oldest job.
    */
-  position(job: Job, resident: string | undefined): number | null {
-    if (job.state !== "queued") return null;
-    const groups = this.#stmt(
-      "SELECT model, count(*) AS n, min(id) AS first FROM jobs WHERE state = 'queued' GROUP BY model",
-    ).all() as { model: string; n: number; first: string }[];
-    const own = groups.find((g) => g.model === job.model);
-    let ahead = 0;
-    for (const g of groups) {
-      if (g.model === job.model) continue;
-      if (g.model === resident || (job.model !== resident && own && g.first < own.first)) {
-        ahead += Number(g.n);
+  position(job: JobSummary, resident: string | undefined): number | null {
+    return this.positions([job], resident).get(job.id) ?? null;
+  }
+
+  /**
+   * position() for a whole page in three queries over the queued-by-model index, whatever its
+   * length: each model's group, the page models' jobs older than the page, and a window numbering
+   * the jobs within the page's id range. One job costs what counting the jobs ahead of it costs.
+   */
+  positions(jobs: readonly JobSummary[], resident: string | undefined): Map<string, number> {
+    const out = new Map<string, number>();
+    const queued = jobs.filter((j) => j.state === "queued");
+    if (queued.length === 0) return out;
+    const ids = queued.map((j) => j.id).sort();
+    const models = JSON.stringify([...new Set(queued.map((j) => j.model))]);
+    const range = { first: ids[0], last: ids[ids.length - 1] };
+    const groups = new Map<string, { n: number; first: string }>();
+    for (
+      const g of this.#stmt(
+        "SELECT model, count(*) AS n, min(id) AS first FROM jobs WHERE state = 'queued' GROUP BY model",
+      ).all()
+    ) groups.set(String(g.model), { n: Number(g.n), first: String(g.first) });
+    const older = new Map(
+      this.#stmt(
+        `SELECT model, count(*) AS n FROM jobs WHERE state = 'queued'
+           AND model IN (SELECT value FROM json_each(:models)) AND id < :first GROUP BY model`,
+      ).all({ models, first: range.first }).map((r) => [String(r.model), Number(r.n)]),
+    );
+    const within = this.#stmt(
+      `SELECT id, n FROM (
+         SELECT id, row_number() OVER (PARTITION BY model ORDER BY id) AS n FROM jobs
+         WHERE state = 'queued' AND model IN (SELECT value FROM json_each(:models))
+           AND id BETWEEN :first AND :last)
+       WHERE id IN (SELECT value FROM json_each(:ids))`,
+    ).all({ models, ids: JSON.stringify(ids), ...range });
+    const rank = new Map(within.map((r) => [String(r.id), Number(r.n)]));
+    const ahead = new Map<string, number>();
+    for (const job of queued) {
+      const own = groups.get(job.model);
+      const n = rank.get(job.id);
+      if (!own || n === undefined) continue; // taken by the worker since the page was read
+      if (!ahead.has(job.model)) {
+        let before = older.get(job.model) ?? 0;
+        for (const [model, g] of groups) {
+          if (model === job.model) continue;
+          if (model === resident || (job.model !== resident && g.first < own.first)) before += g.n;
+        }
+        ahead.set(job.model, before);
       }
+      out.set(job.id, ahead.get(job.model)! + n);
     }
-    const sameModel = this.#stmt(
-      "SELECT count(*) AS n FROM jobs WHERE state = 'queued' AND model = ? AND id < ?",
-    ).get(job.model, job.id)!;
-    return ahead + Number(sameModel.n) + 1;
+    return out;
   }
 
   // ---- transitions -----------------------------------------------------------------------------
@@ -479,14 +528,28 @@ export class Store {
   // ---- artifacts -------------------------------------------------------------------------------
 
   artifacts(jobId: string): ArtifactMeta[] {
-    return this.#stmt(
-      `SELECT name, content_type, size, sha256 FROM artifacts WHERE job_id = ? ORDER BY name`,
-    ).all(jobId).map((r) => ({
-      name: String(r.name),
-      contentType: String(r.content_type),
-      size: Number(r.size),
-      sha256: String(r.sha256),
-    }));
+    return this.artifactsOf([jobId]).get(jobId) ?? [];
+  }
+
+  /** The descriptors (never the bytes) of the artifacts of several jobs, in one query. */
+  artifactsOf(jobIds: readonly string[]): Map<string, ArtifactMeta[]> {
+    const out = new Map<string, ArtifactMeta[]>();
+    if (jobIds.length === 0) return out;
+    const rows = this.#stmt(
+      `SELECT job_id, name, content_type, size, sha256 FROM artifacts
+       WHERE job_id IN (SELECT value FROM json_each(?)) ORDER BY job_id, name`,
+    ).all(JSON.stringify(jobIds));
+    for (const r of rows) {
+      const list = out.get(String(r.job_id)) ?? [];
+      list.push({
+        name: String(r.name),
+        contentType: String(r.content_type),
+        size: Number(r.size),
+        sha256: String(r.sha256),
+      });
+      out.set(String(r.job_id), list);
+    }
+    return out;
   }
 
   artifactsWithBodies(jobId: string): Artifact[] {
@@ -509,13 +572,19 @@ export class Store {
     if (!this.#renderEvent) throw new TypeError("Store has no event renderer for webhook jobs");
     const body = this.#renderEvent(job, previous, this.artifactsWithBodies(job.id));
     const now = this.#now();
+    const prior = this.#stmt(
+      `SELECT max(last_status = 410) AS gone, max(state = 'pending') AS waiting
+       FROM outbox WHERE job_id = ?`,
+    ).get(job.id)!;
     // A receiver that answered 410 Gone for this job hears nothing more about it: later events
     // are written dead, as markJobEventsDead did to the ones pending at the time.
-    const gone = this.#stmt("SELECT 1 FROM outbox WHERE job_id = ? AND last_status = 410 LIMIT 1")
-      .get(job.id) !== undefined;
+    const gone = prior.gone === 1;
+    // Behind an undelivered event of the same job it cannot be sent, whatever its time says.
+    const held = !gone && prior.waiting === 1;
     this.#stmt(
-      `INSERT INTO outbox (id, job_id, url, body, state, next_attempt_at, created_at, last_error)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO outbox (id, job_id, url, body, state, next_attempt_at, created_at, last_error,
+         held)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
       `msg_${this.newId()}`,
       job.id,
@@ -525,18 +594,21 @@ export class Store {
       now,
       now,
       gone ? "receiver answered 410 Gone" : null,
+      held ? 1 : 0,
     );
-    if (!gone) this.#onEvent?.();
+    // A held event becomes sendable when its predecessor settles, which wakes the dispatcher.
+    if (!gone && !held) this.#onEvent?.();
   }
 
-  /** Pending events that are due and have no undelivered predecessor for the same job. */
+  /**
+   * Pending events that are due and have no undelivered predecessor for the same job (the rows
+   * not `held`), oldest due first, leaving out `exclude` (the events in flight).
+   */
   dueEvents(limit: number, exclude: ReadonlySet<string> = new Set()): OutboxEvent[] {
     const rows = this.#stmt(
-      `SELECT o.seq, o.id, o.job_id, o.url, o.body, o.attempts, o.created_at FROM outbox o
-       WHERE o.state = 'pending' AND o.next_attempt_at <= :now
-         AND NOT EXISTS (SELECT 1 FROM outbox p
-                         WHERE p.job_id = o.job_id AND p.state = 'pending' AND p.seq < o.seq)
-       ORDER BY o.next_attempt_at, o.seq LIMIT :limit`,
+      `SELECT seq, id, job_id, url, body, attempts, created_at FROM outbox
+       WHERE state = 'pending' AND held = 0 AND next_attempt_at <= :now
+       ORDER BY next_attempt_at, seq LIMIT :limit`,
     ).all({ now: this.#now(), limit: limit + exclude.size });
     return rows.map((r) => ({
       seq: Number(r.seq),
@@ -549,22 +621,40 @@ export class Store {
     })).filter((e) => !exclude.has(e.id)).slice(0, limit);
   }
 
-  /** When the next pending event falls due, if any. */
-  nextEventAt(): number | undefined {
-    const row = this.#stmt("SELECT min(next_attempt_at) AS t FROM outbox WHERE state = 'pending'")
-      .get();
-    return row?.t == null ? undefined : Number(row.t);
+  /**
+   * When the next event that can be sent falls due, if any: only the first pending event of each
+   * job counts (later ones wait for it however old they are), and none of `inFlight`, whose next
+   * time is only known once its outcome is recorded.
+   */
+  nextEventAt(inFlight: ReadonlySet<string> = new Set()): number | undefined {
+    const rows = this.#stmt(
+      `SELECT id, next_attempt_at FROM outbox WHERE state = 'pending' AND held = 0
+       ORDER BY next_attempt_at, seq LIMIT :limit`,
+    ).all({ limit: inFlight.size + 1 });
+    const next = rows.find((r) => !inFlight.has(String(r.id)));
+    return next === undefined ? undefined : Number(next.next_attempt_at);
+  }
+
+  /** Event `id` settled (delivered or dead): the next pending event of its job may be sent. */
+  #releaseNext(id: string): void {
+    this.#stmt(
+      `UPDATE outbox SET held = 0 WHERE held = 1 AND seq = (
+         SELECT min(seq) FROM outbox WHERE state = 'pending'
+           AND job_id = (SELECT job_id FROM outbox WHERE id = ?))`,
+    ).run(id);
   }
 
   // Delivery bookkeeping commits without waiting for the disk (ADR-0015): losing one of these
   // commits to a power cut only sends an event again, which at-least-once delivery allows.
 
   markDelivered(id: string, status: number): void {
-    this.tx(() =>
+    this.tx(() => {
       this.#stmt(
         `UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_status = ?,
            last_error = NULL, delivered_at = ? WHERE id = ? AND state = 'pending'`,
-      ).run(status, this.#now(), id), { durable: false });
+      ).run(status, this.#now(), id);
+      this.#releaseNext(id);
+    }, { durable: false });
   }
 
   markRetry(id: string, outcome: { status: number | null; error: string; nextAt: number }): void {
@@ -576,11 +666,13 @@ export class Store {
   }
 
   markDead(id: string, outcome: { status: number | null; error: string }): void {
-    this.tx(() =>
+    this.tx(() => {
       this.#stmt(
         `UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_status = ?, last_error = ?
          WHERE id = ? AND state = 'pending'`,
-      ).run(outcome.status, outcome.error, id), { durable: false });
+      ).run(outcome.status, outcome.error, id);
+      this.#releaseNext(id);
+    }, { durable: false });
   }
 
   /** The receiver said 410 Gone: nothing more is sent for this job. */
@@ -592,22 +684,31 @@ export class Store {
   }
 
   webhookSummary(jobId: string): WebhookSummary | null {
-    const row = this.#stmt(
-      `SELECT max(url) AS url,
+    return this.webhookSummaries([jobId]).get(jobId) ?? null;
+  }
+
+  /** webhookSummary() for several jobs in one query; jobs without events are absent. */
+  webhookSummaries(jobIds: readonly string[]): Map<string, WebhookSummary> {
+    const out = new Map<string, WebhookSummary>();
+    if (jobIds.length === 0) return out;
+    const rows = this.#stmt(
+      `SELECT job_id, max(url) AS url,
          sum(state = 'pending') AS pending, sum(state = 'delivered') AS delivered,
          sum(state = 'dead') AS dead,
-         (SELECT last_error FROM outbox WHERE job_id = :id AND last_error IS NOT NULL
+         (SELECT last_error FROM outbox e WHERE e.job_id = o.job_id AND last_error IS NOT NULL
             ORDER BY seq DESC LIMIT 1) AS last_error
-       FROM outbox WHERE job_id = :id`,
-    ).get({ id: jobId });
-    if (!row || row.url == null) return null;
-    return {
-      url: String(row.url),
-      pending: Number(row.pending),
-      delivered: Number(row.delivered),
-      dead: Number(row.dead),
-      lastError: row.last_error == null ? null : String(row.last_error),
-    };
+       FROM outbox o WHERE job_id IN (SELECT value FROM json_each(?)) GROUP BY job_id`,
+    ).all(JSON.stringify(jobIds));
+    for (const row of rows) {
+      out.set(String(row.job_id), {
+        url: String(row.url),
+        pending: Number(row.pending),
+        delivered: Number(row.delivered),
+        dead: Number(row.dead),
+        lastError: row.last_error == null ? null : String(row.last_error),
+      });
+    }
+    return out;
   }
 
   countEventsByState(): { pending: number; delivered: number; dead: number } {
@@ -620,12 +721,18 @@ export class Store {
 
   // ---- retention and bookkeeping ---------------------------------------------------------------
 
-  /** Deletes terminal jobs finished before `cutoff`, with their artifacts and events. */
+  /**
+   * Deletes terminal jobs finished before `cutoff`, with their artifacts and events, once their
+   * outbox is settled. A job with an event still pending stays, however old, until that event is
+   * delivered or dead: deleting it would cascade to the event its receiver was promised.
+   */
   prune(cutoff: number, batch = 500): number {
     return this.tx(() => {
       const r = this.#stmt(
-        `DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
-           WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT ?)`,
+        `DELETE FROM jobs WHERE id IN (SELECT j.id FROM jobs j
+           WHERE j.finished_at IS NOT NULL AND j.finished_at < ?
+             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.state = 'pending')
+           LIMIT ?)`,
       ).run(cutoff, batch);
       return Number(r.changes);
     });
@@ -647,14 +754,13 @@ export class Store {
   }
 }
 
-function toJob(r: Record<string, unknown>): Job {
+function toSummary(r: Record<string, unknown>): JobSummary {
   return {
     id: String(r.id),
     kind: r.kind as JobKind,
     endpoint: r.endpoint as Endpoint,
     model: String(r.model),
     state: r.state as JobState,
-    request: String(r.request),
     webhookUrl: nullableString(r.webhook_url),
     metadata: nullableString(r.metadata),
     idempotencyKey: nullableString(r.idempotency_key),
@@ -662,12 +768,15 @@ function toJob(r: Record<string, unknown>): Job {
     attempt: Number(r.attempt),
     notBefore: Number(r.not_before),
     error: nullableString(r.error),
-    result: nullableString(r.result),
     createdAt: Number(r.created_at),
     updatedAt: Number(r.updated_at),
     startedAt: r.started_at == null ? null : Number(r.started_at),
     finishedAt: r.finished_at == null ? null : Number(r.finished_at),
   };
+}
+
+function toJob(r: Record<string, unknown>): Job {
+  return { ...toSummary(r), request: String(r.request), result: nullableString(r.result) };
 }
 
 function toArtifact(r: Record<string, unknown>): Artifact {

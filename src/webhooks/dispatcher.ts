@@ -29,6 +29,8 @@ const RETRY_CAP = 10 * 60_000;
 /** Pause after an outcome could not be written (a full disk) before sending anything again. */
 const STORE_RETRY = 1000;
 const RETRY_AFTER_CAP = 60 * 60_000;
+/** Longest sleep with nothing due: a safety net, since new events and finished deliveries wake it. */
+const IDLE_WAIT = 30_000;
 
 export type DeliveryOutcome = "delivered" | "retry" | "dead";
 
@@ -36,7 +38,8 @@ export class Dispatcher {
   readonly #o: DispatcherOptions;
   readonly #key?: Uint8Array;
   readonly #now: () => number;
-  readonly #inFlight = new Map<string, Promise<DeliveryOutcome>>();
+  /** Deliveries under way, by event id. */
+  readonly #inFlight = new Map<string, { jobId: string; done: Promise<DeliveryOutcome> }>();
   #wake?: () => void;
   #pausedUntil = 0;
 
@@ -56,13 +59,13 @@ export class Dispatcher {
     const room = (this.#o.concurrency ?? 8) - this.#inFlight.size;
     if (room <= 0 || this.#now() < this.#pausedUntil) return [];
     const due = this.#o.store.dueEvents(room, new Set(this.#inFlight.keys()));
-    // One event per job at a time keeps each job's events in order.
-    const busyJobs = new Set([...this.#inFlight.keys()].map((k) => k.split(" ")[1]));
+    // One event per job at a time keeps each job's events in order. The store already holds back
+    // every event behind an undelivered one; this guards the order should that ever slip.
+    const busyJobs = new Set([...this.#inFlight.values()].map((d) => d.jobId));
     const started: Promise<DeliveryOutcome>[] = [];
     for (const event of due) {
       if (busyJobs.has(event.jobId)) continue;
       busyJobs.add(event.jobId);
-      const key = `${event.id} ${event.jobId}`;
       const p = this.deliver(event).catch((err): DeliveryOutcome => {
         // The outcome could not be recorded: the event stays pending and is sent again (at
         // least once), after a pause so a full disk does not turn into a tight resend loop.
@@ -74,10 +77,10 @@ export class Dispatcher {
         this.#pausedUntil = this.#now() + STORE_RETRY;
         return "retry";
       }).finally(() => {
-        this.#inFlight.delete(key);
+        this.#inFlight.delete(event.id);
         this.wake();
       });
-      this.#inFlight.set(key, p);
+      this.#inFlight.set(event.id, { jobId: event.jobId, done: p });
       started.push(p);
     }
     return started;
@@ -85,21 +88,30 @@ export class Dispatcher {
 
   /** Waits for every delivery in flight (shutdown, tests). */
   async drain(): Promise<void> {
-    await Promise.allSettled([...this.#inFlight.values()]);
+    await Promise.allSettled([...this.#inFlight.values()].map((d) => d.done));
   }
 
   async start(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       this.runOnce();
-      const next = this.#o.store.nextEventAt();
-      const at = next === undefined ? undefined : Math.max(next, this.#pausedUntil);
-      const wait = at === undefined ? 30_000 : Math.min(30_000, Math.max(10, at - this.#now()));
+      const wait = this.#idleFor();
       const wake = new AbortController();
       this.#wake = () => wake.abort();
       await sleep(wait, AbortSignal.any([wake.signal, signal]));
       this.#wake = undefined;
     }
     await this.drain();
+  }
+
+  /**
+   * How long the loop may sleep: until the next event that can be sent falls due. Deliveries in
+   * flight, and events held behind them, are not counted: each finished delivery wakes the loop.
+   */
+  #idleFor(): number {
+    const full = this.#inFlight.size >= (this.#o.concurrency ?? 8);
+    const next = full ? undefined : this.#o.store.nextEventAt(new Set(this.#inFlight.keys()));
+    if (next === undefined) return IDLE_WAIT;
+    return Math.min(IDLE_WAIT, Math.max(10, Math.max(next, this.#pausedUntil) - this.#now()));
   }
 
   /** One delivery attempt of `event`; records the outcome in the outbox. */

@@ -4,7 +4,11 @@
 //
 //   deno run <daemon flags> tests/support/probe.ts '[{"op":"connect","host":"127.0.0.2","port":80}]'
 
+import { dropPermissions } from "../../src/permissions.ts";
+
 export type ProbeOp =
+  /** Gives up every permission as the launcher does once the daemon runs. */
+  | { op: "drop" }
   | { op: "connect"; host: string; port: number }
   | { op: "listen"; host: string; port: number }
   | { op: "fetch"; url: string }
@@ -24,6 +28,11 @@ export interface ProbeResult {
 
 async function attempt(op: ProbeOp): Promise<void> {
   switch (op.op) {
+    case "drop": {
+      const held = dropPermissions();
+      if (held.length > 0) throw new Error(`still held: ${held.join(", ")}`);
+      return;
+    }
     case "connect": {
       const conn = await Deno.connect({ hostname: op.host, port: op.port });
       conn.close();
