@@ -1,0 +1,114 @@
+// The route table through a real foreman process in front of the simulator: paths match exactly,
+// HEAD goes wherever GET goes, /healthz keeps its detail for token holders, and GET /jobs and the
+// job routes take exactly the values docs/openapi.yaml allows.
+
+import assert from "node:assert/strict";
+import { type ForemanProcess, startForeman, waitFor } from "./support/foreman.ts";
+import { OllamaSim } from "./support/ollama_sim.ts";
+
+async function stack(
+  args: string[] = [],
+): Promise<{ fm: ForemanProcess; close: () => Promise<void> }> {
+  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
+  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "1s", ...args] });
+  return {
+    fm,
+    close: async () => {
+      await fm.stop();
+      await sim.close();
+    },
+  };
+}
+
+async function call(
+  fm: ForemanProcess,
+  method: string,
+  path: string,
+  options: { body?: string; auth?: boolean } = {},
+): Promise<{ status: number; headers: Headers; text: string }> {
+  const res = await fetch(fm.url + path, {
+    method,
+    headers: options.auth === false ? {} : fm.headers(),
+    body: options.body,
+  });
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+const CHAT = JSON.stringify({ model: "tiny-a", messages: [{ role: "user", content: "hi" }] });
+
+Deno.test("paths that only start like a route are 404 in Ollama's shape and create nothing", async () => {
+  const { fm, close } = await stack(["--allow-model-management"]);
+  try {
+    const id = JSON.parse((await call(fm, "POST", "/jobs", { body: CHAT })).text).job_id;
+    const misses: [string, string][] = [
+      ["POST", "/jobsXYZ"],
+      ["POST", "/jobs.json"],
+      ["GET", "/jobs.json"],
+      ["GET", "/jobsXYZ"],
+      ["POST", "/jobs/"],
+      ["GET", "/jobs/"],
+      ["GET", `/jobs/${id}/`],
+      ["GET", `/jobs/${id}/events/x`],
+      ["GET", `/jobs/${id}/artifacts`],
+      ["GET", `/jobs/${id}/artifacts/`],
+      ["GET", `/jobs/${id}/artifacts/completion/x`],
+      ["GET", `/jobs/${id}/results/completion`],
+      ["GET", "/jobs//artifacts/completion"],
+      ["POST", "/api/blobs/sha256:00/x"],
+      ["HEAD", "/api/blobs/"],
+      ["GET", "/api/tags/"],
+      ["POST", "/api/chatX"],
+      ["GET", "/metricsX"],
+      ["GET", "/healthz/"],
+    ];
+    for (const [method, path] of misses) {
+      const res = await call(fm, method, path, { body: method === "POST" ? CHAT : undefined });
+      assert.equal(res.status, 404, `${method} ${path}`);
+      if (method !== "HEAD") {
+        assert.deepEqual(Object.keys(JSON.parse(res.text)), ["error"], `${method} ${path}`);
+        assert.match(JSON.parse(res.text).error, /^no route for /, `${method} ${path}`);
+      }
+    }
+    const all = JSON.parse((await call(fm, "GET", "/jobs")).text).jobs;
+    assert.deepEqual(all.map((j: { job_id: string }) => j.job_id), [id], "only the real submit");
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("HEAD is answered wherever GET is, and every 405 for a GET route says GET, HEAD", async () => {
+  const { fm, close } = await stack();
+  try {
+    const id = JSON.parse((await call(fm, "POST", "/jobs", { body: CHAT })).text).job_id;
+    await waitFor(async () =>
+      JSON.parse((await call(fm, "GET", `/jobs/${id}`)).text).state === "done"
+    );
+    const reads = [
+      "/",
+      "/healthz",
+      "/metrics",
+      "/api/tags",
+      "/api/ps",
+      "/api/version",
+      "/jobs",
+      `/jobs/${id}`,
+      `/jobs/${id}/artifacts/completion`,
+    ];
+    for (const path of reads) {
+      const get = await call(fm, "GET", path);
+      const head = await call(fm, "HEAD", path);
+      assert.equal(get.status, 200, `GET ${path}`);
+      assert.equal(head.status, 200, `HEAD ${path}`);
+      assert.equal(head.text, "", `HEAD ${path} has no body`);
+      assert.equal(head.headers.get("content-type"), get.headers.get("content-type"), path);
+
+      const put = await call(fm, "PUT", path, { body: "{}" });
+      assert.equal(put.status, 405, `PUT ${path}`);
+      const allow = put.headers.get("allow")!.split(", ");
+      assert.ok(allow.includes("GET") && allow.includes("HEAD"), `${path} allows ${allow}`);
+      assert.equal(JSON.parse(put.text).error, `method not allowed: use ${allow.join(", ")}`);
+    }
+  } finally {
+    await close();
+  }
+});
