@@ -40,6 +40,14 @@ export const SETTINGS: readonly Setting[] = [
     "base URL in artifact links sent to webhooks (derived from the listen address when empty)",
   ),
   s("maxBody", "server.max_body", "FOREMAN_MAX_BODY", "size", "16MiB", "request body limit"),
+  s(
+    "healthDetail",
+    "server.health_detail",
+    "FOREMAN_HEALTH_DETAIL",
+    "bool",
+    "false",
+    "show /healthz's target, queue and models without a token",
+  ),
   s("logLevel", "server.log_level", "FOREMAN_LOG_LEVEL", "level", "info", "debug|info|warn|error"),
   s("ollamaUrl", "target.url", "FOREMAN_OLLAMA_URL", "url", "http://127.0.0.1:11434", "the target"),
   s(
@@ -214,6 +222,7 @@ export interface Config {
   addr: { hostname: string; port: number };
   publicUrl: string;
   maxBody: number;
+  healthDetail: boolean;
   logLevel: LogLevel;
   ollamaUrl: string;
   ollamaToken: string;

@@ -112,3 +112,46 @@ Deno.test("HEAD is answered wherever GET is, and every 405 for a GET route says 
     await close();
   }
 });
+
+Deno.test("/healthz shows status and degraded to anyone, the rest only with a valid token", async () => {
+  const { fm, close } = await stack();
+  try {
+    await waitFor(async () => JSON.parse((await call(fm, "GET", "/healthz")).text).status === "ok");
+    for (const authorization of [undefined, "Bearer wrong", `Bearer ${fm.token}x`]) {
+      const res = await fetch(fm.url + "/healthz", {
+        headers: authorization ? { authorization } : {},
+      });
+      assert.equal(res.status, 200, `with ${authorization}`);
+      assert.deepEqual(
+        await res.json(),
+        { status: "ok", degraded: false },
+        `with ${authorization}`,
+      );
+    }
+    const full = JSON.parse((await call(fm, "GET", "/healthz")).text);
+    assert.deepEqual(Object.keys(full).sort(), [
+      "degraded",
+      "queue",
+      "resident",
+      "status",
+      "target",
+      "worker_model",
+    ]);
+    assert.equal(full.target.version, "0.11.4");
+    assert.deepEqual(full.queue, { queued: 0, running: 0 });
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("server.health_detail opens /healthz's detail to callers without a token", async () => {
+  const { fm, close } = await stack(["--health-detail"]);
+  try {
+    const open = await (await fetch(fm.url + "/healthz")).json();
+    assert.equal(open.status, "ok");
+    assert.deepEqual(open.queue, { queued: 0, running: 0 });
+    assert.ok("target" in open && "resident" in open && "worker_model" in open);
+  } finally {
+    await close();
+  }
+});

@@ -63,7 +63,8 @@ async function route(req: Request, d: RouterDeps): Promise<Response> {
   }
   if (path === "/healthz") {
     if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET");
-    return jsonResponse(health(d));
+    const detail = d.config.healthDetail || d.auth.check(req.headers.get("authorization"));
+    return jsonResponse(health(d, { detail }));
   }
 
   if (!d.auth.check(req.headers.get("authorization"))) {
@@ -146,7 +147,13 @@ async function jobsRoute(req: Request, url: URL, d: RouterDeps): Promise<Respons
   noRoute(m, url.pathname);
 }
 
-export function health(d: RouterDeps): Record<string, unknown> {
+/**
+ * GET /healthz. `status` and `degraded` are for anyone (load balancers, container healthchecks);
+ * the rest names the target's version, the models and the queue depth, so it needs the token
+ * unless server.health_detail opens it.
+ */
+export function health(d: RouterDeps, options: { detail: boolean }): Record<string, unknown> {
+  if (!options.detail) return { status: "ok", degraded: d.inventory.degraded };
   // Not countByState: that counts every retained job, and health checks come often.
   const queued = d.store.countQueued();
   const running = d.store.active().length;
