@@ -155,3 +155,91 @@ Deno.test("server.health_detail opens /healthz's detail to callers without a tok
     await close();
   }
 });
+
+Deno.test("GET /jobs refuses an empty or malformed query value with 400 naming the parameter", async () => {
+  const { fm, close } = await stack();
+  try {
+    const cases: [string, RegExp][] = [
+      ["state=", /^invalid state '': must be one of queued, /],
+      ["state=bogus", /^invalid state 'bogus'/],
+      ["model=", /^invalid model '': must not be empty$/],
+      ["limit=", /^invalid limit '': must be a whole number from 1 to 500$/],
+      ["limit=0", /^invalid limit '0'/],
+      ["before=", /^invalid before '': expected a ULID$/],
+      ["before=8ZZZZZZZZZZZZZZZZZZZZZZZZZ", /^invalid before '8Z{25}': expected a ULID$/],
+      ["state=done&model=", /^invalid model ''/],
+    ];
+    for (const [query, message] of cases) {
+      const res = await call(fm, "GET", `/jobs?${query}`);
+      assert.equal(res.status, 400, query);
+      assert.match(JSON.parse(res.text).error, message, query);
+    }
+    const fine = await call(fm, "GET", "/jobs?state=done&model=tiny-a&limit=1");
+    assert.equal(fine.status, 200);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("a job ID is a ULID: the first character is 0-7, and lower case names the same job", async () => {
+  const { fm, close } = await stack();
+  try {
+    const id: string = JSON.parse((await call(fm, "POST", "/jobs", { body: CHAT })).text).job_id;
+    const lower = await call(fm, "GET", `/jobs/${id.toLowerCase()}`);
+    assert.equal(lower.status, 200);
+    assert.equal(JSON.parse(lower.text).job_id, id, "answered with the canonical ID");
+    for (const first of ["8", "Z"]) {
+      const beyond = first + id.slice(1);
+      for (
+        const [method, path] of [["GET", `/jobs/${beyond}`], ["DELETE", `/jobs/${beyond}`], [
+          "GET",
+          `/jobs/${beyond}/artifacts/completion`,
+        ]]
+      ) {
+        const res = await call(fm, method, path);
+        assert.equal(res.status, 400, `${method} ${path}`);
+        assert.match(JSON.parse(res.text).error, /^invalid job id '.+': expected a ULID$/);
+      }
+    }
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("a job body whose Ollama field has the wrong type is refused at submit, naming it", async () => {
+  const { fm, close } = await stack();
+  try {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ prompt: 5 }, /prompt must be a string$/],
+      [{ endpoint: "generate", prompt: "hi", messages: "x" }, /messages must be an array/],
+      [{ tools: {} }, /tools must be an array of objects$/],
+      [{ images: [1] }, /images must be an array of base64 strings$/],
+      [{ format: 1 }, /format must be "json" or a JSON schema object$/],
+      [{ think: "max" }, /think must be true, false, "low", "medium" or "high"$/],
+      [{ keep_alive: [] }, /keep_alive must be a number or a duration string$/],
+      [{ messages: [{ role: "user", content: 7 }] }, /messages\[0\]\.content must be a string$/],
+      [{ messages: [{ role: "user", images: "x" }] }, /messages\[0\]\.images must be/],
+    ];
+    for (const [fields, message] of cases) {
+      const body = JSON.stringify({ model: "tiny-a", ...fields });
+      const res = await call(fm, "POST", "/jobs", { body });
+      assert.equal(res.status, 400, body);
+      assert.match(JSON.parse(res.text).error, message, body);
+    }
+    // null is "absent" for foreman's own fields, as before.
+    const nulls = JSON.stringify({
+      model: "tiny-a",
+      endpoint: null,
+      state_webhook_url: null,
+      metadata: null,
+      stream: "ignored",
+      think: "low",
+      format: { type: "object" },
+      keep_alive: "5m",
+    });
+    assert.equal((await call(fm, "POST", "/jobs", { body: nulls })).status, 202);
+    assert.equal(JSON.parse((await call(fm, "GET", "/jobs")).text).jobs.length, 1);
+  } finally {
+    await close();
+  }
+});
