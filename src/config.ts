@@ -41,6 +41,14 @@ export const SETTINGS: readonly Setting[] = [
   ),
   s("maxBody", "server.max_body", "FOREMAN_MAX_BODY", "size", "16MiB", "request body limit"),
   s(
+    "bodyTimeout",
+    "server.body_timeout",
+    "FOREMAN_BODY_TIMEOUT",
+    "duration",
+    "60s",
+    "time a request body may take to arrive in full before the request gets 408",
+  ),
+  s(
     "healthDetail",
     "server.health_detail",
     "FOREMAN_HEALTH_DETAIL",
@@ -222,6 +230,7 @@ export interface Config {
   addr: { hostname: string; port: number };
   publicUrl: string;
   maxBody: number;
+  bodyTimeout: number;
   healthDetail: boolean;
   logLevel: LogLevel;
   ollamaUrl: string;
@@ -433,7 +442,10 @@ function convert(setting: Setting, src: Source): unknown {
       const ms = parseDuration(text);
       if (ms === undefined) return bad("is not a duration (e.g. 30s, 5m, 24h, -1)");
       if (ms < 0 && setting.field !== "keepAlive") return bad("must not be negative");
-      if (ms === 0 && ["pollInterval", "targetTimeout", "jobTtl"].includes(setting.field)) {
+      if (
+        ms === 0 &&
+        ["pollInterval", "targetTimeout", "jobTtl", "bodyTimeout"].includes(setting.field)
+      ) {
         return bad("must be longer than zero");
       }
       return ms;

@@ -108,7 +108,7 @@ export function renderJob(d: JobsDeps, job: Job): Record<string, unknown> {
 
 /** POST /jobs */
 export async function submit(req: Request, d: JobsDeps): Promise<Response> {
-  const bytes = await readBody(req, d.config.maxBody);
+  const bytes = await readBody(req, d.config);
   refuseDeepJson(bytes);
   let body: Record<string, unknown>;
   try {

@@ -79,7 +79,7 @@ export function requireRoom(store: Store, config: Config, pending = 0): void {
 
 /** POST /api/chat and /api/generate: a sync job whose response streams once it is working. */
 export async function queued(req: Request, endpoint: Endpoint, d: NativeDeps): Promise<Response> {
-  const body = await readJsonObject(req, d.config.maxBody);
+  const body = await readJsonObject(req, d.config);
   const model = validateInferenceBody(body, endpoint);
   await requireModel(d.inventory, model);
   requireRoom(d.store, d.config);
@@ -122,7 +122,7 @@ function unavailable(err: unknown): never {
 
 /** POST /api/embed and /api/embeddings: never queued, concurrent with the worker. */
 export async function embed(req: Request, path: string, d: NativeDeps): Promise<Response> {
-  const body = await readJsonObject(req, d.config.maxBody);
+  const body = await readJsonObject(req, d.config);
   if (typeof body.model !== "string" || body.model === "") {
     throw new HttpError(400, "model is required");
   }
@@ -150,7 +150,7 @@ export async function passthrough(
 ): Promise<Response> {
   let body: BodyInit | null = null;
   if (req.method !== "GET" && req.method !== "HEAD") {
-    body = options.limitBody ? await readBody(req, d.config.maxBody) : req.body;
+    body = options.limitBody ? await readBody(req, d.config) : req.body;
   }
   try {
     const res = await d.client.fetch(path, {
