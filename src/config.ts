@@ -41,6 +41,22 @@ export const SETTINGS: readonly Setting[] = [
     "base URL in artifact links sent to webhooks (derived from the listen address when empty)",
   ),
   s("maxBody", "server.max_body", "FOREMAN_MAX_BODY", "size", "16MiB", "request body limit"),
+  s(
+    "bodyTimeout",
+    "server.body_timeout",
+    "FOREMAN_BODY_TIMEOUT",
+    "duration",
+    "60s",
+    "time a request body may take to arrive in full before the request gets 408",
+  ),
+  s(
+    "healthDetail",
+    "server.health_detail",
+    "FOREMAN_HEALTH_DETAIL",
+    "bool",
+    "false",
+    "show /healthz's target, queue and models without a token",
+  ),
   s("logLevel", "server.log_level", "FOREMAN_LOG_LEVEL", "level", "info", "debug|info|warn|error"),
   s("ollamaUrl", "target.url", "FOREMAN_OLLAMA_URL", "url", "http://127.0.0.1:11434", "the target"),
   s(
@@ -223,6 +239,8 @@ export interface Config {
   addr: { hostname: string; port: number };
   publicUrl: string;
   maxBody: number;
+  bodyTimeout: number;
+  healthDetail: boolean;
   logLevel: LogLevel;
   ollamaUrl: string;
   ollamaToken: string;
@@ -441,7 +459,10 @@ function convert(setting: Setting, src: Source): unknown {
       const ms = parseDuration(text);
       if (ms === undefined) return bad("is not a duration (e.g. 30s, 5m, 24h, -1)");
       if (ms < 0 && setting.field !== "keepAlive") return bad("must not be negative");
-      if (ms === 0 && ["pollInterval", "targetTimeout", "jobTtl"].includes(setting.field)) {
+      if (
+        ms === 0 &&
+        ["pollInterval", "targetTimeout", "jobTtl", "bodyTimeout"].includes(setting.field)
+      ) {
         return bad("must be longer than zero");
       }
       return ms;

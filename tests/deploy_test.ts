@@ -1,5 +1,6 @@
-// The deployment files, checked without a container engine: compose.yaml's services, healthcheck,
-// ports, env and volumes; the Dockerfile's flags against permissionFlags for the container's
+// The deployment files, checked without a container engine: compose.yaml's services, healthchecks,
+// ports, env and volumes, and the nginx in front (its config runs for real in
+// tests/reliability/slow_clients_test.ts); the Dockerfile's flags against permissionFlags for the container's
 // configuration; what the image contains; and `deno task compile` without a network.
 
 import assert from "node:assert/strict";
@@ -22,7 +23,7 @@ interface Service {
   env_file?: string[];
   ports?: string[];
   volumes?: string[];
-  depends_on?: string[];
+  depends_on?: string[] | Record<string, { condition: string }>;
   healthcheck?: { test: string[]; interval?: string };
 }
 
@@ -60,9 +61,9 @@ function dockerEnv(): Record<string, string> {
 
 const entrypoint: string[] = JSON.parse(instruction("ENTRYPOINT")[0]);
 
-Deno.test("compose runs ollama and foreman, and publishes only foreman's port", () => {
-  assert.deepEqual(Object.keys(always).sort(), ["foreman", "ollama"]);
-  const { ollama, foreman } = always;
+Deno.test("compose runs ollama, foreman and nginx in front, and publishes only the proxy's port", () => {
+  assert.deepEqual(Object.keys(always).sort(), ["foreman", "ollama", "proxy"]);
+  const { ollama, foreman, proxy } = always;
   assert.match(ollama.image!, /^ollama\/ollama(:|$)/);
   assert.equal(ollama.environment?.OLLAMA_MAX_LOADED_MODELS, "2");
   assert.equal(ollama.ports, undefined);
@@ -70,8 +71,11 @@ Deno.test("compose runs ollama and foreman, and publishes only foreman's port", 
   assert.equal(foreman.build, ".");
   assert.equal(foreman.image, undefined);
   assert.deepEqual(foreman.depends_on, ["ollama"]);
-  assert.deepEqual(foreman.ports, ["8080:8080"]);
+  assert.equal(foreman.ports, undefined);
   assert.deepEqual(foreman.volumes, ["foreman-data:/data"]);
+  assert.match(proxy.image!, /^nginx:\d+\.\d+/);
+  assert.deepEqual(proxy.ports, ["8080:8080"]);
+  assert.deepEqual(proxy.depends_on, { foreman: { condition: "service_healthy" } });
   for (const volume of ["foreman-data", "ollama-models"]) assert.ok(volume in compose.volumes);
 });
 
@@ -98,6 +102,40 @@ Deno.test("the healthcheck fetches /healthz with network access to foreman alone
   assert.equal(script, "/app/src/cli/healthcheck.ts");
   assert.ok(Deno.statSync(`${ROOT}/src/cli/healthcheck.ts`).isFile);
   assert.equal(test[6], "http://127.0.0.1:8080/healthz");
+});
+
+Deno.test("the proxy runs deploy/nginx/nginx.conf in front of foreman's address and checks health through it", () => {
+  const { proxy, foreman } = compose.services;
+  assert.deepEqual(proxy.volumes, ["./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro"]);
+  const conf = read("deploy/nginx/nginx.conf");
+  const published = proxy.ports![0].split(":").at(-1);
+  assert.match(conf, new RegExp(`^\\s*listen ${published};$`, "m"));
+  // foreman listens on FOREMAN_ADDR; the proxy reaches it by service name on that port.
+  const port = foreman.environment!.FOREMAN_ADDR.split(":").at(-1);
+  assert.match(conf, new RegExp(`^\\s*set \\$foreman foreman:${port};$`, "m"));
+  assert.match(conf, /^\s*proxy_pass http:\/\/\$foreman;$/m);
+  // The bounds docs/deploy.md and docs/reliability.md state.
+  for (
+    const line of [
+      "client_header_timeout 10s;",
+      "client_body_timeout 30s;",
+      "limit_conn foreman 512;",
+      "worker_connections 4096;",
+      "client_max_body_size 16m;",
+      "proxy_buffering off;",
+      "proxy_read_timeout 24h;",
+    ]
+  ) {
+    assert.match(conf, new RegExp(`^\\s*${line.replace(/[$.]/g, "\\$&")}$`, "m"), line);
+  }
+  assert.deepEqual(proxy.healthcheck!.test, [
+    "CMD",
+    "wget",
+    "-q",
+    "-O",
+    "/dev/null",
+    `http://127.0.0.1:${published}/healthz`,
+  ]);
 });
 
 Deno.test("the Dockerfile runs the daemon under exactly permissionFlags for its configuration", () => {

@@ -377,7 +377,8 @@ Deno.test("submissions are validated: webhook allowlist, model, body, ids and qu
       r.body?.cancel()
     );
     await waitFor(async () =>
-      (await (await fetch(s.fm.url + "/healthz")).json()).queue.running === 1
+      (await (await fetch(s.fm.url + "/healthz", { headers: s.fm.headers() })).json()).queue
+        .running === 1
     );
     for (let i = 0; i < 2; i++) await submit(s.fm, chat("tiny-b")).then((r) => r.body?.cancel());
     const full = await submit(s.fm, chat("tiny-b"));

@@ -269,7 +269,8 @@ Deno.test("embeddings are answered while a long chat job runs", async () => {
       chatDone = performance.now();
     });
     await waitFor(async () =>
-      (await (await fetch(fm.url + "/healthz")).json()).queue.running === 1
+      (await (await fetch(fm.url + "/healthz", { headers: fm.headers() })).json()).queue.running ===
+        1
     );
     const embeds = await Promise.all(Array.from({ length: 5 }, () =>
       fetch(fm.url + "/api/embed", {
@@ -299,7 +300,8 @@ Deno.test("the client going away cancels its queued job", async () => {
       }),
     });
     await waitFor(async () =>
-      (await (await fetch(fm.url + "/healthz")).json()).queue.running === 1
+      (await (await fetch(fm.url + "/healthz", { headers: fm.headers() })).json()).queue.running ===
+        1
     );
     const ac = new AbortController();
     const leaving = fetch(fm.url + "/api/chat", {
@@ -308,11 +310,16 @@ Deno.test("the client going away cancels its queued job", async () => {
       body: JSON.stringify({ model: "tiny-b", messages: [{ role: "user", content: "bye" }] }),
       signal: ac.signal,
     }).catch(() => "aborted");
-    await waitFor(async () => (await (await fetch(fm.url + "/healthz")).json()).queue.queued === 1);
+    await waitFor(async () =>
+      (await (await fetch(fm.url + "/healthz", { headers: fm.headers() })).json()).queue.queued ===
+        1
+    );
     ac.abort();
     assert.equal(await leaving, "aborted");
     await waitFor(
-      async () => (await (await fetch(fm.url + "/healthz")).json()).queue.queued === 0,
+      async () =>
+        (await (await fetch(fm.url + "/healthz", { headers: fm.headers() })).json()).queue
+          .queued === 0,
       {
         what: "the queued job to be cancelled",
       },
@@ -330,7 +337,9 @@ Deno.test("the client going away cancels its queued job", async () => {
 Deno.test("the target going down makes jobs wait; they complete when it returns", async () => {
   const { fm, sim, close } = await stack({}, ["--retry-base", "100ms"]);
   try {
-    await waitFor(async () => (await (await fetch(fm.url + "/healthz")).json()).target.reachable);
+    await waitFor(async () =>
+      (await (await fetch(fm.url + "/healthz", { headers: fm.headers() })).json()).target.reachable
+    );
     await sim.stop();
     const answer = fetch(fm.url + "/api/chat", {
       method: "POST",
@@ -342,7 +351,7 @@ Deno.test("the target going down makes jobs wait; they complete when it returns"
       }),
     }).then(async (r) => ({ status: r.status, body: await r.json() }));
     await fm.waitForOutput("target unreachable, job requeued");
-    const health = await (await fetch(fm.url + "/healthz")).json();
+    const health = await (await fetch(fm.url + "/healthz", { headers: fm.headers() })).json();
     assert.equal(health.queue.queued + health.queue.running, 1);
     await sim.restart();
     const { status, body } = await answer;

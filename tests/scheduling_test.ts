@@ -20,7 +20,8 @@ Deno.test("an interleaved backlog over three models is served with two swaps, FI
     args: ["--poll-interval", "1s", "--embed-model", "embed-e"],
   });
   try {
-    const health = async () => (await (await fetch(fm.url + "/healthz")).json()).queue;
+    const health = async () =>
+      (await (await fetch(fm.url + "/healthz", { headers: fm.headers() })).json()).queue;
     // A long job for tiny-a holds the worker while the backlog builds up behind it.
     const blocker = fetch(fm.url + "/api/generate", {
       method: "POST",

@@ -38,7 +38,7 @@ export async function foremanWithBusyWorker(
   const sim = await OllamaSim.start({ loadMs: 0, tokenMs: 1, models: ["a", "b", "c"] });
   const fm = await startForeman({ ollamaUrl: sim.url, args: ["--max-queue", "1000000", ...args] });
   await until(async () => {
-    const h = await (await fetch(`${fm.url}/healthz`)).json();
+    const h = await (await fetch(`${fm.url}/healthz`, { headers: fm.headers() })).json();
     return h.target.reachable === true;
   }, "foreman's first inventory poll");
   // Every inference request stalls, so a restarted daemon is held the same way.
@@ -53,7 +53,7 @@ export async function foremanWithBusyWorker(
 }
 
 export async function queuedCount(fm: ForemanProcess): Promise<number> {
-  const h = await (await fetch(`${fm.url}/healthz`)).json();
+  const h = await (await fetch(`${fm.url}/healthz`, { headers: fm.headers() })).json();
   return h.queue.queued + h.queue.running;
 }
 

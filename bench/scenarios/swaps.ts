@@ -104,7 +104,7 @@ async function drainByModel(seq: string[], loadMs: number): Promise<PolicyRun> {
     await until(
       async () =>
         (await job(`/jobs/${ids.at(-1)}`)).state === "done" &&
-        (await fetch(`${fm.url}/healthz`).then((r) => r.json())).queue.queued === 0,
+        (await fetch(`${fm.url}/healthz`, { headers }).then((r) => r.json())).queue.queued === 0,
       "the backlog to drain",
       { timeout: 600_000, interval: 50 },
     );

@@ -14,11 +14,12 @@ models resident on the target.
 
 env: FOREMAN_URL (default http://127.0.0.1:8080), FOREMAN_TOKEN`;
 
+/** GET /healthz; everything past `degraded` comes only with the token (or server.health_detail). */
 interface Health {
   status: string;
   degraded: boolean;
-  target: { reachable: boolean; last_poll: string | null; version: string | null };
-  queue: { queued: number; running: number };
+  target?: { reachable: boolean; last_poll: string | null; version: string | null };
+  queue?: { queued: number; running: number };
   worker_model?: string | null;
 }
 
@@ -42,7 +43,8 @@ export async function ps(args: string[], io: Io, client: () => ForemanClient): P
     return 0;
   }
   const fm = client();
-  const health = (await fm.json<Health>("GET", "/healthz", { auth: false })).body;
+  // With the token: /healthz shows the target and the queue only to token holders.
+  const health = (await fm.json<Health>("GET", "/healthz")).body;
   let live: { headers: Headers; body: { models: PsModel[] } } | undefined;
   let psProblem = "";
   try {
@@ -61,17 +63,21 @@ export async function ps(args: string[], io: Io, client: () => ForemanClient): P
   }
 
   const now = io.now();
+  const head = [["foreman", `${fm.url}  ${health.status}`]];
   const t = health.target;
-  const lastPoll = t.last_poll
-    ? `last poll ${age(now - Date.parse(t.last_poll))} ago`
-    : "never polled";
-  const version = t.version ? `ollama ${t.version}` : "version unknown";
-  const reach = t.reachable ? "reachable" : "unreachable (degraded)";
-  const head = [
-    ["foreman", `${fm.url}  ${health.status}`],
-    ["target", `${reach}, ${version}, ${lastPoll}`],
-    ["queue", `${health.queue.queued} queued, ${health.queue.running} running`],
-  ];
+  if (t) {
+    const lastPoll = t.last_poll
+      ? `last poll ${age(now - Date.parse(t.last_poll))} ago`
+      : "never polled";
+    const version = t.version ? `ollama ${t.version}` : "version unknown";
+    const reach = t.reachable ? "reachable" : "unreachable (degraded)";
+    head.push(["target", `${reach}, ${version}, ${lastPoll}`]);
+  } else {
+    head.push(["target", health.degraded ? "unreachable (degraded)" : "reachable"]);
+  }
+  if (health.queue) {
+    head.push(["queue", `${health.queue.queued} queued, ${health.queue.running} running`]);
+  }
   if (health.worker_model) head.push(["worker", health.worker_model]);
   for (const line of table(head)) io.out(line);
   io.out("");

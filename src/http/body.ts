@@ -1,18 +1,50 @@
-// Reading request bodies with a size limit, and parsing them as the JSON object Ollama's routes
-// expect. Oversized bodies are cut off as they stream in, never buffered whole.
+// Reading request bodies with a size limit and a deadline, and parsing them as the JSON object
+// Ollama's routes expect. Oversized bodies are cut off as they stream in, never buffered whole, and
+// a body that stops arriving is given up on: Deno.serve has no body timeout of its own.
 
 import { HttpError } from "./errors.ts";
 
-export async function readBody(req: Request, limit: number): Promise<Uint8Array<ArrayBuffer>> {
+/** The bounds on one request body; foreman's Config has both fields. */
+export interface BodyLimits {
+  /** Largest body accepted, in bytes (FOREMAN_MAX_BODY). */
+  maxBody: number;
+  /** Time the whole body may take to arrive, in ms (FOREMAN_BODY_TIMEOUT). */
+  bodyTimeout: number;
+}
+
+/**
+ * The whole body, or 413 past `maxBody`, or 408 when it has not all arrived within `bodyTimeout`.
+ * The deadline covers the whole body, not the gaps between chunks, so a client that trickles a byte
+ * at a time cannot hold the handler either.
+ */
+export async function readBody(
+  req: Request,
+  limits: BodyLimits,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const { maxBody, bodyTimeout } = limits;
   const declared = req.headers.get("content-length");
-  if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
+  if (declared !== null && Number(declared) > maxBody) throw tooLarge(maxBody);
   if (!req.body) return new Uint8Array();
   const parts: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of req.body) {
-    size += chunk.byteLength;
-    if (size > limit) throw tooLarge(limit);
-    parts.push(chunk);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(tooSlow(bodyTimeout, size, declared)), bodyTimeout);
+  });
+  const reader = req.body.getReader();
+  try {
+    while (true) {
+      const { done, value } = await Promise.race([reader.read(), late]);
+      if (done) break;
+      size += value.byteLength;
+      if (size > maxBody) throw tooLarge(maxBody);
+      parts.push(value);
+    }
+  } catch (err) {
+    reader.cancel().catch(() => {});
+    throw err;
+  } finally {
+    clearTimeout(timer);
   }
   const out = new Uint8Array(size);
   let at = 0;
@@ -55,6 +87,15 @@ export function refuseDeepJson(bytes: Uint8Array): void {
   }
 }
 
+function tooSlow(timeout: number, got: number, declared: string | null): HttpError {
+  const of = declared === null ? "" : ` of ${declared}`;
+  return new HttpError(
+    408,
+    `request body not received in time: ${got}${of} bytes after ${timeout / 1000}s ` +
+      `(FOREMAN_BODY_TIMEOUT)`,
+  );
+}
+
 function tooLarge(limit: number): HttpError {
   return new HttpError(
     413,
@@ -67,9 +108,9 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 /** Parses a JSON object body, with Ollama-like messages for the usual mistakes. */
 export async function readJsonObject(
   req: Request,
-  limit: number,
+  limits: BodyLimits,
 ): Promise<Record<string, unknown>> {
-  const bytes = await readBody(req, limit);
+  const bytes = await readBody(req, limits);
   if (bytes.byteLength === 0) throw new HttpError(400, "missing request body");
   refuseDeepJson(bytes);
   let text: string;

@@ -23,13 +23,71 @@ export interface JobsDeps extends NativeDeps {
   groupCommit: GroupCommit;
 }
 
-const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+/**
+ * A ULID in Crockford base32: 26 characters, the first at most 7 (48 bits of time). Crockford
+ * decoding ignores case, so a lower-case ID names the same job; docs/openapi.yaml says so too.
+ */
+const ULID = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-export function parseJobId(raw: string): string {
+const isString = (v: unknown) => typeof v === "string";
+const isObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v);
+const arrayOf = (item: (v: unknown) => boolean) => (v: unknown) =>
+  Array.isArray(v) && v.every(item);
+
+/**
+ * The Ollama fields of a job body with the type docs/openapi.yaml gives them, checked at submit
+ * whatever the endpoint: a job with a mistake gets its 400 now, not a failed job later. (The
+ * shared checks in validateInferenceBody come first: model, messages' roles, prompt, options.)
+ */
+const FIELDS: [string, (v: unknown) => boolean, string][] = [
+  ["messages", arrayOf(isObject), "an array of message objects"],
+  ["tools", arrayOf(isObject), "an array of objects"],
+  ["prompt", isString, "a string"],
+  ["system", isString, "a string"],
+  ["images", arrayOf(isString), "an array of base64 strings"],
+  ["format", (v) => isString(v) || isObject(v), '"json" or a JSON schema object'],
+  ["options", isObject, "an object"],
+  [
+    "think",
+    (v) => typeof v === "boolean" || ["low", "medium", "high"].includes(v as string),
+    'true, false, "low", "medium" or "high"',
+  ],
+  ["keep_alive", (v) => typeof v === "number" || isString(v), "a number or a duration string"],
+];
+
+const MESSAGE_FIELDS: [string, (v: unknown) => boolean, string][] = [
+  ["content", isString, "a string"],
+  ["thinking", isString, "a string"],
+  ["images", arrayOf(isString), "an array of base64 strings"],
+  ["tool_calls", arrayOf(isObject), "an array of objects"],
+  ["tool_name", isString, "a string"],
+];
+
+function checkFields(
+  body: Record<string, unknown>,
+  fields: [string, (v: unknown) => boolean, string][],
+  where: string,
+): void {
+  for (const [name, ok, expected] of fields) {
+    if (name in body && !ok(body[name])) {
+      throw new HttpError(400, `invalid request body: ${where}${name} must be ${expected}`);
+    }
+  }
+}
+
+/** 400 naming the first field of a job's Ollama payload whose type is not the documented one. */
+export function validateJobFields(request: Record<string, unknown>): void {
+  checkFields(request, FIELDS, "");
+  const messages = Array.isArray(request.messages) ? request.messages : [];
+  messages.forEach((m, i) => checkFields(m, MESSAGE_FIELDS, `messages[${i}].`));
+}
+
+/** The canonical (upper-case) job ID, or 400 naming what was given. */
+export function parseJobId(raw: string, what = "job id"): string {
   const id = raw.toUpperCase();
   if (!ULID.test(id)) {
-    throw new HttpError(400, `invalid job id '${raw.slice(0, 64)}': expected a ULID`);
+    throw new HttpError(400, `invalid ${what} '${raw.slice(0, 64)}': expected a ULID`);
   }
   return id;
 }
@@ -50,7 +108,7 @@ export function renderJob(d: JobsDeps, job: Job): Record<string, unknown> {
 
 /** POST /jobs */
 export async function submit(req: Request, d: JobsDeps): Promise<Response> {
-  const bytes = await readBody(req, d.config.maxBody);
+  const bytes = await readBody(req, d.config);
   refuseDeepJson(bytes);
   let body: Record<string, unknown>;
   try {
@@ -75,6 +133,7 @@ export async function submit(req: Request, d: JobsDeps): Promise<Response> {
     throw new HttpError(400, `endpoint must be "chat" or "generate"`);
   }
   const model = validateInferenceBody(request, endpoint);
+  validateJobFields(request);
   if (webhook !== undefined && webhook !== null) {
     if (typeof webhook !== "string") throw new HttpError(400, "state_webhook_url must be a string");
     const problem = webhookUrlProblem(webhook, d.config.webhookHosts);
@@ -130,22 +189,50 @@ export function get(id: string, d: JobsDeps): Response {
   return jsonResponse(renderJob(d, findJob(d, id)));
 }
 
-/** GET /jobs?state=&model=&limit=&before= */
-export function list(url: URL, d: JobsDeps): Response {
-  const q = url.searchParams;
-  const state = q.get("state") || undefined;
+interface ListQuery {
+  state?: JobState;
+  model?: string;
+  before?: string;
+  limit: number;
+}
+
+/**
+ * The query of GET /jobs. A parameter given empty (`?state=`) is refused like any other bad value,
+ * never read as absent: a client that meant to filter must not get everything back.
+ */
+export function parseListQuery(q: URLSearchParams): ListQuery {
+  const state = q.get("state") ?? undefined;
   if (state !== undefined && !JOB_STATES.includes(state as JobState)) {
-    throw new HttpError(400, `state must be one of ${JOB_STATES.join(", ")}`);
+    throw new HttpError(
+      400,
+      `invalid state '${state.slice(0, 64)}': must be one of ${JOB_STATES.join(", ")}`,
+    );
   }
+  const model = q.get("model") ?? undefined;
+  if (model === "") throw new HttpError(400, "invalid model '': must not be empty");
   const limitText = q.get("limit") ?? "50";
   const limit = Number(limitText);
   if (!/^\d+$/.test(limitText) || limit < 1 || limit > 500) {
-    throw new HttpError(400, "limit must be a whole number from 1 to 500");
+    throw new HttpError(
+      400,
+      `invalid limit '${limitText.slice(0, 64)}': must be a whole number from 1 to 500`,
+    );
   }
-  const before = q.get("before") ? parseJobId(q.get("before")!) : undefined;
-  const jobs = d.store.list({
+  const before = q.get("before");
+  return {
     state: state as JobState | undefined,
-    model: q.get("model") ? normalizeModel(q.get("model")!) : undefined,
+    model: model === undefined ? undefined : normalizeModel(model),
+    before: before === null ? undefined : parseJobId(before, "before"),
+    limit,
+  };
+}
+
+/** GET /jobs?state=&model=&limit=&before= */
+export function list(url: URL, d: JobsDeps): Response {
+  const { state, model, before, limit } = parseListQuery(url.searchParams);
+  const jobs = d.store.list({
+    state,
+    model,
     before,
     limit: limit + 1,
     metadataLimit: d.views.inlineLimit,

@@ -111,7 +111,7 @@ export function requireRoom(store: Store, config: Config, pending = 0): void {
 
 /** POST /api/chat and /api/generate: a sync job whose response streams once it is working. */
 export async function queued(req: Request, endpoint: Endpoint, d: NativeDeps): Promise<Response> {
-  const body = await readJsonObject(req, d.config.maxBody);
+  const body = await readJsonObject(req, d.config);
   const model = validateInferenceBody(body, endpoint);
   await requireModel(d.inventory, model);
   requireRoom(d.store, d.config);
@@ -165,7 +165,7 @@ function targetError(err: unknown): never {
 
 /** POST /api/embed and /api/embeddings: never queued, concurrent with the worker. */
 export async function embed(req: Request, path: string, d: NativeDeps): Promise<Response> {
-  const body = await readJsonObject(req, d.config.maxBody);
+  const body = await readJsonObject(req, d.config);
   if (typeof body.model !== "string" || body.model === "") {
     throw new HttpError(400, "model is required");
   }
@@ -190,7 +190,7 @@ export async function embed(req: Request, path: string, d: NativeDeps): Promise<
  * (LiteLLM sends it); whichever is present is checked, and the target gets the fields as sent.
  */
 export async function show(req: Request, d: NativeDeps): Promise<Response> {
-  const body = await readJsonObject(req, d.config.maxBody);
+  const body = await readJsonObject(req, d.config);
   const model = body.model === undefined || body.model === null || body.model === ""
     ? body.name
     : body.model;
@@ -210,7 +210,7 @@ export async function passthrough(
 ): Promise<Response> {
   let body: BodyInit | null = options.body ?? null;
   if (body === null && req.method !== "GET" && req.method !== "HEAD") {
-    body = options.limitBody === false ? req.body : await readBody(req, d.config.maxBody);
+    body = options.limitBody === false ? req.body : await readBody(req, d.config);
   }
   try {
     const res = await d.client.fetch(path, {

@@ -36,9 +36,20 @@ export function createHandler(d: RouterDeps): (req: Request) => Promise<Response
   };
 }
 
+/** 405 naming the methods a route takes; HEAD is answered wherever GET is, as Ollama's are. */
 function methodNotAllowed(allowed: string): never {
+  if (/\bGET\b/.test(allowed) && !/\bHEAD\b/.test(allowed)) {
+    allowed = allowed.replace(/\bGET\b/, "GET, HEAD");
+  }
   throw new HttpError(405, `method not allowed: use ${allowed}`, { allow: allowed });
 }
+
+function noRoute(m: string, path: string): never {
+  throw new HttpError(404, `no route for ${m} ${path.slice(0, 200)}`);
+}
+
+/** /api/blobs/{digest}: one non-empty segment, nothing below it. */
+const BLOB = /^\/api\/blobs\/[^/]+$/;
 
 async function route(req: Request, d: RouterDeps): Promise<Response> {
   const url = new URL(req.url);
@@ -52,7 +63,8 @@ async function route(req: Request, d: RouterDeps): Promise<Response> {
   }
   if (path === "/healthz") {
     if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET");
-    return jsonResponse(health(d));
+    const detail = d.config.healthDetail || d.auth.check(req.headers.get("authorization"));
+    return jsonResponse(health(d, { detail }));
   }
 
   if (!d.auth.check(req.headers.get("authorization"))) {
@@ -68,7 +80,7 @@ async function route(req: Request, d: RouterDeps): Promise<Response> {
 
   if (path.startsWith("/jobs")) return await jobsRoute(req, url, d);
   if (path === "/metrics") {
-    if (m !== "GET") methodNotAllowed("GET");
+    if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET");
     return new Response(d.metrics.render(), {
       headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
     });
@@ -80,6 +92,7 @@ async function route(req: Request, d: RouterDeps): Promise<Response> {
         "yet (ADR-0003)",
     );
   }
+  if (path.startsWith("/api/blobs/") && !BLOB.test(path)) noRoute(m, path);
 
   switch (path) {
     case "/api/chat":
@@ -106,30 +119,41 @@ async function route(req: Request, d: RouterDeps): Promise<Response> {
   if (native.MANAGEMENT_ROUTES.includes(path) || path.startsWith("/api/blobs/")) {
     return await native.management(req, path, d);
   }
-  throw new HttpError(404, `no route for ${m} ${path.slice(0, 200)}`);
+  noRoute(m, path);
 }
 
+/**
+ * /jobs, /jobs/{id} and /jobs/{id}/artifacts/{name}, matched segment by segment. Anything else that
+ * starts with /jobs (/jobsXYZ, /jobs.json, /jobs/, /jobs/{id}/x) is 404, never a near match.
+ */
 async function jobsRoute(req: Request, url: URL, d: RouterDeps): Promise<Response> {
-  const parts = url.pathname.split("/").slice(1); // ["jobs", id?, "artifacts"?, name?]
+  const [, root, id, sub, name, ...rest] = url.pathname.split("/"); // "", "jobs", id, sub, name
   const m = req.method;
-  if (parts.length === 1 || (parts.length === 2 && parts[1] === "")) {
+  if (root !== "jobs" || id === "") noRoute(m, url.pathname);
+  if (id === undefined) {
     if (m === "POST") return await jobs.submit(req, d);
-    if (m === "GET") return jobs.list(url, d);
+    if (m === "GET" || m === "HEAD") return jobs.list(url, d);
     methodNotAllowed("GET, POST");
   }
-  if (parts.length === 2) {
-    if (m === "GET") return jobs.get(parts[1], d);
-    if (m === "DELETE") return await jobs.cancel(parts[1], d);
+  if (sub === undefined) {
+    if (m === "GET" || m === "HEAD") return jobs.get(id, d);
+    if (m === "DELETE") return await jobs.cancel(id, d);
     methodNotAllowed("GET, DELETE");
   }
-  if (parts.length === 4 && parts[2] === "artifacts" && parts[3] !== "") {
+  if (sub === "artifacts" && name && rest.length === 0) {
     if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET");
-    return jobs.artifact(parts[1], parts[3], req, d);
+    return jobs.artifact(id, name, req, d);
   }
-  throw new HttpError(404, `no route for ${m} ${url.pathname.slice(0, 200)}`);
+  noRoute(m, url.pathname);
 }
 
-export function health(d: RouterDeps): Record<string, unknown> {
+/**
+ * GET /healthz. `status` and `degraded` are for anyone (load balancers, container healthchecks);
+ * the rest names the target's version, the models and the queue depth, so it needs the token
+ * unless server.health_detail opens it.
+ */
+export function health(d: RouterDeps, options: { detail: boolean }): Record<string, unknown> {
+  if (!options.detail) return { status: "ok", degraded: d.inventory.degraded };
   // Not countByState: that counts every retained job, and health checks come often.
   const queued = d.store.countQueued();
   const running = d.store.active().length;

@@ -191,7 +191,7 @@ Deno.test({
 
       // The target still answers polls: an inventory that cannot be saved is no outage.
       await waitFor(() => fm.output().includes("cannot save the inventory"));
-      const health = await (await fetch(fm.url + "/healthz")).json();
+      const health = await (await fetch(fm.url + "/healthz", { headers: fm.headers() })).json();
       assert.equal(health.degraded, false);
       assert.equal(health.target.reachable, true);
 

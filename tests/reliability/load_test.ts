@@ -51,7 +51,7 @@ Deno.test(`${CLIENTS} concurrent sync callers on one model are all served in ord
     const rssStart = rssMiB(fm.pid);
     let rssPeak = rssStart;
     const sampler = setInterval(() => rssPeak = Math.max(rssPeak, rssMiB(fm.pid)), 100);
-    const health = probe(fm, "/healthz", false);
+    const health = probe(fm, "/healthz", true);
     const metrics = probe(fm, "/metrics", true);
     const started = performance.now();
     const answers = await Promise.all(Array.from({ length: CLIENTS }, async (_, i) => {
