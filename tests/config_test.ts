@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ConfigError, flagName, loadConfig, SETTINGS } from "../src/config.ts";
+import { ConfigError, flagName, loadConfig, secretFileVar, SETTINGS } from "../src/config.ts";
 import { formatDuration, keepAliveSeconds, parseDuration, parseSize } from "../src/units.ts";
 
 const noFile = (path: string): string => {
@@ -126,6 +126,62 @@ Deno.test("every setting is documented in foreman.toml and the README with its e
   // The shipped file must load as it is.
   const c = loadConfig({ env: envOf({}), readFile: () => toml });
   assert.equal(c.addr.port, 8080);
+});
+
+/**
+ * The cells of a Markdown table row as GitHub renders them: every `|` not escaped as `\|` ends a
+ * cell, inside a code span too, so an unescaped pipe in a cell silently adds a column.
+ */
+function tableCells(row: string): string[] {
+  const inner = row.trim().replace(/^\|/, "").replace(/(?<!\\)\|$/, "");
+  return inner.split(/(?<!\\)\|/).map((cell) => cell.trim().replaceAll("\\|", "|"));
+}
+
+/** The first table under `## <heading>` in a Markdown document, as rows of cells. */
+function tableUnder(markdown: string, heading: string): string[][] {
+  const lines = markdown.split("\n");
+  const start = lines.indexOf(`## ${heading}`);
+  assert.ok(start >= 0, `a "## ${heading}" section`);
+  const next = lines.findIndex((l, i) => i > start && l.startsWith("## "));
+  const rest = lines.slice(start + 1, next < 0 ? undefined : next);
+  const first = rest.findIndex((l) => l.startsWith("|"));
+  assert.ok(first >= 0, `a table under "## ${heading}"`);
+  const end = rest.findIndex((l, i) => i > first && !l.startsWith("|"));
+  return rest.slice(first, end < 0 ? undefined : end).map(tableCells);
+}
+
+Deno.test("a table cell splits on every unescaped pipe, as GitHub renders it", () => {
+  assert.deepEqual(tableCells("| `a` | debug|info |"), ["`a`", "debug", "info"]);
+  assert.deepEqual(tableCells("| `a` | debug\\|info |"), ["`a`", "debug|info"]);
+  assert.deepEqual(tableCells("| `x|y` | b |"), ["`x", "y`", "b"]);
+});
+
+Deno.test("the README's configuration table has one well-formed row per setting, as in src/config.ts", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const [header = [], delimiter = [], ...rows] = tableUnder(readme, "Configuration");
+  assert.deepEqual(header, ["TOML key", "env", "flag", "default", "meaning"]);
+  for (const row of [delimiter, ...rows]) {
+    assert.equal(row.length, header.length, `cells in the row ${row[0]}`);
+  }
+  assert.ok(delimiter.every((cell) => /^:?-+:?$/.test(cell)), "the second row is the delimiter");
+  const unseen = new Map(SETTINGS.map((s) => [`\`${s.toml}\``, s]));
+  for (const [key = "", env, flag, def, meaning] of rows) {
+    // A row that is no setting is prose that slipped into the table, or a setting since removed.
+    const s = unseen.get(key);
+    assert.ok(s, `the row ${key} names a setting of SETTINGS, once`);
+    unseen.delete(key);
+    assert.equal(env, `\`${s.env}\``, `${s.toml}: env`);
+    assert.equal(flag, `\`--${flagName(s)}\``, `${s.toml}: flag`);
+    assert.equal(def, s.default === "" ? "empty" : `\`${s.default}\``, `${s.toml}: default`);
+    // The meaning is the setting's help text, which foreman.toml's comments also carry.
+    assert.equal(meaning, s.help, `${s.toml}: meaning`);
+  }
+  assert.deepEqual([...unseen.keys()], [], "settings without a row");
+  // The secrets' file variants are named below the table.
+  for (const s of SETTINGS) {
+    const fileVar = secretFileVar(s);
+    if (fileVar) assert.ok(readme.includes(`\`${fileVar}\``), `README names ${fileVar}`);
+  }
 });
 
 Deno.test("durations and sizes parse like Go and Ollama", () => {
