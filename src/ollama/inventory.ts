@@ -3,6 +3,7 @@
 // degraded and keeps accepting work; the inventory is persisted so a restart during an outage still
 // knows the models.
 
+import { sleep } from "../async.ts";
 import type { Logger } from "../log.ts";
 import { errorMessage } from "../log.ts";
 import type { Store } from "../queue/store.ts";
@@ -177,18 +178,4 @@ function loadSaved(store: Store): InventorySnapshot {
     }
   }
   return { tags: { models: [] }, ps: { models: [] }, version: null, lastPoll: null };
-}
-
-/** Resolves after `ms`, or early when `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, Math.max(0, ms));
-    signal?.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }

@@ -3,10 +3,10 @@
 // deliveries and a bounded number of attempts before an event is dead. It never touches jobs, so
 // a slow or broken receiver cannot hold up the queue.
 
+import { sleep } from "../async.ts";
 import type { Logger } from "../log.ts";
 import { errorMessage } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { sleep } from "../ollama/inventory.ts";
 import type { OutboxEvent, Store } from "../queue/store.ts";
 import { secretKey, signatureHeaders } from "./signing.ts";
 

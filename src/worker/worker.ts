@@ -3,6 +3,7 @@
 // on /api/chat or /api/generate get the target's response relayed from the moment the job works.
 
 import { createHash } from "node:crypto";
+import { sleep } from "../async.ts";
 import type { Logger } from "../log.ts";
 import { errorMessage } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
@@ -13,7 +14,6 @@ import {
   TargetHttpError,
   TargetUnreachableError,
 } from "../ollama/client.ts";
-import { sleep } from "../ollama/inventory.ts";
 import { isDiskFull } from "../queue/disk_full.ts";
 import type { Artifact, Job, Store } from "../queue/store.ts";
 import { keepAliveSeconds } from "../units.ts";
