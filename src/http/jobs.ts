@@ -3,7 +3,7 @@
 // artifacts stay readable until the retention period ends.
 
 import { createHash } from "node:crypto";
-import { normalizeModel } from "../ollama/inventory.ts";
+import { normalizeModel } from "../ollama/models.ts";
 import type { GroupCommit } from "../queue/group_commit.ts";
 import { type Endpoint, isTerminal, JOB_STATES, type JobState } from "../queue/states.ts";
 import type { Job } from "../queue/store.ts";

@@ -12,7 +12,8 @@ import {
   TargetHttpError,
   TargetUnreachableError,
 } from "../ollama/client.ts";
-import { type Inventory, normalizeModel } from "../ollama/inventory.ts";
+import type { Inventory } from "../ollama/inventory.ts";
+import { normalizeModel } from "../ollama/models.ts";
 import type { Endpoint } from "../queue/states.ts";
 import type { Store } from "../queue/store.ts";
 import { parseDuration } from "../units.ts";

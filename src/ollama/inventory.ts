@@ -8,12 +8,7 @@ import type { Logger } from "../log.ts";
 import { errorMessage } from "../log.ts";
 import type { Store } from "../queue/store.ts";
 import type { TargetClient } from "./client.ts";
-
-export interface ModelInfo {
-  name: string;
-  model?: string;
-  [key: string]: unknown;
-}
+import { type ModelInfo, sameModel } from "./models.ts";
 
 export interface InventorySnapshot {
   /** The target's /api/tags body. */
@@ -23,24 +18,6 @@ export interface InventorySnapshot {
   version: string | null;
   /** Epoch ms of the last successful poll, null if none ever succeeded. */
   lastPoll: number | null;
-}
-
-/**
- * The short name Ollama lists a model under: "llama3", "llama3:latest", "library/llama3" and
- * "registry.ollama.ai/library/llama3:latest" all name "llama3:latest", as in Ollama, where the
- * default registry, namespace and tag may be left out.
- */
-export function normalizeModel(name: string): string {
-  let short = name;
-  const registry = /^registry\.ollama\.ai\//i.exec(short);
-  if (registry) short = short.slice(registry[0].length);
-  if (/^library\/[^/]+$/i.test(short)) short = short.slice("library/".length);
-  const lastSegment = short.slice(short.lastIndexOf("/") + 1);
-  return lastSegment.includes(":") ? short : `${short}:latest`;
-}
-
-export function sameModel(a: string, b: string): boolean {
-  return normalizeModel(a) === normalizeModel(b);
 }
 
 export interface InventoryOptions {

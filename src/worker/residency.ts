@@ -6,7 +6,8 @@ import type { Logger } from "../log.ts";
 import { errorMessage } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { type TargetClient, TargetHttpError } from "../ollama/client.ts";
-import { type Inventory, type ModelInfo, sameModel } from "../ollama/inventory.ts";
+import type { Inventory } from "../ollama/inventory.ts";
+import { type ModelInfo, sameModel } from "../ollama/models.ts";
 import type { Endpoint } from "../queue/states.ts";
 import { keepAliveSeconds } from "../units.ts";
 
