@@ -2,6 +2,7 @@
 // Ollama's routes expect. Oversized bodies are cut off as they stream in, never buffered whole, and
 // a body that stops arriving is given up on: Deno.serve has no body timeout of its own.
 
+import { concat } from "../bytes.ts";
 import { HttpError } from "./errors.ts";
 
 /** The bounds on one request body; foreman's Config has both fields. */
@@ -46,13 +47,7 @@ export async function readBody(
   } finally {
     clearTimeout(timer);
   }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
+  return concat(parts);
 }
 
 /**

@@ -3,6 +3,8 @@
 // target could not be reached or stalled (retry, never fail a job) or it answered with an error
 // status. Every wait on the target has a deadline, and nothing it answers is buffered without a cap.
 
+import { concat } from "../bytes.ts";
+
 export class TargetUnreachableError extends Error {
   override name = "TargetUnreachableError";
 }
@@ -196,18 +198,6 @@ export class TargetClient {
     }
     return new TextDecoder().decode(concat(parts));
   }
-}
-
-/** The chunks as one buffer (the one chunk itself when there is only one). */
-export function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  if (parts.length === 1) return parts[0] as Uint8Array<ArrayBuffer>;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
 
 /** The `error` field of an Ollama error body, or a description of the status when absent. */
