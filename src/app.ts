@@ -155,7 +155,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       log.info("shutting down");
       loops.abort();
       await Promise.allSettled(running);
-      worker.releaseCallers(503, "foreman is shutting down; try again shortly");
+      worker.releaseCallers({
+        status: 503,
+        message: "foreman is shutting down; try again shortly",
+      });
       // server.shutdown() waits for every open response, and a caller that stops reading would
       // hold one open for ever. Like a running caller, it gets the target timeout (at most
       // SHUTDOWN_GRACE) to finish; the process then ends and the kernel closes what is left.

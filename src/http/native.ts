@@ -18,9 +18,10 @@ import type { Endpoint } from "../queue/states.ts";
 import type { Store } from "../queue/store.ts";
 import { parseDuration } from "../units.ts";
 import { relay } from "../worker/relay.ts";
-import { relayHeaders, type Worker } from "../worker/worker.ts";
+import type { Worker } from "../worker/worker.ts";
 import { readBody, readJsonObject } from "./body.ts";
 import { errorJson, HttpError, jsonResponse } from "./errors.ts";
+import { JOB_ID_HEADER, relayedResponse } from "./relayed.ts";
 
 export interface NativeDeps {
   config: Config;
@@ -123,7 +124,10 @@ export async function queued(req: Request, endpoint: Endpoint, d: NativeDeps): P
     request: JSON.stringify(body),
   });
   const response = Promise.withResolvers<Response>();
-  d.worker.attach(job.id, { respond: response.resolve });
+  d.worker.attach(job.id, {
+    answer: (answer) => response.resolve(relayedResponse(answer, job.id)),
+    fail: (f) => response.resolve(errorJson(f.status, f.message, { [JOB_ID_HEADER]: job.id })),
+  });
   const leave = () => {
     d.worker.cancel(job.id, "caller went away").catch((err) => {
       // The cancel could not be written (a full disk): without a caller, the worker cancels the
@@ -148,7 +152,7 @@ export async function queued(req: Request, endpoint: Endpoint, d: NativeDeps): P
 function relayed(res: Response, d: NativeDeps): Response {
   const body = res.body &&
     relay(res.body, { idleTimeout: d.client.timeout, ndjson: false }).readable;
-  return new Response(body, { status: res.status, headers: relayHeaders(res.headers) });
+  return relayedResponse({ status: res.status, headers: res.headers, body });
 }
 
 /**

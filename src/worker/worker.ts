@@ -20,9 +20,29 @@ import { keepAliveSeconds } from "../units.ts";
 import { CallerGoneError, CallerStoppedReadingError, readAll, relay, StallError } from "./relay.ts";
 import type { Residency } from "./residency.ts";
 
-/** What a sync caller receives: the response to send, once the job works or ends. */
+/**
+ * The target's answer to a sync job, as the worker hands it over: the target's status and headers
+ * as sent, and its body as relayed (under the relay's deadlines; a failure after the first byte
+ * arrives as a final {"error"} line). How a caller sees it is the HTTP layer's business.
+ */
+export interface Answer {
+  status: number;
+  headers: Headers;
+  body: ReadableStream<Uint8Array>;
+}
+
+/** Why a sync caller gets no answer: its job failed or was cancelled, or foreman is stopping. */
+export interface Failure {
+  status: number;
+  message: string;
+}
+
+/** A caller waiting on a sync job. The worker calls one of these, once, and then forgets it. */
 export interface Caller {
-  respond(res: Response): void;
+  /** The job works: the target's answer starts streaming. */
+  answer(answer: Answer): void;
+  /** The job ended before the target answered. */
+  fail(failure: Failure): void;
 }
 
 export interface WorkerOptions {
@@ -104,17 +124,17 @@ export class Worker {
     }
     const job = this.#o.store.tryTransition("cancel", id, { error: reason });
     if (job) this.#finished(job);
-    this.#release(id, 499, "request canceled");
+    this.#release(id, CANCELED);
     return this.#o.store.get(id);
   }
 
   /** Answers every waiting sync caller (shutdown): nobody is left hanging on a dead worker. */
-  releaseCallers(status: number, error: string): void {
-    for (const id of [...this.#callers.keys()]) this.#release(id, status, error);
+  releaseCallers(failure: Failure): void {
+    for (const id of [...this.#callers.keys()]) this.#release(id, failure);
   }
 
-  #release(id: string, status: number, error: string): void {
-    this.#callers.get(id)?.respond(errorResponse(status, error, id));
+  #release(id: string, failure: Failure): void {
+    this.#callers.get(id)?.fail(failure);
     this.#callers.delete(id);
   }
 
@@ -236,8 +256,9 @@ export class Worker {
     // treats a caller that read nothing for the target timeout as gone: the worker never waits
     // on a caller.
     const r = relay(res.body!, { idleTimeout: targetTimeout, maxLine: maxAnswer, signal });
-    const headers = relayHeaders(res.headers, job.id);
-    caller.respond(new Response(r.readable, { status: res.status, headers }));
+    // From here a failure reaches the caller inside the stream, never as a second answer.
+    this.#callers.delete(job.id);
+    caller.answer({ status: res.status, headers: res.headers, body: r.readable });
     let last: string;
     try {
       last = await r.done;
@@ -248,8 +269,6 @@ export class Worker {
       if (err instanceof AnswerTooLargeError) return this.#failed(job.id, err.message, 502);
       // Bytes may already be with the caller: a retry would repeat them, so the job ends here.
       return this.#failed(job.id, `the target stopped mid-response: ${errorMessage(err)}`);
-    } finally {
-      this.#callers.delete(job.id);
     }
     const midStreamError = parseError(last);
     if (midStreamError !== undefined) return this.#failed(job.id, midStreamError);
@@ -351,14 +370,14 @@ export class Worker {
   #failed(id: string, error: string, status = 500): Outcome {
     const job = this.#o.store.tryTransition("fail", id, { error });
     if (job) this.#finished(job);
-    this.#release(id, status, error);
+    this.#release(id, { status, message: error });
     return { job: id, outcome: "failed" };
   }
 
   #cancelled(id: string, reason: string): Outcome {
     const job = this.#o.store.tryTransition("cancel", id, { error: reason });
     if (job) this.#finished(job);
-    this.#release(id, 499, "request canceled");
+    this.#release(id, CANCELED);
     return { job: id, outcome: "cancelled" };
   }
 
@@ -370,32 +389,8 @@ export class Worker {
   }
 }
 
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-  "content-length",
-  "content-encoding",
-]);
-
-/** The target's response headers minus hop-by-hop ones, plus X-Foreman-Job-Id. */
-export function relayHeaders(source: Headers, jobId?: string): Headers {
-  const out = new Headers();
-  for (const [k, v] of source) if (!HOP_BY_HOP.has(k)) out.set(k, v);
-  if (jobId) out.set("x-foreman-job-id", jobId);
-  return out;
-}
-
-export function errorResponse(status: number, error: string, jobId?: string): Response {
-  const headers = new Headers({ "content-type": "application/json; charset=utf-8" });
-  if (jobId) headers.set("x-foreman-job-id", jobId);
-  return new Response(JSON.stringify({ error }), { status, headers });
-}
+/** What a caller whose job was cancelled gets, as Ollama answers a request cancelled under it. */
+const CANCELED: Failure = { status: 499, message: "request canceled" };
 
 const INCOMPLETE = "the target ended its response without done:true";
 
