@@ -13,7 +13,8 @@ import { webhookUrlProblem } from "../webhooks/policy.ts";
 import type { Residency } from "../worker/residency.ts";
 import { readBody, refuseDeepJson } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
-import { type NativeDeps, requireModel, requireRoom, validateInferenceBody } from "./native.ts";
+import type { NativeDeps } from "./native.ts";
+import { requireModel, requireRoom, validateInferenceBody, validateJobFields } from "./validate.ts";
 
 export interface JobsDeps extends NativeDeps {
   residency: Residency;
@@ -29,59 +30,6 @@ export interface JobsDeps extends NativeDeps {
  */
 const ULID = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
 const decoder = new TextDecoder("utf-8", { fatal: true });
-
-const isString = (v: unknown) => typeof v === "string";
-const isObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v);
-const arrayOf = (item: (v: unknown) => boolean) => (v: unknown) =>
-  Array.isArray(v) && v.every(item);
-
-/**
- * The Ollama fields of a job body with the type docs/openapi.yaml gives them, checked at submit
- * whatever the endpoint: a job with a mistake gets its 400 now, not a failed job later. (The
- * shared checks in validateInferenceBody come first: model, messages' roles, prompt, options.)
- */
-const FIELDS: [string, (v: unknown) => boolean, string][] = [
-  ["messages", arrayOf(isObject), "an array of message objects"],
-  ["tools", arrayOf(isObject), "an array of objects"],
-  ["prompt", isString, "a string"],
-  ["system", isString, "a string"],
-  ["images", arrayOf(isString), "an array of base64 strings"],
-  ["format", (v) => isString(v) || isObject(v), '"json" or a JSON schema object'],
-  ["options", isObject, "an object"],
-  [
-    "think",
-    (v) => typeof v === "boolean" || ["low", "medium", "high"].includes(v as string),
-    'true, false, "low", "medium" or "high"',
-  ],
-  ["keep_alive", (v) => typeof v === "number" || isString(v), "a number or a duration string"],
-];
-
-const MESSAGE_FIELDS: [string, (v: unknown) => boolean, string][] = [
-  ["content", isString, "a string"],
-  ["thinking", isString, "a string"],
-  ["images", arrayOf(isString), "an array of base64 strings"],
-  ["tool_calls", arrayOf(isObject), "an array of objects"],
-  ["tool_name", isString, "a string"],
-];
-
-function checkFields(
-  body: Record<string, unknown>,
-  fields: [string, (v: unknown) => boolean, string][],
-  where: string,
-): void {
-  for (const [name, ok, expected] of fields) {
-    if (name in body && !ok(body[name])) {
-      throw new HttpError(400, `invalid request body: ${where}${name} must be ${expected}`);
-    }
-  }
-}
-
-/** 400 naming the first field of a job's Ollama payload whose type is not the documented one. */
-export function validateJobFields(request: Record<string, unknown>): void {
-  checkFields(request, FIELDS, "");
-  const messages = Array.isArray(request.messages) ? request.messages : [];
-  messages.forEach((m, i) => checkFields(m, MESSAGE_FIELDS, `messages[${i}].`));
-}
 
 /** The canonical (upper-case) job ID, or 400 naming what was given. */
 export function parseJobId(raw: string, what = "job id"): string {
@@ -162,7 +110,7 @@ export async function submit(req: Request, d: JobsDeps): Promise<Response> {
       return accepted(prior, { "idempotent-replayed": "true" });
     }
   }
-  requireRoom(d.store, d.config, d.groupCommit.pending);
+  requireRoom(d.store, { maxQueue: d.config.maxQueue, pending: d.groupCommit.pending });
   const input = {
     kind: "async",
     endpoint,

@@ -16,12 +16,12 @@ import type { Inventory } from "../ollama/inventory.ts";
 import { normalizeModel } from "../ollama/models.ts";
 import type { Endpoint } from "../queue/states.ts";
 import type { Store } from "../queue/store.ts";
-import { parseDuration } from "../units.ts";
 import { relay } from "../worker/relay.ts";
 import type { Worker } from "../worker/worker.ts";
 import { readBody, readJsonObject } from "./body.ts";
 import { errorJson, HttpError, jsonResponse } from "./errors.ts";
 import { JOB_ID_HEADER, relayedResponse } from "./relayed.ts";
+import { requireModel, requireRoom, validateInferenceBody } from "./validate.ts";
 
 export interface NativeDeps {
   config: Config;
@@ -33,90 +33,12 @@ export interface NativeDeps {
   log: Logger;
 }
 
-/** Validates the fields foreman relies on; everything else is the target's business. */
-export function validateInferenceBody(body: Record<string, unknown>, endpoint: Endpoint): string {
-  const model = body.model;
-  if (model === undefined || model === null || model === "") {
-    throw new HttpError(400, "model is required");
-  }
-  if (typeof model !== "string") throw new HttpError(400, "model must be a string");
-  if (model.length > 512) throw new HttpError(400, "model name is too long");
-  // null is the default (streamed), as in Ollama.
-  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== "boolean") {
-    throw new HttpError(400, "stream must be true or false");
-  }
-  if (endpoint === "chat" && body.messages !== undefined && !Array.isArray(body.messages)) {
-    throw new HttpError(400, "messages must be an array");
-  }
-  if (endpoint === "chat" && Array.isArray(body.messages)) {
-    for (const m of body.messages) {
-      if (
-        typeof m !== "object" || m === null || typeof (m as { role?: unknown }).role !== "string"
-      ) {
-        throw new HttpError(400, "each message must be an object with a role");
-      }
-    }
-  }
-  if (endpoint === "generate" && body.prompt !== undefined && typeof body.prompt !== "string") {
-    throw new HttpError(400, "prompt must be a string");
-  }
-  if (
-    body.options !== undefined &&
-    (typeof body.options !== "object" || body.options === null || Array.isArray(body.options))
-  ) {
-    throw new HttpError(400, "options must be an object");
-  }
-  if (isUnloadRequest(body, endpoint)) {
-    throw new HttpError(
-      409,
-      `cannot unload model "${model}": foreman manages model residency and unloads models ` +
-        `itself when the worker switches models (keep_alive 0 with an empty prompt is refused)`,
-    );
-  }
-  return model;
-}
-
-/**
- * What `ollama stop` sends: keep_alive 0 with nothing to generate. Ollama unloads the model at once;
- * foreman refuses, since honouring it would fight the worker's residency (and answering it as a
- * load, as running it as a job does, would be untrue).
- */
-function isUnloadRequest(body: Record<string, unknown>, endpoint: Endpoint): boolean {
-  const k = body.keep_alive;
-  const zero = k === 0 || (typeof k === "string" && parseDuration(k) === 0);
-  if (!zero) return false;
-  if (endpoint === "chat") {
-    return body.messages === undefined || body.messages === null ||
-      (Array.isArray(body.messages) && body.messages.length === 0);
-  }
-  return body.prompt === undefined || body.prompt === null || body.prompt === "";
-}
-
-/** 404 in Ollama's words unless the target has `model`; one fresh poll before saying no. */
-export async function requireModel(inventory: Inventory, model: string): Promise<void> {
-  if (inventory.has(model)) return;
-  const reached = await inventory.refresh();
-  // A target that cannot be asked is no reason to refuse work (degraded mode).
-  if (!reached || inventory.has(model) !== false) return;
-  throw new HttpError(404, `model "${model}" not found, try pulling it first`);
-}
-
-/** 503 when the queue is full; `pending` counts jobs accepted but not yet committed. */
-export function requireRoom(store: Store, config: Config, pending = 0): void {
-  if (store.countQueued() + pending >= config.maxQueue) {
-    throw new HttpError(
-      503,
-      `server busy, please try again: the queue holds ${config.maxQueue} jobs (FOREMAN_MAX_QUEUE)`,
-    );
-  }
-}
-
 /** POST /api/chat and /api/generate: a sync job whose response streams once it is working. */
 export async function queued(req: Request, endpoint: Endpoint, d: NativeDeps): Promise<Response> {
   const body = await readJsonObject(req, d.config);
   const model = validateInferenceBody(body, endpoint);
   await requireModel(d.inventory, model);
-  requireRoom(d.store, d.config);
+  requireRoom(d.store, { maxQueue: d.config.maxQueue });
   const job = d.store.insertJob({
     kind: "sync",
     endpoint,
