@@ -11,7 +11,7 @@ import { jobView, type ViewOptions } from "../views.ts";
 import type { Dispatcher } from "../webhooks/dispatcher.ts";
 import { webhookUrlProblem } from "../webhooks/policy.ts";
 import type { Residency } from "../worker/residency.ts";
-import { readBody, refuseDeepJson } from "./body.ts";
+import { parseJsonObject, readBody } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
 import type { NativeDeps } from "./native.ts";
 import { requireModel, requireRoom, validateInferenceBody, validateJobFields } from "./validate.ts";
@@ -29,7 +29,6 @@ export interface JobsDeps extends NativeDeps {
  * decoding ignores case, so a lower-case ID names the same job; docs/openapi.yaml says so too.
  */
 const ULID = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
-const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** The canonical (upper-case) job ID, or 400 naming what was given. */
 export function parseJobId(raw: string, what = "job id"): string {
@@ -56,19 +55,9 @@ export function renderJob(d: JobsDeps, job: Job): Record<string, unknown> {
 
 /** POST /jobs */
 export async function submit(req: Request, d: JobsDeps): Promise<Response> {
+  // The bytes as sent are kept: an Idempotency-Key is checked against their hash.
   const bytes = await readBody(req, d.config);
-  refuseDeepJson(bytes);
-  let body: Record<string, unknown>;
-  try {
-    const parsed = JSON.parse(decoder.decode(bytes));
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw 0;
-    body = parsed;
-  } catch {
-    throw new HttpError(
-      400,
-      bytes.byteLength ? "invalid request body: expected a JSON object" : "missing request body",
-    );
-  }
+  const body = parseJsonObject(bytes);
   const {
     state_webhook_url: webhook,
     metadata,
