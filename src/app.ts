@@ -109,7 +109,14 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   registerGauges(metrics, store, inventory, config.maxQueue);
 
   const handler = createHandler({
-    config,
+    settings: {
+      maxBody: config.maxBody,
+      bodyTimeout: config.bodyTimeout,
+      maxQueue: config.maxQueue,
+      webhookHosts: config.webhookHosts,
+      allowModelManagement: config.allowModelManagement,
+      healthDetail: config.healthDetail,
+    },
     store,
     inventory,
     worker,

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { StatementSync } from "node:sqlite";
 import { list } from "../src/http/jobs.ts";
-import type { JobsDeps } from "../src/http/jobs.ts";
+import type { HttpDeps } from "../src/http/deps.ts";
 import { Store } from "../src/queue/store.ts";
 import { startForeman } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
@@ -142,7 +142,7 @@ Deno.test("a page of 500 queued jobs gets its positions from a constant number o
     store,
     residency: { current: resident },
     views: { publicUrl: "http://127.0.0.1:1", inlineLimit: 262_144 },
-  } as unknown as JobsDeps;
+  } as unknown as HttpDeps;
   try {
     const started = performance.now();
     const { result, statements } = countStatements(() =>

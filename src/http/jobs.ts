@@ -4,25 +4,14 @@
 
 import { createHash } from "node:crypto";
 import { normalizeModel } from "../ollama/models.ts";
-import type { GroupCommit } from "../queue/group_commit.ts";
 import { type Endpoint, isTerminal, JOB_STATES, type JobState } from "../queue/states.ts";
 import type { Job } from "../queue/store.ts";
-import { jobView, type ViewOptions } from "../views.ts";
-import type { Dispatcher } from "../webhooks/dispatcher.ts";
+import { jobView } from "../views.ts";
 import { webhookUrlProblem } from "../webhooks/policy.ts";
-import type { Residency } from "../worker/residency.ts";
 import { parseJsonObject, readBody } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
-import type { NativeDeps } from "./native.ts";
+import type { HttpDeps } from "./deps.ts";
 import { requireModel, requireRoom, validateInferenceBody, validateJobFields } from "./validate.ts";
-
-export interface JobsDeps extends NativeDeps {
-  residency: Residency;
-  dispatcher: Dispatcher;
-  views: ViewOptions;
-  /** Inserts key-less submissions in shared transactions (ADR-0015). */
-  groupCommit: GroupCommit;
-}
 
 /**
  * A ULID in Crockford base32: 26 characters, the first at most 7 (48 bits of time). Crockford
@@ -39,13 +28,13 @@ export function parseJobId(raw: string, what = "job id"): string {
   return id;
 }
 
-function findJob(d: JobsDeps, raw: string): Job {
+function findJob(d: HttpDeps, raw: string): Job {
   const job = d.store.get(parseJobId(raw));
   if (!job) throw new HttpError(404, `job ${raw} not found`);
   return job;
 }
 
-export function renderJob(d: JobsDeps, job: Job): Record<string, unknown> {
+export function renderJob(d: HttpDeps, job: Job): Record<string, unknown> {
   return jobView(job, {
     artifacts: job.state === "done" ? d.store.artifactsWithBodies(job.id) : [],
     position: d.store.position(job, d.residency.current),
@@ -54,9 +43,9 @@ export function renderJob(d: JobsDeps, job: Job): Record<string, unknown> {
 }
 
 /** POST /jobs */
-export async function submit(req: Request, d: JobsDeps): Promise<Response> {
+export async function submit(req: Request, d: HttpDeps): Promise<Response> {
   // The bytes as sent are kept: an Idempotency-Key is checked against their hash.
-  const bytes = await readBody(req, d.config);
+  const bytes = await readBody(req, d.settings);
   const body = parseJsonObject(bytes);
   const {
     state_webhook_url: webhook,
@@ -73,7 +62,7 @@ export async function submit(req: Request, d: JobsDeps): Promise<Response> {
   validateJobFields(request);
   if (webhook !== undefined && webhook !== null) {
     if (typeof webhook !== "string") throw new HttpError(400, "state_webhook_url must be a string");
-    const problem = webhookUrlProblem(webhook, d.config.webhookHosts);
+    const problem = webhookUrlProblem(webhook, d.settings.webhookHosts);
     if (problem) throw new HttpError(400, problem);
   }
   if (
@@ -99,7 +88,7 @@ export async function submit(req: Request, d: JobsDeps): Promise<Response> {
       return accepted(prior, { "idempotent-replayed": "true" });
     }
   }
-  requireRoom(d.store, { maxQueue: d.config.maxQueue, pending: d.groupCommit.pending });
+  requireRoom(d.store, { maxQueue: d.settings.maxQueue, pending: d.groupCommit.pending });
   const input = {
     kind: "async",
     endpoint,
@@ -122,7 +111,7 @@ function accepted(job: Job, headers: Record<string, string> = {}): Response {
 }
 
 /** GET /jobs/{id} */
-export function get(id: string, d: JobsDeps): Response {
+export function get(id: string, d: HttpDeps): Response {
   return jsonResponse(renderJob(d, findJob(d, id)));
 }
 
@@ -165,7 +154,7 @@ export function parseListQuery(q: URLSearchParams): ListQuery {
 }
 
 /** GET /jobs?state=&model=&limit=&before= */
-export function list(url: URL, d: JobsDeps): Response {
+export function list(url: URL, d: HttpDeps): Response {
   const { state, model, before, limit } = parseListQuery(url.searchParams);
   const jobs = d.store.list({
     state,
@@ -194,7 +183,7 @@ export function list(url: URL, d: JobsDeps): Response {
 }
 
 /** DELETE /jobs/{id}: cancel a queued job, abort a running one. */
-export async function cancel(id: string, d: JobsDeps): Promise<Response> {
+export async function cancel(id: string, d: HttpDeps): Promise<Response> {
   const job = findJob(d, id);
   if (isTerminal(job.state)) {
     throw new HttpError(409, `job ${job.id} is already ${job.state}`);
@@ -208,11 +197,15 @@ export async function cancel(id: string, d: JobsDeps): Promise<Response> {
 }
 
 /** GET /jobs/{id}/artifacts/{name}: the bytes; the name is only ever a database key. */
-export function artifact(id: string, rawName: string, req: Request, d: JobsDeps): Response {
-  const job = findJob(d, id);
+export function artifact(
+  req: Request,
+  d: HttpDeps,
+  params: { id: string; name: string },
+): Response {
+  const job = findJob(d, params.id);
   let name: string;
   try {
-    name = decodeURIComponent(rawName);
+    name = decodeURIComponent(params.name);
   } catch {
     throw new HttpError(400, "invalid artifact name");
   }
