@@ -3,6 +3,7 @@
 // stops the start with a ConfigError whose message is the one line the operator sees.
 
 import { parse as parseToml } from "smol-toml";
+import { errorMessage, LOG_LEVELS, type LogLevel } from "./log.ts";
 import { parseDuration, parseSize } from "./units.ts";
 import { webhookSecretProblem } from "./webhooks/signing.ts";
 
@@ -233,8 +234,6 @@ function s(
   return { field, toml, env, kind, default: def, help };
 }
 
-export type LogLevel = "debug" | "info" | "warn" | "error";
-
 export interface Config {
   addr: { hostname: string; port: number };
   publicUrl: string;
@@ -318,7 +317,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
     fileText = readFile(configPath);
   } catch (err) {
     if (explicitPath !== undefined || !(err instanceof Deno.errors.NotFound)) {
-      throw new ConfigError(`Cannot read config file ${configPath}: ${errorText(err)}`);
+      throw new ConfigError(`Cannot read config file ${configPath}: ${errorMessage(err)}`);
     }
   }
   if (fileText !== undefined) {
@@ -374,7 +373,7 @@ function readSecret(path: string, from: string, readFile: (p: string) => string)
   try {
     return readFile(path).trim();
   } catch (err) {
-    throw new ConfigError(`Cannot read ${from} ${path}: ${errorText(err)}`);
+    throw new ConfigError(`Cannot read ${from} ${path}: ${errorMessage(err)}`);
   }
 }
 
@@ -387,7 +386,7 @@ function fromToml(
   try {
     doc = parseToml(text) as Record<string, unknown>;
   } catch (err) {
-    const first = errorText(err).split("\n")[0];
+    const first = errorMessage(err).split("\n")[0];
     throw new ConfigError(`Cannot parse ${path}: ${first}`);
   }
   const out = new Map<keyof Config, Source>();
@@ -468,8 +467,8 @@ function convert(setting: Setting, src: Source): unknown {
       return ms;
     }
     case "level": {
-      if (!["debug", "info", "warn", "error"].includes(text)) {
-        return bad("is not a log level (debug, info, warn, error)");
+      if (!LOG_LEVELS.includes(text as LogLevel)) {
+        return bad(`is not a log level (${LOG_LEVELS.join(", ")})`);
       }
       return text;
     }
@@ -520,10 +519,6 @@ function splitList(text: string): string[] {
 
 function str(v: string | boolean | undefined): string | undefined {
   return typeof v === "string" ? v : undefined;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /** Options for node:util parseArgs covering every setting, its *-file variant and --config. */
