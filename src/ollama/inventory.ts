@@ -4,8 +4,7 @@
 // knows the models.
 
 import { sleep } from "../async.ts";
-import type { Logger } from "../log.ts";
-import { errorMessage } from "../log.ts";
+import { errorMessage, type Logger } from "../log.ts";
 import type { Store } from "../queue/store.ts";
 import type { TargetClient } from "./client.ts";
 import { type ModelInfo, sameModel } from "./models.ts";

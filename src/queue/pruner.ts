@@ -5,8 +5,7 @@
 // event is looked at again each round, never in a tight loop.
 
 import { sleep } from "../async.ts";
-import type { Logger } from "../log.ts";
-import { errorMessage } from "../log.ts";
+import { errorMessage, type Logger } from "../log.ts";
 import type { Store } from "./store.ts";
 
 export interface PrunerOptions {

@@ -4,8 +4,7 @@
 // a slow or broken receiver cannot hold up the queue.
 
 import { sleep } from "../async.ts";
-import type { Logger } from "../log.ts";
-import { errorMessage } from "../log.ts";
+import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { OutboxEvent, Store } from "../queue/store.ts";
 import { secretKey, signatureHeaders } from "./signing.ts";

@@ -2,8 +2,7 @@
 // unloaded by foreman), slot 2 rotates among worker models. A swap is explicit: unload every other
 // worker model first, then load the next one, so the target never has to evict on its own.
 
-import type { Logger } from "../log.ts";
-import { errorMessage } from "../log.ts";
+import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { type TargetClient, TargetHttpError } from "../ollama/client.ts";
 import type { Inventory } from "../ollama/inventory.ts";

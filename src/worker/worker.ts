@@ -4,8 +4,7 @@
 
 import { createHash } from "node:crypto";
 import { sleep } from "../async.ts";
-import type { Logger } from "../log.ts";
-import { errorMessage } from "../log.ts";
+import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import {
   AnswerTooLargeError,
