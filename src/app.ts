@@ -39,8 +39,6 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   };
   const store = new Store(config.db, {
     renderEvent: (job, previous, artifacts) => eventBody(job, previous, artifacts, views),
-    // The dispatcher's wake only schedules; it reads the outbox after this transaction commits.
-    onEvent: () => dispatcher.wake(),
   });
   const metrics = new Metrics();
   const client = new TargetClient({
@@ -88,7 +86,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     maxAnswer: config.maxAnswer,
   });
   const dispatcher = new Dispatcher({
-    store,
+    outbox: store.outbox,
     log,
     metrics,
     secret: config.webhookSecret,
@@ -96,6 +94,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     retryBase: config.webhookRetryBase,
     timeout: config.webhookTimeout,
   });
+  store.outbox.onSendable(() => dispatcher.wake());
   const pruner = new Pruner({ store, log, ttl: config.jobTtl });
   const recovered = store.recover(config.maxAttempts);
   if (recovered.requeued.length || recovered.cancelled.length || recovered.failed.length) {
@@ -241,7 +240,7 @@ function registerGauges(
       name: "foreman_webhook_events",
       help: "Webhook events in the outbox by state.",
       read: () =>
-        Object.entries(store.countEventsByState()).map(([state, value]) => ({
+        Object.entries(store.outbox.countByState()).map(([state, value]) => ({
           labels: { state },
           value,
         })),

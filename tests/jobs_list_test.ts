@@ -70,7 +70,7 @@ Deno.test("listing 20 jobs of 15 MB reads none of their bodies", async () => {
       });
       store.transition("claim", job.id);
       store.transition("startWorking", job.id);
-      store.transition("complete", job.id, { result }, [completion]);
+      store.transition("complete", job.id, { result, artifacts: [completion] });
     }
   });
   store.close();

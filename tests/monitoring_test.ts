@@ -365,7 +365,7 @@ Deno.test("the oldest queued job is the earliest submitted still queued, requeue
     store.transition("claim", a.id);
     assert.equal(store.oldestQueuedAt(), b.createdAt);
     // Back in the queue after an unreachable target: it has waited since its submission.
-    store.transition("requeue", a.id, { error: "unreachable", refund: true });
+    store.transition("requeue", a.id, { error: "unreachable", notBefore: 0, refund: true });
     assert.equal(store.oldestQueuedAt(), a.createdAt);
     store.transition("cancel", a.id, { error: "cancelled" });
     store.transition("fail", b.id, { error: "failed" });

@@ -38,7 +38,7 @@ export function renderJob(d: HttpDeps, job: Job): Record<string, unknown> {
   return jobView(job, {
     artifacts: job.state === "done" ? d.store.artifactsWithBodies(job.id) : [],
     position: d.store.position(job, d.residency.current),
-    webhook: d.store.webhookSummary(job.id),
+    webhook: d.store.outbox.summary(job.id),
   }, d.views);
 }
 
@@ -169,7 +169,7 @@ export function list(url: URL, d: HttpDeps): Response {
   const ids = page.map((j) => j.id);
   const positions = d.store.positions(page, d.residency.current);
   const artifacts = d.store.artifactsOf(page.filter((j) => j.state === "done").map((j) => j.id));
-  const webhooks = d.store.webhookSummaries(ids);
+  const webhooks = d.store.outbox.summaries(ids);
   return jsonResponse({
     jobs: page.map((j) =>
       jobView(j, {

@@ -175,7 +175,7 @@ export class Worker {
     if (this.#stranded) {
       // Not the job's fault: it gets its attempt back and runs again.
       const error = "foreman could not write its database; the job runs again";
-      store.tryTransition("requeue", this.#stranded, { error, refund: true });
+      store.tryTransition("requeue", this.#stranded, { error, notBefore: 0, refund: true });
       this.#stranded = undefined;
     }
     const next = store.next(residency.current, { maxWait });
@@ -309,7 +309,7 @@ export class Worker {
       sha256: createHash("sha256").update(bytes).digest("hex"),
       body: bytes,
     };
-    const done = store.transition("complete", job.id, { result: text }, [completion]);
+    const done = store.transition("complete", job.id, { result: text, artifacts: [completion] });
     this.#finished(done);
     return { job: job.id, outcome: "done" };
   }
