@@ -165,7 +165,7 @@ export async function tags(d: HttpDeps): Promise<Response> {
  */
 export async function ps(req: Request, d: HttpDeps): Promise<Response> {
   try {
-    const live = await d.client.json<{ models: [] }>("/api/ps", undefined, req.signal);
+    const live = await d.client.json<{ models: [] }>("/api/ps", { signal: req.signal });
     d.inventory.updatePs(live);
     return jsonResponse(live);
   } catch (err) {

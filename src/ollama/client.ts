@@ -142,15 +142,19 @@ export class TargetClient {
     return res;
   }
 
-  /** GET/POST a JSON route and parse its answer; non-2xx becomes TargetHttpError. */
-  async json<T>(path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  /**
+   * GETs a JSON route, or POSTs `body` to it as JSON, and parses its answer; non-2xx becomes
+   * TargetHttpError.
+   */
+  async json<T>(path: string, options: { body?: unknown; signal?: AbortSignal } = {}): Promise<T> {
+    const { body, signal } = options;
     const res = await this.fetch(path, {
       method: body === undefined ? "GET" : "POST",
       body: body === undefined ? undefined : JSON.stringify(body),
       contentType: body === undefined ? undefined : "application/json",
       signal,
     });
-    const text = await this.readText(res, path, signal);
+    const text = await this.readText(res, { path, signal });
     if (!res.ok) throw new TargetHttpError(res.status, errorFromBody(text, res.status));
     try {
       return JSON.parse(text) as T;
@@ -163,7 +167,11 @@ export class TargetClient {
    * Reads a whole body of the answer to `path`, each read within the timeout and the whole within
    * maxAnswer. A stall or a cut is TargetUnreachableError (the target's fault, never the job's).
    */
-  async readText(res: Response, path: string, signal?: AbortSignal): Promise<string> {
+  async readText(
+    res: Response,
+    options: { path: string; signal?: AbortSignal },
+  ): Promise<string> {
+    const { path, signal } = options;
     if (!res.body) return "";
     const reader = res.body.getReader();
     let stalled: TargetUnreachableError | undefined;

@@ -90,9 +90,9 @@ export class Inventory {
     const { client, log } = this.#o;
     try {
       const [tags, ps, version] = await Promise.all([
-        client.json<{ models: ModelInfo[] }>("/api/tags", undefined, this.#signal),
-        client.json<{ models: ModelInfo[] }>("/api/ps", undefined, this.#signal),
-        client.json<{ version: string }>("/api/version", undefined, this.#signal)
+        client.json<{ models: ModelInfo[] }>("/api/tags", { signal: this.#signal }),
+        client.json<{ models: ModelInfo[] }>("/api/ps", { signal: this.#signal }),
+        client.json<{ version: string }>("/api/version", { signal: this.#signal })
           .catch(() => ({ version: null })),
       ]);
       this.#snapshot = {

@@ -3,7 +3,7 @@
 // deliveries and a bounded number of attempts before an event is dead. It never touches jobs, so
 // a slow or broken receiver cannot hold up the queue.
 
-import { sleep } from "../async.ts";
+import { WakeableSleep } from "../async.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Outbox, OutboxEvent } from "../queue/outbox.ts";
@@ -39,7 +39,7 @@ export class Dispatcher {
   readonly #now: () => number;
   /** Deliveries under way, by event id. */
   readonly #inFlight = new Map<string, { jobId: string; done: Promise<DeliveryOutcome> }>();
-  #wake?: () => void;
+  readonly #idle = new WakeableSleep();
   #pausedUntil = 0;
 
   constructor(options: DispatcherOptions) {
@@ -50,7 +50,7 @@ export class Dispatcher {
 
   /** New events were written: deliver them now rather than at the next tick. */
   wake(): void {
-    this.#wake?.();
+    this.#idle.wake();
   }
 
   /** Starts deliveries for every due event (up to the concurrency) and returns what it started. */
@@ -93,11 +93,7 @@ export class Dispatcher {
   async start(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       this.runOnce();
-      const wait = this.#idleFor();
-      const wake = new AbortController();
-      this.#wake = () => wake.abort();
-      await sleep(wait, AbortSignal.any([wake.signal, signal]));
-      this.#wake = undefined;
+      await this.#idle.sleep(this.#idleFor(), signal);
     }
     await this.drain();
   }

@@ -3,7 +3,7 @@
 // on /api/chat or /api/generate get the target's response relayed from the moment the job works.
 
 import { createHash } from "node:crypto";
-import { sleep } from "../async.ts";
+import { WakeableSleep } from "../async.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import {
@@ -74,12 +74,20 @@ class Cancelled extends Error {
   override name = "Cancelled";
 }
 
+/** Raised inside a run when foreman stops: not the job's fault, so the job goes back to the queue. */
+class Shutdown extends Error {
+  override name = "Shutdown";
+  constructor() {
+    super("foreman is shutting down");
+  }
+}
+
 export class Worker {
   readonly #o: WorkerOptions;
   readonly #now: () => number;
   readonly #callers = new Map<string, Caller>();
   #current?: { id: string; abort: AbortController; settled: Promise<unknown> };
-  #wake?: () => void;
+  readonly #idle = new WakeableSleep();
   #unreachableStreak = 0;
   /** No job is taken before this time: the target was unreachable (one backoff for all jobs). */
   #pausedUntil = 0;
@@ -102,7 +110,7 @@ export class Worker {
 
   /** Nudges an idle worker: new work arrived. */
   wake(): void {
-    this.#wake?.();
+    this.#idle.wake();
   }
 
   /** The job the worker is on, if any. */
@@ -139,10 +147,9 @@ export class Worker {
 
   /** Runs jobs until `signal` aborts; sleeps while there is nothing to do. */
   async start(signal: AbortSignal): Promise<void> {
-    signal.addEventListener("abort", () => {
-      this.#current?.abort.abort(new Cancelled("foreman is shutting down"));
-      this.#wake?.();
-    }, { once: true });
+    signal.addEventListener("abort", () => this.#current?.abort.abort(new Shutdown()), {
+      once: true,
+    });
     while (!signal.aborted) {
       let did: Outcome | undefined;
       try {
@@ -159,12 +166,7 @@ export class Worker {
       let readyAt = this.#o.store.nextReadyAt();
       if (readyAt !== undefined) readyAt = Math.max(readyAt, this.#pausedUntil);
       const wait = readyAt === undefined ? 60_000 : Math.max(5, readyAt - this.#now());
-      await new Promise<void>((resolve) => {
-        const wake = new AbortController();
-        this.#wake = () => wake.abort();
-        sleep(wait, AbortSignal.any([wake.signal, signal])).then(resolve);
-      });
-      this.#wake = undefined;
+      await this.#idle.sleep(wait, signal);
     }
   }
 
@@ -210,7 +212,7 @@ export class Worker {
       attempt: job.attempt,
     });
     try {
-      await this.#o.residency.ensure(job.model, job.endpoint, signal);
+      await this.#o.residency.ensure(job.model, { endpoint: job.endpoint, signal });
       store.transition("startWorking", job.id);
       log.info("job working", { job_id: job.id, model: job.model, state: "working" });
       const outcome = job.kind === "sync"
@@ -221,14 +223,18 @@ export class Worker {
     } catch (err) {
       // A write that failed for lack of disk says nothing about the job: never fail it for that.
       if (isDiskFull(err)) throw err;
-      return this.#handleFailure(job, err, signal);
+      return this.#handleFailure(job, err, { signal });
     } finally {
       metrics.jobRun.observe((this.#now() - started) / 1000);
     }
   }
 
   /** Sends the job to the target; resolves with a 2xx response or throws TargetHttpError. */
-  async #send(job: Job, stream: boolean | undefined, signal: AbortSignal): Promise<Response> {
+  async #send(
+    job: Job,
+    options: { stream?: boolean; signal: AbortSignal },
+  ): Promise<Response> {
+    const { stream, signal } = options;
     const body = JSON.parse(job.request);
     body.keep_alive = keepAliveSeconds(this.#o.keepAlive);
     if (stream !== undefined) body.stream = stream;
@@ -239,13 +245,13 @@ export class Worker {
       signal,
     });
     if (res.ok) return res;
-    const text = await this.#o.client.readText(res, job.endpoint, signal).catch(() => "");
+    const text = await this.#o.client.readText(res, { path: job.endpoint, signal }).catch(() => "");
     throw new TargetHttpError(res.status, errorFromBody(text, res.status));
   }
 
   async #runSync(job: Job, signal: AbortSignal): Promise<Outcome> {
     const { store, targetTimeout, maxAnswer } = this.#o;
-    const res = await this.#send(job, undefined, signal);
+    const res = await this.#send(job, { signal });
     const caller = this.#callers.get(job.id);
     if (!caller) {
       await res.body?.cancel();
@@ -265,7 +271,9 @@ export class Worker {
       if (signal.aborted) throw signal.reason;
       if (err instanceof CallerStoppedReadingError) throw new Cancelled(err.message);
       if (err instanceof CallerGoneError) throw new Cancelled("caller went away");
-      if (err instanceof AnswerTooLargeError) return this.#failed(job.id, err.message, 502);
+      if (err instanceof AnswerTooLargeError) {
+        return this.#failed(job.id, err.message, { status: 502 });
+      }
       // Bytes may already be with the caller: a retry would repeat them, so the job ends here.
       return this.#failed(job.id, `the target stopped mid-response: ${errorMessage(err)}`);
     }
@@ -281,7 +289,7 @@ export class Worker {
 
   async #runAsync(job: Job, signal: AbortSignal): Promise<Outcome> {
     const { store, targetTimeout, maxAnswer } = this.#o;
-    const res = await this.#send(job, false, signal);
+    const res = await this.#send(job, { stream: false, signal });
     let bytes: Uint8Array<ArrayBuffer>;
     try {
       bytes = await readAll(res.body!, { idleTimeout: targetTimeout, maxAnswer, signal });
@@ -314,19 +322,24 @@ export class Worker {
     return { job: job.id, outcome: "done" };
   }
 
-  #handleFailure(job: Job, err: unknown, signal: AbortSignal): Outcome {
+  #handleFailure(job: Job, err: unknown, options: { signal: AbortSignal }): Outcome {
     const { log, maxAttempts, residency } = this.#o;
+    const { signal } = options;
     if (signal.aborted) {
-      const reason = signal.reason instanceof Cancelled ? signal.reason.message : "cancelled";
-      if (reason === "foreman is shutting down") return this.#requeue(job, reason, 0, true);
-      return this.#cancelled(job.id, reason);
+      const reason = signal.reason;
+      if (reason instanceof Shutdown) {
+        return this.#requeue(job, reason.message, { delay: 0, refund: true });
+      }
+      return this.#cancelled(job.id, reason instanceof Cancelled ? reason.message : "cancelled");
     }
     if (err instanceof Cancelled) return this.#cancelled(job.id, err.message);
     // The same answer would be as large again: no retry.
-    if (err instanceof AnswerTooLargeError) return this.#failed(job.id, err.message, 502);
+    if (err instanceof AnswerTooLargeError) {
+      return this.#failed(job.id, err.message, { status: 502 });
+    }
     if (err instanceof TargetUnreachableError || err instanceof StallError) {
       // Never the job's fault: give the attempt back and try again later.
-      residency.current = undefined;
+      residency.forget();
       this.#unreachableStreak++;
       const delay = Math.min(RETRY_CAP, this.#o.retryBase * 2 ** (this.#unreachableStreak - 1));
       // The target is down for every job, not just this one: trying the next queued job at once
@@ -339,7 +352,7 @@ export class Worker {
         retry_in_ms: delay,
         error: errorMessage(err),
       });
-      return this.#requeue(job, errorMessage(err), delay, true);
+      return this.#requeue(job, errorMessage(err), { delay, refund: true });
     }
     if (err instanceof TargetHttpError) {
       const retryable = err.status >= 500 || err.status === 408 || err.status === 429;
@@ -353,20 +366,27 @@ export class Worker {
           attempt: job.attempt,
           error: err.message,
         });
-        return this.#requeue(job, err.message, delay, false);
+        return this.#requeue(job, err.message, { delay, refund: false });
       }
-      return this.#failed(job.id, err.message, err.status);
+      return this.#failed(job.id, err.message, { status: err.status });
     }
     log.error("job failed unexpectedly", { job_id: job.id, error: errorMessage(err) });
-    return this.#failed(job.id, `foreman could not run the job: ${errorMessage(err)}`, 500);
+    return this.#failed(job.id, `foreman could not run the job: ${errorMessage(err)}`);
   }
 
-  #requeue(job: Job, error: string, delay: number, refund: boolean): Outcome {
+  /**
+   * Puts the job back in the queue for another try in `delay` ms; `refund` gives the attempt
+   * back when the failure was not the job's.
+   */
+  #requeue(job: Job, error: string, options: { delay: number; refund: boolean }): Outcome {
+    const { delay, refund } = options;
     this.#o.store.transition("requeue", job.id, { error, notBefore: this.#now() + delay, refund });
     return { job: job.id, outcome: "requeued", reason: error };
   }
 
-  #failed(id: string, error: string, status = 500): Outcome {
+  /** Fails the job; a waiting sync caller gets `status` (default 500) and the error. */
+  #failed(id: string, error: string, options: { status?: number } = {}): Outcome {
+    const { status = 500 } = options;
     const job = this.#o.store.tryTransition("fail", id, { error });
     if (job) this.#finished(job);
     this.#release(id, { status, message: error });
