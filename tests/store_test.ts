@@ -9,7 +9,7 @@ function fixture(now = { t: 1_700_000_000_000 }) {
   const events: string[] = [];
   const store = new Store(`${dir}/q.db`, {
     now: () => now.t,
-    renderEvent: (job, prev) => {
+    renderEvent: (job, { previous: prev }) => {
       events.push(`${prev}->${job.state}`);
       return JSON.stringify({ job_id: job.id, state: job.state, previous_state: prev });
     },

@@ -67,7 +67,7 @@ function outboxFixture(
   const clock = { t: Date.now() };
   const store = new Store(`${dir}/q.db`, {
     now: () => clock.t,
-    renderEvent: (job, prev) =>
+    renderEvent: (job, { previous: prev }) =>
       JSON.stringify({ job_id: job.id, state: job.state, previous_state: prev }),
   });
   const metrics = new Metrics();
@@ -216,7 +216,7 @@ function countOutboxQueries(store: Store): { n: number } {
 /** A store on the real clock with `jobs` webhook jobs, each with its four lifecycle events. */
 function jobsWithEvents(url: string, jobs: number): Store {
   const store = new Store(`${Deno.makeTempDirSync()}/q.db`, {
-    renderEvent: (job, prev) =>
+    renderEvent: (job, { previous: prev }) =>
       JSON.stringify({ job_id: job.id, state: job.state, previous_state: prev }),
   });
   store.tx(() => {

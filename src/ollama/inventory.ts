@@ -25,11 +25,13 @@ export interface InventoryOptions {
   log: Logger;
   interval: number;
   now?: () => number;
-  /** Called after a successful poll that follows a failed one (or the first success). */
-  onReachable?: (snapshot: InventorySnapshot) => void;
-  /** Called after every successful poll. */
-  onPoll?: (snapshot: InventorySnapshot) => void;
 }
+
+/**
+ * Told after every successful poll; `cameBack` when the poll before it failed or none had run,
+ * so what foreman knew of the target may be stale.
+ */
+export type PollListener = (snapshot: InventorySnapshot, poll: { cameBack: boolean }) => void;
 
 export class Inventory {
   #snapshot: InventorySnapshot;
@@ -40,11 +42,17 @@ export class Inventory {
   #signal?: AbortSignal;
   readonly #o: InventoryOptions;
   readonly #now: () => number;
+  readonly #listeners: PollListener[] = [];
 
   constructor(options: InventoryOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
     this.#snapshot = loadSaved(options.store);
+  }
+
+  /** Calls `listener` after every successful poll (residency and the worker keep in step). */
+  onPoll(listener: PollListener): void {
+    this.#listeners.push(listener);
   }
 
   get snapshot(): InventorySnapshot {
@@ -116,9 +124,8 @@ export class Inventory {
           models: this.#snapshot.tags.models.length,
           version: this.#snapshot.version,
         });
-        this.#o.onReachable?.(this.#snapshot);
       }
-      this.#o.onPoll?.(this.#snapshot);
+      for (const listener of this.#listeners) listener(this.#snapshot, { cameBack });
       return true;
     } catch (err) {
       if (this.#signal?.aborted) return false; // shutting down: says nothing about the target

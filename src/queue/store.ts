@@ -96,11 +96,13 @@ const SUMMARY_COLUMNS = `id, kind, endpoint, model, state, webhook_url, idempote
   request_hash, attempt, not_before, error, created_at, updated_at, started_at, finished_at,
   CASE WHEN octet_length(metadata) <= :metadata_limit THEN metadata END AS metadata`;
 
-/** Renders the body of the webhook event that reports `job` entering its current state. */
+/**
+ * Renders the body of the webhook event that reports `job` entering its current state from
+ * `previous` (null for a new job), with the job's artifacts.
+ */
 export type EventRenderer = (
   job: Job,
-  previous: JobState | null,
-  artifacts: Artifact[],
+  event: { previous: JobState | null; artifacts: Artifact[] },
 ) => string;
 
 export interface StoreOptions {
@@ -485,7 +487,7 @@ export class Store {
   #recordEvent(job: Job, previous: JobState | null): void {
     if (!job.webhookUrl) return;
     if (!this.#renderEvent) throw new TypeError("Store has no event renderer for webhook jobs");
-    const body = this.#renderEvent(job, previous, this.artifactsWithBodies(job.id));
+    const body = this.#renderEvent(job, { previous, artifacts: this.artifactsWithBodies(job.id) });
     this.outbox.append({ jobId: job.id, url: job.webhookUrl, body });
   }
 
