@@ -2,6 +2,8 @@
 // Its settings are client-only (FOREMAN_URL, FOREMAN_TOKEN), so it never loads the daemon's
 // configuration, and every failure becomes a CliError whose message is the one line users see.
 
+import { ollamaError } from "../ollama/client.ts";
+
 /** A failure the CLI reports as one line and exit code 1. */
 export class CliError extends Error {
   override name = "CliError";
@@ -124,13 +126,10 @@ export class ForemanClient {
   }
 }
 
+/** foreman's {"error"} message, else the first line of what it answered. */
 async function errorText(res: Response): Promise<string> {
   const text = await res.text().catch(() => "");
-  try {
-    const parsed = JSON.parse(text);
-    if (typeof parsed?.error === "string") return parsed.error;
-  } catch { /* not JSON: show the text */ }
-  return text.trim().split("\n")[0].slice(0, 200) || res.statusText;
+  return ollamaError(text) ?? (text.trim().split("\n")[0].slice(0, 200) || res.statusText);
 }
 
 function unreachable(url: string, err: unknown): string {

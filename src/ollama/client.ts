@@ -208,13 +208,22 @@ export class TargetClient {
   }
 }
 
+/**
+ * The message of Ollama's error shape, {"error": "..."}, when `text` is one: an error body, or the
+ * last line of a stream that failed after its first byte. foreman answers in the same shape.
+ */
+export function ollamaError(text: string): string | undefined {
+  if (!text.includes('"error"')) return undefined;
+  try {
+    const v = JSON.parse(text);
+    return typeof v?.error === "string" ? v.error : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The `error` field of an Ollama error body, or a description of the status when absent. */
 export function errorFromBody(text: string, status: number): string {
-  try {
-    const parsed = JSON.parse(text);
-    if (parsed && typeof parsed.error === "string") return parsed.error;
-  } catch {
-    // not JSON: fall through
-  }
-  return text.trim() ? text.trim().slice(0, 500) : `target answered HTTP ${status}`;
+  return ollamaError(text) ??
+    (text.trim() ? text.trim().slice(0, 500) : `target answered HTTP ${status}`);
 }

@@ -9,6 +9,7 @@ import type { Metrics } from "../metrics.ts";
 import {
   AnswerTooLargeError,
   errorFromBody,
+  ollamaError,
   type TargetClient,
   TargetHttpError,
   TargetUnreachableError,
@@ -277,7 +278,7 @@ export class Worker {
       // Bytes may already be with the caller: a retry would repeat them, so the job ends here.
       return this.#failed(job.id, `the target stopped mid-response: ${errorMessage(err)}`);
     }
-    const midStreamError = parseError(last);
+    const midStreamError = ollamaError(last);
     if (midStreamError !== undefined) return this.#failed(job.id, midStreamError);
     // Ollama can end a response early without its final done:true object; the caller has what was
     // sent, but the job did not complete.
@@ -305,7 +306,7 @@ export class Worker {
     } catch {
       throw new TargetHttpError(502, "the target sent a response that is not JSON");
     }
-    const err = parseError(text);
+    const err = ollamaError(text);
     if (err !== undefined || typeof parsed !== "object" || parsed === null) {
       throw new TargetHttpError(502, err ?? "the target sent an unexpected response");
     }
@@ -419,16 +420,5 @@ function endsDone(line: string): boolean {
     return JSON.parse(line)?.done === true;
   } catch {
     return false;
-  }
-}
-
-/** The message of a final {"error": "..."} line, if `line` is one. */
-function parseError(line: string): string | undefined {
-  if (!line.includes('"error"')) return undefined;
-  try {
-    const v = JSON.parse(line);
-    return typeof v?.error === "string" ? v.error : undefined;
-  } catch {
-    return undefined;
   }
 }
