@@ -515,12 +515,8 @@ function convert(setting: Setting, src: Source): unknown {
       return text;
     }
     case "url": {
-      let url: URL;
-      try {
-        url = new URL(text);
-      } catch {
-        return bad("is not a URL");
-      }
+      const url = URL.parse(text);
+      if (!url) return bad("is not a URL");
       if (url.protocol !== "http:" && url.protocol !== "https:") return bad("must be http(s)");
       if (url.username || url.password) return bad("must not carry credentials; use a token");
       return url.origin + url.pathname.replace(/\/+$/, "");

@@ -42,12 +42,8 @@ export function clientSettings(
   readFile: (path: string) => string = (path) => Deno.readTextFileSync(path),
 ): ClientSettings {
   const raw = (env("FOREMAN_URL") ?? "").trim() || DEFAULT_URL;
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new UsageError(`FOREMAN_URL is not a URL: '${raw}'`);
-  }
+  const url = URL.parse(raw);
+  if (!url) throw new UsageError(`FOREMAN_URL is not a URL: '${raw}'`);
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new UsageError(`FOREMAN_URL must be http(s): '${raw}'`);
   }

@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import { normalizeModel } from "../ollama/models.ts";
 import { type Endpoint, isTerminal, JOB_STATES, type JobState } from "../queue/states.ts";
-import type { Job } from "../queue/store.ts";
+import type { Job, ListFilter } from "../queue/store.ts";
 import { jobView } from "../views.ts";
 import { webhookUrlProblem } from "../webhooks/policy.ts";
 import { parseJsonObject, readBody } from "./body.ts";
@@ -115,12 +115,8 @@ export function get(id: string, d: HttpDeps): Response {
   return jsonResponse(renderJob(d, findJob(d, id)));
 }
 
-interface ListQuery {
-  state?: JobState;
-  model?: string;
-  before?: string;
-  limit: number;
-}
+/** A list filter as the query gives it; the metadata limit is the server's. */
+type ListQuery = Omit<ListFilter, "metadataLimit">;
 
 /**
  * The query of GET /jobs. A parameter given empty (`?state=`) is refused like any other bad value,

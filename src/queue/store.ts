@@ -457,12 +457,7 @@ export class Store {
     ).all(JSON.stringify(jobIds));
     for (const r of rows) {
       const list = out.get(String(r.job_id)) ?? [];
-      list.push({
-        name: String(r.name),
-        contentType: String(r.content_type),
-        size: Number(r.size),
-        sha256: String(r.sha256),
-      });
+      list.push(toArtifactMeta(r));
       out.set(String(r.job_id), list);
     }
     return out;
@@ -551,14 +546,17 @@ function toJob(r: Record<string, unknown>): Job {
   return { ...toSummary(r), request: String(r.request), result: nullableString(r.result) };
 }
 
-function toArtifact(r: Record<string, unknown>): Artifact {
+function toArtifactMeta(r: Record<string, unknown>): ArtifactMeta {
   return {
     name: String(r.name),
     contentType: String(r.content_type),
     size: Number(r.size),
     sha256: String(r.sha256),
-    body: r.body as Uint8Array<ArrayBuffer>,
   };
+}
+
+function toArtifact(r: Record<string, unknown>): Artifact {
+  return { ...toArtifactMeta(r), body: r.body as Uint8Array<ArrayBuffer> };
 }
 
 function nullableString(v: unknown): string | null {
