@@ -533,9 +533,11 @@ function convert(setting: Setting, src: Source): unknown {
 export function parseAddr(text: string): { hostname: string; port: number } | undefined {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s\[\]]+)):(\d{1,5})$/.exec(text);
   if (!m) return undefined;
-  const port = Number(m[3]);
-  if (port > 65535) return undefined;
-  return { hostname: m[1] ?? m[2], port };
+  const [, v6, host, portText] = m;
+  const hostname = v6 ?? host;
+  const port = Number(portText);
+  if (hostname === undefined || port > 65535) return undefined;
+  return { hostname, port };
 }
 
 export function isLoopback(hostname: string): boolean {

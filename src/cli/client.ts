@@ -125,7 +125,8 @@ export class ForemanClient {
 /** foreman's {"error"} message, else the first line of what it answered. */
 async function errorText(res: Response): Promise<string> {
   const text = await res.text().catch(() => "");
-  return ollamaError(text) ?? (text.trim().split("\n")[0].slice(0, 200) || res.statusText);
+  const [first = ""] = text.trim().split("\n", 1);
+  return ollamaError(text) ?? (first.slice(0, 200) || res.statusText);
 }
 
 function unreachable(url: string, err: unknown): string {
@@ -143,7 +144,8 @@ function unreachable(url: string, err: unknown): string {
 }
 
 function firstLine(text: string): string {
-  return text.split("\n")[0]
+  const [first = ""] = text.split("\n", 1);
+  return first
     .replace(/^error sending request for url \([^)]*\): /, "")
     .replace(/^client error \(Connect\): /, "")
     .replace(/^tcp connect error: /, "")

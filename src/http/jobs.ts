@@ -174,7 +174,7 @@ export function list(url: URL, d: HttpDeps): Response {
         webhook: webhooks.get(j.id) ?? null,
       }, d.views)
     ),
-    next: jobs.length > limit ? page[page.length - 1].id : null,
+    next: jobs.length > limit ? page.at(-1)?.id ?? null : null,
   });
 }
 

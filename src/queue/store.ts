@@ -321,10 +321,10 @@ export class Store {
   positions(jobs: readonly JobSummary[], resident: string | undefined): Map<string, number> {
     const out = new Map<string, number>();
     const queued = jobs.filter((j) => j.state === "queued");
-    if (queued.length === 0) return out;
     const ids = queued.map((j) => j.id).sort();
+    const [first, last] = [ids[0], ids.at(-1)];
+    if (first === undefined || last === undefined) return out;
     const models = JSON.stringify([...new Set(queued.map((j) => j.model))]);
-    const range = { first: ids[0], last: ids[ids.length - 1] };
     const groups = new Map<string, { n: number; first: string }>();
     for (
       const g of this.#stmt(
@@ -335,7 +335,7 @@ export class Store {
       this.#stmt(
         `SELECT model, count(*) AS n FROM jobs WHERE state = 'queued'
            AND model IN (SELECT value FROM json_each(:models)) AND id < :first GROUP BY model`,
-      ).all({ models, first: range.first }).map((r) => [String(r.model), Number(r.n)]),
+      ).all({ models, first }).map((r) => [String(r.model), Number(r.n)]),
     );
     const within = this.#stmt(
       `SELECT id, n FROM (
@@ -343,7 +343,7 @@ export class Store {
          WHERE state = 'queued' AND model IN (SELECT value FROM json_each(:models))
            AND id BETWEEN :first AND :last)
        WHERE id IN (SELECT value FROM json_each(:ids))`,
-    ).all({ models, ids: JSON.stringify(ids), ...range });
+    ).all({ models, ids: JSON.stringify(ids), first, last });
     const rank = new Map(within.map((r) => [String(r.id), Number(r.n)]));
     const ahead = new Map<string, number>();
     for (const job of queued) {
