@@ -58,7 +58,7 @@ Deno.test("a daemon on port 0 links artifacts at the port it got, and once stopp
     }).output();
     const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
     assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    const { port, job } = JSON.parse(lines[0]);
+    const { port, job } = JSON.parse(lines[0]!);
     assert.notEqual(port, 0);
     assert.equal(job.state, "done");
     assert.equal(

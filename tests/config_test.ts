@@ -151,7 +151,7 @@ Deno.test("every setting is documented in foreman.toml and the README with its e
   const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
   for (const s of SETTINGS) {
     assert.ok(toml.includes(s.env), `foreman.toml mentions ${s.env}`);
-    assert.ok(toml.includes(s.toml.split(".")[1]), `foreman.toml has key ${s.toml}`);
+    assert.ok(toml.includes(s.toml.split(".")[1]!), `foreman.toml has key ${s.toml}`);
     assert.ok(readme.includes(s.env), `README mentions ${s.env}`);
     assert.ok(readme.includes(`--${flagName(s)}`), `README mentions --${flagName(s)}`);
   }

@@ -124,7 +124,7 @@ Deno.test("a page of 500 queued jobs gets its positions from a constant number o
   const queued: { id: string; model: string }[] = [];
   store.tx(() => {
     for (let i = 0; i < 10_000; i++) {
-      const model = models[(i * 7 + (i >> 5)) % 3];
+      const model = models[(i * 7 + (i >> 5)) % 3]!;
       const job = store.insertJob({ kind: "async", endpoint: "chat", model, request: "{}" });
       queued.push({ id: job.id, model });
     }
@@ -134,8 +134,8 @@ Deno.test("a page of 500 queued jobs gets its positions from a constant number o
   const resident = "m-b:latest";
   const groups = models.map((m) => queued.filter((j) => j.model === m))
     .sort((a, b) =>
-      Number(b[0].model === resident) - Number(a[0].model === resident) ||
-      (a[0].id < b[0].id ? -1 : 1)
+      Number(b[0]!.model === resident) - Number(a[0]!.model === resident) ||
+      (a[0]!.id < b[0]!.id ? -1 : 1)
     );
   const expected = new Map(groups.flat().map((j, i) => [j.id, i + 1]));
   const deps = {

@@ -106,7 +106,7 @@ Deno.test("the schema's state CHECKs and indexes list exactly the states in stat
     String(store.db.prepare("SELECT sql FROM sqlite_master WHERE name = ?").get(name)!.sql);
   const lists = (text: string) =>
     [...text.matchAll(/state IN \(([^)]*)\)/g)].map((m) =>
-      m[1].split(",").map((s) => s.trim().replace(/^'|'$/g, ""))
+      m[1]!.split(",").map((s) => s.trim().replace(/^'|'$/g, ""))
     );
   assert.deepEqual(lists(sql("jobs")), [[...JOB_STATES], [...TERMINAL_STATES]]);
   assert.deepEqual(lists(sql("outbox")), [[...EVENT_STATES]]);
@@ -165,7 +165,7 @@ Deno.test("drain-by-model orders an interleaved backlog with one swap per model"
     store.transition("startWorking", job.id);
     store.transition("complete", job.id, { result: "{}" });
     resident = job.model;
-    order.push(job.model[0]);
+    order.push(job.model[0]!);
   }
   assert.equal(order.join(""), "aaaabbbbcccc");
 });
@@ -237,14 +237,14 @@ Deno.test("outbox events of one job are due one at a time, in order", () => {
   store.transition("claim", job.id);
   const due = store.outbox.due(10);
   assert.equal(due.length, 1);
-  assert.match(due[0].body, /"state":"queued"/);
-  store.outbox.markRetry(due[0].id, { status: 500, error: "500", nextAt: now.t + 5000 });
+  assert.match(due[0]!.body, /"state":"queued"/);
+  store.outbox.markRetry(due[0]!.id, { status: 500, error: "500", nextAt: now.t + 5000 });
   assert.equal(store.outbox.due(10).length, 0, "the second event waits behind the first");
   now.t += 5000;
   const again = store.outbox.due(10);
-  assert.equal(again[0].id, due[0].id, "same webhook-id on retry");
-  store.outbox.markDelivered(again[0].id, 200);
-  assert.match(store.outbox.due(10)[0].body, /"state":"loading"/);
+  assert.equal(again[0]!.id, due[0]!.id, "same webhook-id on retry");
+  store.outbox.markDelivered(again[0]!.id, 200);
+  assert.match(store.outbox.due(10)[0]!.body, /"state":"loading"/);
   const summary = store.outbox.summary(job.id)!;
   assert.equal(summary.delivered, 1);
   assert.equal(summary.pending, 1);
@@ -255,6 +255,7 @@ Deno.test("settling an event that is no longer pending changes nothing and says 
   const job = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
   store.transition("claim", job.id);
   const [first] = store.outbox.due(10);
+  assert.ok(first);
   assert.equal(store.outbox.markDelivered(first.id, 200), true);
   assert.equal(store.outbox.markDelivered(first.id, 200), false, "delivered already");
   assert.equal(store.outbox.markRetry(first.id, { status: 500, error: "x", nextAt: 0 }), false);
@@ -297,12 +298,14 @@ Deno.test("only the first pending event of each job sets when the next event fal
   const { store, add, now } = fixture();
   const a = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
   const [queued] = store.outbox.due(10);
+  assert.ok(queued);
   store.outbox.markRetry(queued.id, { status: 500, error: "500", nextAt: now.t + 5000 });
   store.transition("claim", a.id);
   store.transition("startWorking", a.id);
   assert.equal(store.outbox.nextDueAt(), now.t + 5000, "events behind a failing one are not due");
   const b = add("b:latest", { webhookUrl: "http://127.0.0.1/hook" });
   const [bQueued] = store.outbox.due(10);
+  assert.ok(bQueued);
   assert.equal(bQueued.jobId, b.id);
   assert.equal(store.outbox.nextDueAt(), now.t);
   assert.equal(
@@ -313,7 +316,7 @@ Deno.test("only the first pending event of each job sets when the next event fal
   store.outbox.markDelivered(bQueued.id, 200);
   now.t += 5000;
   store.outbox.markDelivered(queued.id, 200);
-  assert.match(store.outbox.due(10)[0].body, /"state":"loading"/, "the next one is released");
+  assert.match(store.outbox.due(10)[0]!.body, /"state":"loading"/, "the next one is released");
   assert.equal(store.outbox.nextDueAt(), now.t - 5000, "released with the time it was written");
 });
 
@@ -321,7 +324,7 @@ Deno.test("a database from schema version 1 opens with its rows, bodies last, ev
   const dir = Deno.makeTempDirSync();
   const old = new DatabaseSync(`${dir}/q.db`);
   old.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT");
-  old.exec(MIGRATIONS[0]);
+  old.exec(MIGRATIONS[0]!);
   old.exec("INSERT INTO meta VALUES ('schema_version', '1')");
   const id = "01HF7YAT00QJ9A35Z6DQVV42M1";
   old.exec(`INSERT INTO jobs (id, kind, endpoint, model, state, request, webhook_url, attempt,

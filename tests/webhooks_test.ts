@@ -103,10 +103,10 @@ Deno.test("a receiver answering 500 then 200 gets the same event again after a b
     assert.deepEqual(await Promise.all(dispatcher.runOnce()), ["delivered"]);
     assert.equal(receiver.received.length, 2);
     assert.equal(
-      receiver.received[0].headers.get("webhook-id"),
-      receiver.received[1].headers.get("webhook-id"),
+      receiver.received[0]!.headers.get("webhook-id"),
+      receiver.received[1]!.headers.get("webhook-id"),
     );
-    assert.equal(receiver.received[0].body, receiver.received[1].body);
+    assert.equal(receiver.received[0]!.body, receiver.received[1]!.body);
     assert.equal(store.outbox.summary(job.id)!.delivered, 1);
     store.close();
   } finally {
@@ -177,6 +177,7 @@ Deno.test("a delivery whose event was settled meanwhile is logged, not recorded"
       log: createLogger({ write: (line) => lines.push(line) }),
     });
     const [event] = store.outbox.due(1);
+    assert.ok(event);
     store.outbox.markJobEventsDead(job.id, "receiver answered 410 Gone");
     assert.equal(await dispatcher.deliver(event), "delivered");
     assert.deepEqual(store.outbox.countByState(), { pending: 0, delivered: 0, dead: 1 });

@@ -61,7 +61,7 @@ Deno.test(`${CASES} seeded hostile requests get 4xx in Ollama's shape, no 5xx, n
       const cases = Array.from({ length: Math.min(batch, CASES - i) }, next);
       const answers = await Promise.all(cases.map((c) => send(fm, c)));
       cases.forEach((c, j) => {
-        const a = answers[j];
+        const a = answers[j]!; // one answer per case
         const counts = byKind.get(c.kind) ?? new Map<number, number>();
         counts.set(a.status, (counts.get(a.status) ?? 0) + 1);
         byKind.set(c.kind, counts);
@@ -286,11 +286,13 @@ Deno.test("auth matrix: every protected route refuses no token, a wrong one and 
       assert.equal(row.wrong, 401, route);
       assert.notEqual(row.old, 401, `${route}: the old token works during the rotation`);
       assert.notEqual(row.right, 401, route);
-      assert.ok(row.right < 500, `${route}: ${row.right}`);
-      assert.equal(after[route].old, 401, `${route}: the old token is refused after the rotation`);
-      assert.equal(after[route].none, 401, route);
-      assert.equal(after[route].wrong, 401, route);
-      assert.notEqual(after[route].right, 401, route);
+      assert.ok(row.right! < 500, `${route}: ${row.right}`);
+      const later = after[route];
+      assert.ok(later, route);
+      assert.equal(later.old, 401, `${route}: the old token is refused after the rotation`);
+      assert.equal(later.none, 401, route);
+      assert.equal(later.wrong, 401, route);
+      assert.notEqual(later.right, 401, route);
     }
     await report("auth-matrix", {
       routes: Object.keys(during).length,
