@@ -1,7 +1,7 @@
 // A hand-written SVG of latency distributions, foreman against the direct path: one panel per
 // measurement, latency (ms) against percentile on a tail-stretching axis (50, 90, 99, 99.9).
 
-import { quantile } from "./stats.ts";
+import { quantile, sortedQuantile } from "./stats.ts";
 
 export interface Panel {
   title: string;
@@ -68,9 +68,7 @@ function panel(p: Panel, x0: number, y0: number): string {
     const pts: string[] = [];
     for (let k = 0; k <= 200; k++) {
       const q = 1 - 10 ** (-(k / 200) * MAX_POS);
-      const at = (sorted.length - 1) * q;
-      const lo = Math.floor(at);
-      const v = sorted[lo] + (sorted[Math.ceil(at)] - sorted[lo]) * (at - lo);
+      const v = sortedQuantile(sorted, q);
       pts.push(`${px(q).toFixed(1)},${py(v).toFixed(1)}`);
     }
     out.push(

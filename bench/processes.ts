@@ -144,7 +144,9 @@ function tempFilesystem(): string {
   let best = { point: "", type: "unknown" };
   for (const line of Deno.readTextFileSync("/proc/mounts").split("\n")) {
     const [, point, type] = line.split(" ");
-    if (point && tmp.startsWith(point) && point.length > best.point.length) best = { point, type };
+    if (point && type && tmp.startsWith(point) && point.length > best.point.length) {
+      best = { point, type };
+    }
   }
   return best.type;
 }

@@ -3,12 +3,16 @@
 
 /** The q-quantile (0..1) of `samples` by linear interpolation; NaN for none. */
 export function quantile(samples: readonly number[], q: number): number {
-  if (samples.length === 0) return NaN;
-  const sorted = [...samples].sort((a, b) => a - b);
+  return sortedQuantile([...samples].sort((a, b) => a - b), q);
+}
+
+/** quantile() of samples sorted already (ascending), for curves that read many quantiles. */
+export function sortedQuantile(sorted: readonly number[], q: number): number {
   const at = (sorted.length - 1) * q;
-  const lo = Math.floor(at);
-  const hi = Math.ceil(at);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo);
+  const lo = sorted[Math.floor(at)];
+  const hi = sorted[Math.ceil(at)];
+  if (lo === undefined || hi === undefined) return NaN;
+  return lo + (hi - lo) * (at - Math.floor(at));
 }
 
 export function median(values: readonly number[]): number {
@@ -56,10 +60,7 @@ export function quantileCurve(samples: readonly number[], n = 100, maxQ = 0.999)
   const out: number[][] = [];
   for (let i = 0; i <= n; i++) {
     const q = (i / n) * maxQ;
-    const at = (sorted.length - 1) * q;
-    const lo = Math.floor(at);
-    const hi = Math.ceil(at);
-    out.push([q, sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo)]);
+    out.push([q, sortedQuantile(sorted, q)]);
   }
   return out;
 }

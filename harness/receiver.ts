@@ -38,7 +38,7 @@ export async function startReceiver(options: {
     try {
       json = JSON.parse(body);
     } catch { /* recorded as is */ }
-    const status = statuses[Math.min(received.length, statuses.length - 1)];
+    const status = statuses[Math.min(received.length, statuses.length - 1)] ?? 200;
     received.push({
       at: Date.now(),
       path: new URL(req.url).pathname,

@@ -19,7 +19,7 @@ export function toml(): string {
   ];
   let section = "";
   for (const s of SETTINGS) {
-    const [sec, key] = s.toml.split(".");
+    const [sec = "", key] = s.toml.split(".");
     if (sec !== section) {
       out.push("", `[${sec}]`);
       section = sec;

@@ -117,16 +117,17 @@ export function parseGoDuration(text: string): number {
   let total = 0;
   while (s !== "") {
     const m = /^(\d*)(?:\.(\d*))?/.exec(s)!;
-    const [whole, int, frac] = m;
+    const [whole = "", int, frac] = m;
     if (int === "" && (frac === undefined || frac === "")) {
       throw new Error(`time: invalid duration ${quoted}`);
     }
     s = s.slice(whole.length);
     const unit = /^[^\d.]*/.exec(s)![0];
     if (unit === "") throw new Error(`time: missing unit in duration ${quoted}`);
-    if (!(unit in GO_UNITS)) throw new Error(`time: unknown unit "${unit}" in duration ${quoted}`);
+    const size = GO_UNITS[unit];
+    if (size === undefined) throw new Error(`time: unknown unit "${unit}" in duration ${quoted}`);
     s = s.slice(unit.length);
-    total += Number(`${int || "0"}.${frac || "0"}`) * GO_UNITS[unit];
+    total += Number(`${int || "0"}.${frac || "0"}`) * size;
   }
   return negative ? -total : total;
 }

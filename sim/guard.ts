@@ -9,7 +9,7 @@ function parseIPv4(s: string): number[] | undefined {
   return parts.map(Number);
 }
 
-function localIPv4([a, b]: number[]): boolean {
+function localIPv4([a, b = -1]: number[]): boolean {
   return a === 127 || a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) ||
     (a === 0 && b === 0);
 }
@@ -17,15 +17,16 @@ function localIPv4([a, b]: number[]): boolean {
 export function allowedHost(hostHeader: string | null): boolean {
   if (!hostHeader) return true;
   let host = hostHeader.toLowerCase();
-  const bracket = /^\[([^\]]+)\](?::\d*)?$/.exec(host);
-  if (bracket) host = bracket[1];
-  else if (host.split(":").length === 2) host = host.split(":")[0];
+  const bracket = /^\[([^\]]+)\](?::\d*)?$/.exec(host)?.[1];
+  const parts = host.split(":");
+  if (bracket !== undefined) host = bracket;
+  else if (parts.length === 2) host = parts[0]!;
   const v4 = parseIPv4(host);
   if (v4) return localIPv4(v4) && (v4[0] !== 0 || host === "0.0.0.0");
   if (host.includes(":")) {
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host);
-    if (mapped) {
-      const m = parseIPv4(mapped[1]);
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host)?.[1];
+    if (mapped !== undefined) {
+      const m = parseIPv4(mapped);
       return m !== undefined && localIPv4(m);
     }
     return host === "::1" || host === "::" || /^f[cd][0-9a-f]{2}:/.test(host);

@@ -18,15 +18,16 @@ export function parseCli(args: string[]): SimOptions {
     "--max-queue": "maxQueue",
   };
   for (let i = 0; i < args.length; i++) {
-    let [flag, value] = args[i].split(/=(.*)/s, 2) as [string, string | undefined];
+    let [flag = "", value] = (args[i] ?? "").split(/=(.*)/s, 2);
     if (value === undefined) value = args[++i];
     if (value === undefined) throw new TypeError(`Missing a value after ${flag}`);
-    if (flag in numbers) {
+    const field = numbers[flag];
+    if (field !== undefined) {
       const n = Number(value);
       if (!Number.isFinite(n)) {
         throw new TypeError(`Cannot read ${flag}: '${value}' is not a number`);
       }
-      (opts as Record<string, unknown>)[numbers[flag]] = n;
+      (opts as Record<string, unknown>)[field] = n;
     } else if (flag === "--models") {
       opts.models = value.split(",").map((s) => s.trim()).filter(Boolean);
     } else if (flag === "--keep-alive") {

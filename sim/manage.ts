@@ -125,9 +125,8 @@ export function remove(core: Core, ctx: Ctx): Response {
 /** POST /api/blobs/sha256:… stores bytes whose digest matches; HEAD says whether it is there. */
 export async function blob(core: Core, ctx: Ctx): Promise<Response> {
   const digest = decodeURIComponent(ctx.path.slice("/api/blobs/".length));
-  const m = /^sha256[:-]([0-9a-fA-F]{64})$/.exec(digest);
-  if (!m) return json(400, { error: "invalid digest format" });
-  const hex = m[1].toLowerCase();
+  const hex = /^sha256[:-]([0-9a-fA-F]{64})$/.exec(digest)?.[1]?.toLowerCase();
+  if (hex === undefined) return json(400, { error: "invalid digest format" });
   if (ctx.req.method === "HEAD") {
     return core.blobs.has(hex)
       ? new Response(null, { status: 200 })

@@ -47,5 +47,5 @@ export function registryOf(name: string): { host: string; repo: string; tag: str
 /** model.ParseName(name).Namespace, which OpenAI's `owned_by` shows: "library" unless named. */
 export function namespaceOf(name: string): string {
   const parts = fullName(name).split("/");
-  return parts.length === 1 ? "library" : parts[parts.length - 2];
+  return parts.at(-2) ?? "library";
 }

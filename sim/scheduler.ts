@@ -238,8 +238,7 @@ export class Scheduler {
     if (this.#pumping) return;
     this.#pumping = true;
     try {
-      while (!this.#closed && this.#pending.length > 0) {
-        const p = this.#pending[0];
+      for (let p = this.#pending[0]; !this.#closed && p; p = this.#pending[0]) {
         const r = this.loaded.get(p.name);
         if (r) {
           if (r.state === "loading") {
@@ -270,7 +269,7 @@ export class Scheduler {
       (a.sessionMs === b.sessionMs ? 0 : a.sessionMs < b.sessionMs ? -1 : 1) ||
       a.lastUsed - b.lastUsed
     );
-    return list.find((r) => r.state === "ready" && r.refCount === 0) ?? list[0];
+    return list.find((r) => r.state === "ready" && r.refCount === 0) ?? list[0]!;
   }
 
   async #evict(r: Runner): Promise<void> {

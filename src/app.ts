@@ -1,12 +1,15 @@
-// Wiring: builds foreman's parts from a Config and runs them: the store (after crash recovery), the
-// inventory poller, the worker, the webhook dispatcher, the pruner and the HTTP server. Returns a
-// handle whose stop() shuts everything down in order.
+// Wiring: builds foreman's parts from a Config, each after the parts it depends on, and runs them:
+// the listener, the store (after crash recovery), the inventory poller, the worker, the webhook
+// dispatcher, the pruner and the HTTP handler. Returns a handle whose stop() shuts everything down
+// in order.
 
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { within } from "./async.ts";
 import { addrUrl, type Config } from "./config.ts";
-import { createHandler } from "./http/router.ts";
 import { BearerAuth } from "./http/auth.ts";
+import type { HttpSettings } from "./http/deps.ts";
+import { createHandler } from "./http/router.ts";
 import type { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { TargetClient } from "./ollama/client.ts";
@@ -30,42 +33,37 @@ export interface Daemon {
 
 /** Longest wait at shutdown for responses still open (a caller that stopped reading). */
 const SHUTDOWN_GRACE = 5000;
+/** Longest wait at start for the first inventory poll, which tells the worker what is resident. */
+const FIRST_POLL_WAIT = 2000;
 
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
   mkdirSync(dirname(config.db), { recursive: true });
+  // The address is bound first: artifact links need the public URL, which may name the port the
+  // OS picked, before anything that renders one is built.
+  const listener = await listen(config.addr);
+  try {
+    return await run(config, log, listener);
+  } catch (err) {
+    await listener.fail(err);
+    throw err;
+  }
+}
+
+async function run(config: Config, log: Logger, listener: Listener): Promise<Daemon> {
+  const { server, addr } = listener;
   const views: ViewOptions = {
-    publicUrl: config.publicUrl.replace(/\/+$/, ""),
+    publicUrl: config.publicUrl.replace(/\/+$/, "") || addrUrl(addr),
     inlineLimit: config.inlineLimit,
   };
-  const store = new Store(config.db, {
-    renderEvent: (job, previous, artifacts) => eventBody(job, previous, artifacts, views),
-    // The dispatcher's wake only schedules; it reads the outbox after this transaction commits.
-    onEvent: () => dispatcher.wake(),
-  });
   const metrics = new Metrics();
+  const store = new Store(config.db, { renderEvent: (job, event) => eventBody(job, event, views) });
   const client = new TargetClient({
     baseUrl: config.ollamaUrl,
     token: config.ollamaToken,
     timeout: config.targetTimeout,
     maxAnswer: config.maxAnswer,
   });
-  let warming: Promise<boolean> | undefined;
-  const warm = () => {
-    warming ??= residency.warmEmbedder().finally(() => warming = undefined);
-  };
-  const inventory = new Inventory({
-    client,
-    store,
-    log,
-    interval: config.pollInterval,
-    onReachable: (snap) => {
-      residency.adopt(snap.ps.models);
-      worker.wake();
-    },
-    onPoll: (snap) => {
-      if (config.embedModel && !residency.embedderResident(snap.ps.models)) warm();
-    },
-  });
+  const inventory = new Inventory({ client, store, log, interval: config.pollInterval });
   const residency = new Residency({
     client,
     inventory,
@@ -88,7 +86,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     maxAnswer: config.maxAnswer,
   });
   const dispatcher = new Dispatcher({
-    store,
+    outbox: store.outbox,
     log,
     metrics,
     secret: config.webhookSecret,
@@ -97,6 +95,21 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     timeout: config.webhookTimeout,
   });
   const pruner = new Pruner({ store, log, ttl: config.jobTtl });
+
+  // News travels up: a part tells the loops built after it, which depend on it.
+  // The dispatcher's wake only schedules; it reads the outbox after the writing transaction commits.
+  store.outbox.onSendable(() => dispatcher.wake());
+  let warming: Promise<boolean> | undefined;
+  inventory.onPoll((snapshot, { cameBack }) => {
+    if (cameBack) {
+      residency.adopt(snapshot.ps.models);
+      worker.wake();
+    }
+    if (config.embedModel && !residency.embedderResident(snapshot.ps.models)) {
+      warming ??= residency.warmEmbedder().finally(() => warming = undefined);
+    }
+  });
+
   const recovered = store.recover(config.maxAttempts);
   if (recovered.requeued.length || recovered.cancelled.length || recovered.failed.length) {
     log.warn("recovered jobs interrupted by a restart", {
@@ -105,34 +118,30 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       failed: recovered.failed.length,
     });
   }
-
   registerGauges(metrics, store, inventory, config.maxQueue);
 
-  const handler = createHandler({
-    config,
+  const settings: HttpSettings = {
+    maxBody: config.maxBody,
+    bodyTimeout: config.bodyTimeout,
+    maxQueue: config.maxQueue,
+    webhookHosts: config.webhookHosts,
+    allowModelManagement: config.allowModelManagement,
+    healthDetail: config.healthDetail,
+  };
+  listener.serve(createHandler({
+    settings,
+    auth: new BearerAuth(config.tokens),
     store,
+    groupCommit: new GroupCommit(store),
     inventory,
+    residency,
     worker,
+    dispatcher,
     client,
+    views,
     metrics,
     log,
-    residency,
-    dispatcher,
-    views,
-    groupCommit: new GroupCommit(store),
-    auth: new BearerAuth(config.tokens),
-  });
-
-  const loops = new AbortController();
-  const listening = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({
-    hostname: config.addr.hostname,
-    port: config.addr.port,
-    onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
-  }, handler);
-  const bound = await listening.promise;
-  const addr = { hostname: bound.hostname, port: bound.port };
-  if (!views.publicUrl) views.publicUrl = addrUrl(addr);
+  }));
   log.info("listening", {
     addr: `${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}`,
     target: config.ollamaUrl,
@@ -141,7 +150,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   });
 
   // First poll before the worker starts, so it knows what is resident; never wait long for it.
-  await Promise.race([inventory.refresh(), new Promise((r) => setTimeout(r, 2000))]);
+  await within(inventory.refresh(), FIRST_POLL_WAIT);
+  const loops = new AbortController();
   const running = [
     inventory.start(loops.signal),
     worker.start(loops.signal),
@@ -155,17 +165,15 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       log.info("shutting down");
       loops.abort();
       await Promise.allSettled(running);
-      worker.releaseCallers(503, "foreman is shutting down; try again shortly");
+      worker.releaseCallers({
+        status: 503,
+        message: "foreman is shutting down; try again shortly",
+      });
       // server.shutdown() waits for every open response, and a caller that stops reading would
       // hold one open for ever. Like a running caller, it gets the target timeout (at most
       // SHUTDOWN_GRACE) to finish; the process then ends and the kernel closes what is left.
       const grace = Math.min(SHUTDOWN_GRACE, config.targetTimeout);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const drained = await Promise.race([
-        server.shutdown().then(() => true),
-        new Promise<false>((r) => timer = setTimeout(r, grace, false)),
-      ]);
-      clearTimeout(timer);
+      const drained = await within(server.shutdown().then(() => true), grace);
       if (!drained) {
         log.warn("connections still open at shutdown, closing them", { grace_ms: grace });
       }
@@ -181,6 +189,44 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     url: addrUrl(addr),
     stop: () => stop().finally(stopped.resolve),
     finished,
+  };
+}
+
+type Handler = (req: Request) => Promise<Response>;
+
+interface Listener {
+  server: Deno.HttpServer;
+  /** The address bound (the port resolved when 0 was asked for). */
+  addr: { hostname: string; port: number };
+  /** Starts answering with `handler`; requests that came before it waited for it. */
+  serve(handler: Handler): void;
+  /** Start-up failed: requests that waited get a 500, and the address is released. */
+  fail(err: unknown): Promise<void>;
+}
+
+/** Binds `addr` now; requests are answered once a handler is given to serve(). */
+async function listen(addr: Config["addr"]): Promise<Listener> {
+  const ready = Promise.withResolvers<Handler>();
+  ready.promise.catch(() => {}); // a failed start is reported by startDaemon
+  let handle: Handler = async (req) => (await ready.promise)(req);
+  const listening = Promise.withResolvers<Deno.NetAddr>();
+  const server = Deno.serve({
+    hostname: addr.hostname,
+    port: addr.port,
+    onListen: (bound) => listening.resolve(bound as Deno.NetAddr),
+  }, (req) => handle(req));
+  const bound = await listening.promise;
+  return {
+    server,
+    addr: { hostname: bound.hostname, port: bound.port },
+    serve: (handler) => {
+      handle = handler;
+      ready.resolve(handler);
+    },
+    fail: async (err) => {
+      ready.reject(err);
+      await server.shutdown();
+    },
   };
 }
 
@@ -231,7 +277,7 @@ function registerGauges(
       name: "foreman_webhook_events",
       help: "Webhook events in the outbox by state.",
       read: () =>
-        Object.entries(store.countEventsByState()).map(([state, value]) => ({
+        Object.entries(store.outbox.countByState()).map(([state, value]) => ({
           labels: { state },
           value,
         })),

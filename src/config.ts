@@ -3,6 +3,7 @@
 // stops the start with a ConfigError whose message is the one line the operator sees.
 
 import { parse as parseToml } from "smol-toml";
+import { errorMessage, LOG_LEVELS, type LogLevel } from "./log.ts";
 import { parseDuration, parseSize } from "./units.ts";
 import { webhookSecretProblem } from "./webhooks/signing.ts";
 
@@ -27,213 +28,257 @@ export interface Setting {
   kind: Kind;
   default: string;
   help: string;
+  /** int: the smallest value accepted. */
+  min?: number;
+  /** size, duration: zero is refused (a limit or period of nothing would stop foreman working). */
+  positive?: boolean;
+  /** duration: a negative value is accepted (Ollama's "for ever", -1). */
+  allowNegative?: boolean;
+  /** secret: a comma-separated list (several tokens, for rotation). */
+  list?: boolean;
+  /** Why a non-empty value cannot be used, or undefined when it can (never quotes the value). */
+  check?: (value: string) => string | undefined;
 }
 
 /** Every setting foreman knows. README, foreman.toml and the flag parser are checked against it. */
 export const SETTINGS: readonly Setting[] = [
-  s("addr", "server.addr", "FOREMAN_ADDR", "addr", "127.0.0.1:8080", "listen address host:port"),
-  s(
-    "publicUrl",
-    "server.public_url",
-    "FOREMAN_PUBLIC_URL",
-    "string",
-    "",
-    "base URL in artifact links sent to webhooks (derived from the listen address when empty)",
-  ),
-  s("maxBody", "server.max_body", "FOREMAN_MAX_BODY", "size", "16MiB", "request body limit"),
-  s(
-    "bodyTimeout",
-    "server.body_timeout",
-    "FOREMAN_BODY_TIMEOUT",
-    "duration",
-    "60s",
-    "time a request body may take to arrive in full before the request gets 408",
-  ),
-  s(
-    "healthDetail",
-    "server.health_detail",
-    "FOREMAN_HEALTH_DETAIL",
-    "bool",
-    "false",
-    "show /healthz's target, queue and models without a token",
-  ),
-  s("logLevel", "server.log_level", "FOREMAN_LOG_LEVEL", "level", "info", "debug|info|warn|error"),
-  s("ollamaUrl", "target.url", "FOREMAN_OLLAMA_URL", "url", "http://127.0.0.1:11434", "the target"),
-  s(
-    "ollamaToken",
-    "target.token",
-    "FOREMAN_OLLAMA_TOKEN",
-    "secret",
-    "",
-    "bearer token sent to the target (for a target behind its own proxy)",
-  ),
-  s(
-    "pollInterval",
-    "target.poll_interval",
-    "FOREMAN_POLL_INTERVAL",
-    "duration",
-    "30s",
-    "inventory poll period",
-  ),
-  s(
-    "targetTimeout",
-    "target.timeout",
-    "FOREMAN_TARGET_TIMEOUT",
-    "duration",
-    "10m",
-    "longest silence from the target before a request counts as stalled",
-  ),
-  s(
-    "maxAnswer",
-    "target.max_answer",
-    "FOREMAN_MAX_ANSWER",
-    "size",
-    "64MiB",
-    "largest answer line relayed and answer stored from the target; past it the job fails",
-  ),
-  s(
-    "allowModelManagement",
-    "target.allow_model_management",
-    "FOREMAN_ALLOW_MODEL_MANAGEMENT",
-    "bool",
-    "false",
-    "pass /api/pull, /api/create, /api/delete … through instead of refusing them with 403",
-  ),
-  s(
-    "tokens",
-    "auth.token",
-    "FOREMAN_TOKEN",
-    "secret",
-    "",
-    "inbound bearer token(s), comma-separated for rotation",
-  ),
-  s(
-    "allowUnauthenticated",
-    "auth.allow_unauthenticated",
-    "FOREMAN_ALLOW_UNAUTHENTICATED",
-    "bool",
-    "false",
-    "allow a non-loopback listen address without a token",
-  ),
-  s("db", "queue.db", "FOREMAN_DB", "string", "./data/foreman.db", "SQLite file"),
-  s(
-    "maxAttempts",
-    "queue.max_attempts",
-    "FOREMAN_MAX_ATTEMPTS",
-    "int",
-    "3",
-    "attempts before a job fails",
-  ),
-  s(
-    "maxQueue",
-    "queue.max_queue",
-    "FOREMAN_MAX_QUEUE",
-    "int",
-    "10000",
-    "queued jobs accepted before new work gets 503",
-  ),
-  s(
-    "maxWait",
-    "queue.max_wait",
-    "FOREMAN_MAX_WAIT",
-    "duration",
-    "0",
-    "starvation bound for drain-by-model (0 = off)",
-  ),
-  s(
-    "jobTtl",
-    "queue.job_ttl",
-    "FOREMAN_JOB_TTL",
-    "duration",
-    "24h",
-    "how long finished jobs and their artifacts are kept",
-  ),
-  s(
-    "retryBase",
-    "queue.retry_base",
-    "FOREMAN_RETRY_BASE",
-    "duration",
-    "1s",
-    "first backoff after the target could not be reached (doubles, capped at 30s)",
-  ),
-  s(
-    "embedModel",
-    "residency.embed_model",
-    "FOREMAN_EMBED_MODEL",
-    "string",
-    "",
-    "the resident embedding model (slot 1)",
-  ),
-  s(
-    "keepAlive",
-    "residency.keep_alive",
-    "FOREMAN_KEEP_ALIVE",
-    "duration",
-    "-1",
-    "keep_alive sent with worker jobs (-1 = until swapped out)",
-  ),
-  s(
-    "webhookSecret",
-    "webhooks.secret",
-    "FOREMAN_WEBHOOK_SECRET",
-    "secret",
-    "",
-    "HMAC key for webhook signatures (whsec_<base64> accepted)",
-  ),
-  s(
-    "webhookHosts",
-    "webhooks.hosts",
-    "FOREMAN_WEBHOOK_HOSTS",
-    "list",
-    "",
-    "allowlist of host[:port] webhooks may go to",
-  ),
-  s(
-    "webhookMaxAttempts",
-    "webhooks.max_attempts",
-    "FOREMAN_WEBHOOK_MAX_ATTEMPTS",
-    "int",
-    "12",
-    "delivery attempts before an event is dead",
-  ),
-  s(
-    "webhookRetryBase",
-    "webhooks.retry_base",
-    "FOREMAN_WEBHOOK_RETRY_BASE",
-    "duration",
-    "1s",
-    "first delivery backoff (doubles with jitter, capped at 10m)",
-  ),
-  s(
-    "webhookTimeout",
-    "webhooks.timeout",
-    "FOREMAN_WEBHOOK_TIMEOUT",
-    "duration",
-    "10s",
-    "how long a receiver may take to answer",
-  ),
-  s(
-    "inlineLimit",
-    "artifacts.inline_limit",
-    "FOREMAN_INLINE_LIMIT",
-    "size",
-    "262144",
-    "artifacts up to this many bytes are inlined",
-  ),
+  {
+    field: "addr",
+    toml: "server.addr",
+    env: "FOREMAN_ADDR",
+    kind: "addr",
+    default: "127.0.0.1:8080",
+    help: "listen address host:port",
+  },
+  {
+    field: "publicUrl",
+    toml: "server.public_url",
+    env: "FOREMAN_PUBLIC_URL",
+    kind: "string",
+    default: "",
+    help:
+      "base URL in artifact links sent to webhooks (derived from the listen address when empty)",
+  },
+  {
+    field: "maxBody",
+    toml: "server.max_body",
+    env: "FOREMAN_MAX_BODY",
+    kind: "size",
+    default: "16MiB",
+    help: "request body limit",
+  },
+  {
+    field: "bodyTimeout",
+    toml: "server.body_timeout",
+    env: "FOREMAN_BODY_TIMEOUT",
+    kind: "duration",
+    default: "60s",
+    positive: true,
+    help: "time a request body may take to arrive in full before the request gets 408",
+  },
+  {
+    field: "healthDetail",
+    toml: "server.health_detail",
+    env: "FOREMAN_HEALTH_DETAIL",
+    kind: "bool",
+    default: "false",
+    help: "show /healthz's target, queue and models without a token",
+  },
+  {
+    field: "logLevel",
+    toml: "server.log_level",
+    env: "FOREMAN_LOG_LEVEL",
+    kind: "level",
+    default: "info",
+    help: "debug|info|warn|error",
+  },
+  {
+    field: "ollamaUrl",
+    toml: "target.url",
+    env: "FOREMAN_OLLAMA_URL",
+    kind: "url",
+    default: "http://127.0.0.1:11434",
+    help: "the target",
+  },
+  {
+    field: "ollamaToken",
+    toml: "target.token",
+    env: "FOREMAN_OLLAMA_TOKEN",
+    kind: "secret",
+    default: "",
+    help: "bearer token sent to the target (for a target behind its own proxy)",
+  },
+  {
+    field: "pollInterval",
+    toml: "target.poll_interval",
+    env: "FOREMAN_POLL_INTERVAL",
+    kind: "duration",
+    default: "30s",
+    positive: true,
+    help: "inventory poll period",
+  },
+  {
+    field: "targetTimeout",
+    toml: "target.timeout",
+    env: "FOREMAN_TARGET_TIMEOUT",
+    kind: "duration",
+    default: "10m",
+    positive: true,
+    help: "longest silence from the target before a request counts as stalled",
+  },
+  {
+    field: "maxAnswer",
+    toml: "target.max_answer",
+    env: "FOREMAN_MAX_ANSWER",
+    kind: "size",
+    default: "64MiB",
+    positive: true,
+    help: "largest answer line relayed and answer stored from the target; past it the job fails",
+  },
+  {
+    field: "allowModelManagement",
+    toml: "target.allow_model_management",
+    env: "FOREMAN_ALLOW_MODEL_MANAGEMENT",
+    kind: "bool",
+    default: "false",
+    help: "pass /api/pull, /api/create, /api/delete … through instead of refusing them with 403",
+  },
+  {
+    field: "tokens",
+    toml: "auth.token",
+    env: "FOREMAN_TOKEN",
+    kind: "secret",
+    default: "",
+    list: true,
+    help: "inbound bearer token(s), comma-separated for rotation",
+  },
+  {
+    field: "allowUnauthenticated",
+    toml: "auth.allow_unauthenticated",
+    env: "FOREMAN_ALLOW_UNAUTHENTICATED",
+    kind: "bool",
+    default: "false",
+    help: "allow a non-loopback listen address without a token",
+  },
+  {
+    field: "db",
+    toml: "queue.db",
+    env: "FOREMAN_DB",
+    kind: "string",
+    default: "./data/foreman.db",
+    help: "SQLite file",
+  },
+  {
+    field: "maxAttempts",
+    toml: "queue.max_attempts",
+    env: "FOREMAN_MAX_ATTEMPTS",
+    kind: "int",
+    default: "3",
+    min: 1,
+    help: "attempts before a job fails",
+  },
+  {
+    field: "maxQueue",
+    toml: "queue.max_queue",
+    env: "FOREMAN_MAX_QUEUE",
+    kind: "int",
+    default: "10000",
+    min: 1,
+    help: "queued jobs accepted before new work gets 503",
+  },
+  {
+    field: "maxWait",
+    toml: "queue.max_wait",
+    env: "FOREMAN_MAX_WAIT",
+    kind: "duration",
+    default: "0",
+    help: "starvation bound for drain-by-model (0 = off)",
+  },
+  {
+    field: "jobTtl",
+    toml: "queue.job_ttl",
+    env: "FOREMAN_JOB_TTL",
+    kind: "duration",
+    default: "24h",
+    positive: true,
+    help: "how long finished jobs and their artifacts are kept",
+  },
+  {
+    field: "retryBase",
+    toml: "queue.retry_base",
+    env: "FOREMAN_RETRY_BASE",
+    kind: "duration",
+    default: "1s",
+    help: "first backoff after the target could not be reached (doubles, capped at 30s)",
+  },
+  {
+    field: "embedModel",
+    toml: "residency.embed_model",
+    env: "FOREMAN_EMBED_MODEL",
+    kind: "string",
+    default: "",
+    help: "the resident embedding model (slot 1)",
+  },
+  {
+    field: "keepAlive",
+    toml: "residency.keep_alive",
+    env: "FOREMAN_KEEP_ALIVE",
+    kind: "duration",
+    default: "-1",
+    allowNegative: true,
+    help: "keep_alive sent with worker jobs (-1 = until swapped out)",
+  },
+  {
+    field: "webhookSecret",
+    toml: "webhooks.secret",
+    env: "FOREMAN_WEBHOOK_SECRET",
+    kind: "secret",
+    default: "",
+    check: webhookSecretProblem,
+    help: "HMAC key for webhook signatures (whsec_<base64> accepted)",
+  },
+  {
+    field: "webhookHosts",
+    toml: "webhooks.hosts",
+    env: "FOREMAN_WEBHOOK_HOSTS",
+    kind: "list",
+    default: "",
+    help: "allowlist of host[:port] webhooks may go to",
+  },
+  {
+    field: "webhookMaxAttempts",
+    toml: "webhooks.max_attempts",
+    env: "FOREMAN_WEBHOOK_MAX_ATTEMPTS",
+    kind: "int",
+    default: "12",
+    min: 1,
+    help: "delivery attempts before an event is dead",
+  },
+  {
+    field: "webhookRetryBase",
+    toml: "webhooks.retry_base",
+    env: "FOREMAN_WEBHOOK_RETRY_BASE",
+    kind: "duration",
+    default: "1s",
+    help: "first delivery backoff (doubles with jitter, capped at 10m)",
+  },
+  {
+    field: "webhookTimeout",
+    toml: "webhooks.timeout",
+    env: "FOREMAN_WEBHOOK_TIMEOUT",
+    kind: "duration",
+    default: "10s",
+    help: "how long a receiver may take to answer",
+  },
+  {
+    field: "inlineLimit",
+    toml: "artifacts.inline_limit",
+    env: "FOREMAN_INLINE_LIMIT",
+    kind: "size",
+    default: "262144",
+    help: "artifacts up to this many bytes are inlined",
+  },
 ];
-
-function s(
-  field: keyof Config,
-  toml: string,
-  env: string,
-  kind: Kind,
-  def: string,
-  help: string,
-): Setting {
-  return { field, toml, env, kind, default: def, help };
-}
-
-export type LogLevel = "debug" | "info" | "warn" | "error";
 
 export interface Config {
   addr: { hostname: string; port: number };
@@ -318,7 +363,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
     fileText = readFile(configPath);
   } catch (err) {
     if (explicitPath !== undefined || !(err instanceof Deno.errors.NotFound)) {
-      throw new ConfigError(`Cannot read config file ${configPath}: ${errorText(err)}`);
+      throw new ConfigError(`Cannot read config file ${configPath}: ${errorMessage(err)}`);
     }
   }
   if (fileText !== undefined) {
@@ -374,7 +419,7 @@ function readSecret(path: string, from: string, readFile: (p: string) => string)
   try {
     return readFile(path).trim();
   } catch (err) {
-    throw new ConfigError(`Cannot read ${from} ${path}: ${errorText(err)}`);
+    throw new ConfigError(`Cannot read ${from} ${path}: ${errorMessage(err)}`);
   }
 }
 
@@ -387,7 +432,7 @@ function fromToml(
   try {
     doc = parseToml(text) as Record<string, unknown>;
   } catch (err) {
-    const first = errorText(err).split("\n")[0];
+    const first = errorMessage(err).split("\n")[0];
     throw new ConfigError(`Cannot parse ${path}: ${first}`);
   }
   const out = new Map<keyof Config, Source>();
@@ -429,11 +474,9 @@ function convert(setting: Setting, src: Source): unknown {
     case "string":
       return text;
     case "secret": {
-      if (setting.field === "tokens") return splitList(text);
-      // Empty leaves events unsigned; anything else must make a key nobody can guess.
-      const problem = setting.field === "webhookSecret" && text !== ""
-        ? webhookSecretProblem(text)
-        : undefined;
+      if (setting.list) return splitList(text);
+      // Empty means unset (no token, unsigned events); anything else must pass the row's check.
+      const problem = text === "" ? undefined : setting.check?.(text);
       return problem ? bad(problem) : text;
     }
     case "list":
@@ -446,40 +489,34 @@ function convert(setting: Setting, src: Source): unknown {
     case "int": {
       if (!/^\d+$/.test(text)) return bad("is not a whole number");
       const n = Number(text);
-      if (n < 1 || !Number.isSafeInteger(n)) return bad("must be at least 1");
+      if (!Number.isSafeInteger(n)) return bad("is too large");
+      if (setting.min !== undefined && n < setting.min) {
+        return bad(`must be at least ${setting.min}`);
+      }
       return n;
     }
     case "size": {
       const n = parseSize(text);
       if (n === undefined) return bad("is not a size (e.g. 262144, 256KiB, 16MiB)");
-      if (n === 0 && setting.field === "maxAnswer") return bad("must be larger than zero");
+      if (n === 0 && setting.positive) return bad("must be larger than zero");
       return n;
     }
     case "duration": {
       const ms = parseDuration(text);
       if (ms === undefined) return bad("is not a duration (e.g. 30s, 5m, 24h, -1)");
-      if (ms < 0 && setting.field !== "keepAlive") return bad("must not be negative");
-      if (
-        ms === 0 &&
-        ["pollInterval", "targetTimeout", "jobTtl", "bodyTimeout"].includes(setting.field)
-      ) {
-        return bad("must be longer than zero");
-      }
+      if (ms < 0 && !setting.allowNegative) return bad("must not be negative");
+      if (ms === 0 && setting.positive) return bad("must be longer than zero");
       return ms;
     }
     case "level": {
-      if (!["debug", "info", "warn", "error"].includes(text)) {
-        return bad("is not a log level (debug, info, warn, error)");
+      if (!LOG_LEVELS.includes(text as LogLevel)) {
+        return bad(`is not a log level (${LOG_LEVELS.join(", ")})`);
       }
       return text;
     }
     case "url": {
-      let url: URL;
-      try {
-        url = new URL(text);
-      } catch {
-        return bad("is not a URL");
-      }
+      const url = URL.parse(text);
+      if (!url) return bad("is not a URL");
       if (url.protocol !== "http:" && url.protocol !== "https:") return bad("must be http(s)");
       if (url.username || url.password) return bad("must not carry credentials; use a token");
       return url.origin + url.pathname.replace(/\/+$/, "");
@@ -496,9 +533,11 @@ function convert(setting: Setting, src: Source): unknown {
 export function parseAddr(text: string): { hostname: string; port: number } | undefined {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s\[\]]+)):(\d{1,5})$/.exec(text);
   if (!m) return undefined;
-  const port = Number(m[3]);
-  if (port > 65535) return undefined;
-  return { hostname: m[1] ?? m[2], port };
+  const [, v6, host, portText] = m;
+  const hostname = v6 ?? host;
+  const port = Number(portText);
+  if (hostname === undefined || port > 65535) return undefined;
+  return { hostname, port };
 }
 
 export function isLoopback(hostname: string): boolean {
@@ -520,10 +559,6 @@ function splitList(text: string): string[] {
 
 function str(v: string | boolean | undefined): string | undefined {
   return typeof v === "string" ? v : undefined;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /** Options for node:util parseArgs covering every setting, its *-file variant and --config. */

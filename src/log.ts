@@ -1,9 +1,13 @@
 // Structured logs: one JSON object per line on stderr. Secrets handed to the logger are scrubbed
 // from every line as a last line of defence; callers still never pass them on purpose.
 
-import type { LogLevel } from "./config.ts";
+/** How much is logged: a level and everything above it. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+/** The levels from the most to the least verbose. */
+export const LOG_LEVELS = Object.keys(LEVELS) as LogLevel[];
 
 export type Fields = Record<string, unknown>;
 

@@ -41,7 +41,7 @@ class Histogram {
   constructor(readonly name: string, readonly help: string) {}
   observe(seconds: number): void {
     for (let i = 0; i < DURATION_BUCKETS.length; i++) {
-      if (seconds <= DURATION_BUCKETS[i]) this.counts[i]++;
+      if (seconds <= DURATION_BUCKETS[i]!) this.counts[i]!++;
     }
     this.sum += seconds;
     this.count++;

@@ -25,11 +25,12 @@ export function parseDuration(text: string): number | undefined {
   }
   const m = /^(-?)((?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+)$/.exec(s);
   if (!m) return undefined;
+  const [, sign, parts = ""] = m;
   let total = 0;
-  for (const part of m[2].matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) {
-    total += Number(part[1]) * DURATION_UNITS[part[2]];
+  for (const [, amount, unit = ""] of parts.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) {
+    total += Number(amount) * (DURATION_UNITS[unit] ?? NaN);
   }
-  return m[1] === "-" ? -total : total;
+  return sign === "-" ? -total : total;
 }
 
 /** Formats milliseconds the way an operator wrote them, e.g. 90000 → "1m30s". */
@@ -66,9 +67,10 @@ const SIZE_UNITS: Record<string, number> = {
 export function parseSize(text: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text.trim());
   if (!m) return undefined;
-  const unit = SIZE_UNITS[m[2].toLowerCase()];
+  const [, amount, unitText = ""] = m;
+  const unit = SIZE_UNITS[unitText.toLowerCase()];
   if (unit === undefined) return undefined;
-  const n = Math.round(Number(m[1]) * unit);
+  const n = Math.round(Number(amount) * unit);
   return Number.isSafeInteger(n) ? n : undefined;
 }
 

@@ -91,13 +91,16 @@ export function jobView(
   };
 }
 
-/** The webhook event reporting that `job` just entered its current state. */
+/**
+ * The webhook event reporting that `job` just entered its current state, from `previous` (null
+ * for a new job), with the job's artifacts.
+ */
 export function eventBody(
   job: Job,
-  previous: JobState | null,
-  artifacts: (ArtifactMeta & { body: Uint8Array })[],
+  event: { previous: JobState | null; artifacts: (ArtifactMeta & { body: Uint8Array })[] },
   o: ViewOptions,
 ): string {
+  const { previous, artifacts } = event;
   const done = job.state === "done";
   return JSON.stringify({
     job_id: job.id,

@@ -63,10 +63,10 @@ Deno.test("the foreman CLI drives a running foreman", async (t) => {
       assert.equal(run.code, 0, run.stderr);
       assert.equal(run.stdout, simWords(8) + "\n");
       const progress = lines(run.stderr);
-      const id = progress[0].split(" ")[0];
-      assert.match(id, ULID);
+      const id = progress[0]!.split(" ")[0];
+      assert.match(id!, ULID);
       assert.ok(progress.every((l) => l.startsWith(`${id} `)), run.stderr);
-      assert.match(progress[0], / queued \(position 1\) \(\d+\.\ds\)$|^\S+ (loading|working) /);
+      assert.match(progress[0]!, / queued \(position 1\) \(\d+\.\ds\)$|^\S+ (loading|working) /);
       assert.match(progress.at(-1)!, / done \(\d+\.\ds\)$/);
     });
 
@@ -92,8 +92,8 @@ Deno.test("the foreman CLI drives a running foreman", async (t) => {
       const run = await cli(["jobs"], { env });
       assert.equal(run.code, 0, run.stderr);
       const [header, first] = lines(run.stdout);
-      assert.match(header, /^ID\s+STATE\s+MODEL\s+AGE$/);
-      assert.match(first, new RegExp(`^${submitted}\\s+done\\s+tiny-b\\S*\\s+\\d+[smhd]$`));
+      assert.match(header!, /^ID\s+STATE\s+MODEL\s+AGE$/);
+      assert.match(first!, new RegExp(`^${submitted}\\s+done\\s+tiny-b\\S*\\s+\\d+[smhd]$`));
       assert.equal(lines(run.stdout).length, 3);
     });
 

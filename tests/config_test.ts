@@ -114,12 +114,44 @@ Deno.test("no token and a non-loopback address refuses to start unless explicitl
   assert.deepEqual(withToken.tokens, ["t0ken"]);
 });
 
+Deno.test("each setting refuses the values its row rules out and takes the rest", () => {
+  const load = (vars: Record<string, string>) => loadConfig({ env: envOf(vars), readFile: noFile });
+  const refused: [string, string, RegExp][] = [
+    ["FOREMAN_MAX_ATTEMPTS", "0", /must be at least 1/],
+    ["FOREMAN_MAX_QUEUE", "0", /must be at least 1/],
+    ["FOREMAN_WEBHOOK_MAX_ATTEMPTS", "0", /must be at least 1/],
+    ["FOREMAN_MAX_ANSWER", "0", /must be larger than zero/],
+    ["FOREMAN_POLL_INTERVAL", "0", /must be longer than zero/],
+    ["FOREMAN_TARGET_TIMEOUT", "0s", /must be longer than zero/],
+    ["FOREMAN_JOB_TTL", "0", /must be longer than zero/],
+    ["FOREMAN_BODY_TIMEOUT", "0", /must be longer than zero/],
+    ["FOREMAN_MAX_WAIT", "-1", /must not be negative/],
+    ["FOREMAN_RETRY_BASE", "-5s", /must not be negative/],
+    ["FOREMAN_WEBHOOK_SECRET", "short", /FOREMAN_WEBHOOK_SECRET .*\(redacted\) is 5 bytes/],
+  ];
+  for (const [name, value, re] of refused) {
+    assert.throws(() => load({ [name]: value }), re, `${name}=${value}`);
+  }
+  const c = load({
+    FOREMAN_KEEP_ALIVE: "-1",
+    FOREMAN_MAX_WAIT: "0",
+    FOREMAN_MAX_BODY: "0",
+    FOREMAN_INLINE_LIMIT: "0",
+    FOREMAN_TOKEN: " new , old ,",
+    FOREMAN_WEBHOOK_SECRET: "",
+  });
+  assert.deepEqual(
+    [c.keepAlive, c.maxWait, c.maxBody, c.inlineLimit, c.tokens, c.webhookSecret],
+    [-1000, 0, 0, 0, ["new", "old"], ""],
+  );
+});
+
 Deno.test("every setting is documented in foreman.toml and the README with its env name", async () => {
   const toml = await Deno.readTextFile(new URL("../foreman.toml", import.meta.url));
   const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
   for (const s of SETTINGS) {
     assert.ok(toml.includes(s.env), `foreman.toml mentions ${s.env}`);
-    assert.ok(toml.includes(s.toml.split(".")[1]), `foreman.toml has key ${s.toml}`);
+    assert.ok(toml.includes(s.toml.split(".")[1]!), `foreman.toml has key ${s.toml}`);
     assert.ok(readme.includes(s.env), `README mentions ${s.env}`);
     assert.ok(readme.includes(`--${flagName(s)}`), `README mentions --${flagName(s)}`);
   }

@@ -27,8 +27,11 @@ interface Service {
   healthcheck?: { test: string[]; interval?: string };
 }
 
+/** The services compose.yaml defines; the tests below check each one's settings. */
+type ServiceName = "ollama" | "foreman" | "proxy" | "prometheus" | "grafana";
+
 const compose = parseYaml(read("compose.yaml")) as {
-  services: Record<string, Service>;
+  services: Record<ServiceName, Service>;
   volumes: Record<string, unknown>;
   secrets?: Record<string, { file?: string; environment?: string }>;
 };
@@ -36,7 +39,7 @@ const compose = parseYaml(read("compose.yaml")) as {
 /** The services a plain `docker compose up` starts (those in no profile). */
 const always = Object.fromEntries(
   Object.entries(compose.services).filter(([, service]) => !service.profiles),
-);
+) as Partial<Record<ServiceName, Service>>;
 
 /** The Dockerfile with continuation lines joined. */
 const dockerfile = read("Dockerfile").replace(/\\\n\s*/g, " ");
@@ -59,11 +62,12 @@ function dockerEnv(): Record<string, string> {
   return env;
 }
 
-const entrypoint: string[] = JSON.parse(instruction("ENTRYPOINT")[0]);
+const entrypoint: string[] = JSON.parse(instruction("ENTRYPOINT")[0]!);
 
 Deno.test("compose runs ollama, foreman and nginx in front, and publishes only the proxy's port", () => {
   assert.deepEqual(Object.keys(always).sort(), ["foreman", "ollama", "proxy"]);
   const { ollama, foreman, proxy } = always;
+  assert.ok(ollama && foreman && proxy);
   assert.match(ollama.image!, /^ollama\/ollama(:|$)/);
   assert.equal(ollama.environment?.OLLAMA_MAX_LOADED_MODELS, "2");
   assert.equal(ollama.ports, undefined);
@@ -108,10 +112,10 @@ Deno.test("the proxy runs deploy/nginx/nginx.conf in front of foreman's address 
   const { proxy, foreman } = compose.services;
   assert.deepEqual(proxy.volumes, ["./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro"]);
   const conf = read("deploy/nginx/nginx.conf");
-  const published = proxy.ports![0].split(":").at(-1);
+  const published = proxy.ports![0]!.split(":").at(-1);
   assert.match(conf, new RegExp(`^\\s*listen ${published};$`, "m"));
   // foreman listens on FOREMAN_ADDR; the proxy reaches it by service name on that port.
-  const port = foreman.environment!.FOREMAN_ADDR.split(":").at(-1);
+  const port = foreman.environment!.FOREMAN_ADDR!.split(":").at(-1);
   assert.match(conf, new RegExp(`^\\s*set \\$foreman foreman:${port};$`, "m"));
   assert.match(conf, /^\s*proxy_pass http:\/\/\$foreman;$/m);
   // The bounds docs/deploy.md and docs/reliability.md state.
@@ -157,7 +161,7 @@ Deno.test("the Dockerfile runs the daemon under exactly permissionFlags for its 
     "--unstable-no-legacy-abort",
   ]);
   assert.deepEqual(entrypoint, ["deno", "run", ...expected, "main.ts"]);
-  assert.deepEqual(JSON.parse(instruction("CMD")[0]), ["serve"]);
+  assert.deepEqual(JSON.parse(instruction("CMD")[0]!), ["serve"]);
   assert.deepEqual(instruction("WORKDIR"), ["/app"]);
   assert.deepEqual(instruction("USER"), ["deno"]);
 });
@@ -171,7 +175,7 @@ Deno.test("the Dockerfile builds on the official Deno image and caches dependenc
   const steps = dockerfile.split("\n").filter((l) => /^(COPY|RUN) /.test(l));
   const install = steps.findIndex((l) => l.startsWith("RUN deno install --frozen"));
   const sources = steps.findIndex((l) => l.includes(" src "));
-  assert.ok(steps[install - 1].endsWith("deno.json deno.lock ./"), "only the manifest before");
+  assert.ok(steps[install - 1]!.endsWith("deno.json deno.lock ./"), "only the manifest before");
   assert.ok(install >= 0 && install < sources, "dependencies are cached before sources");
 });
 
@@ -211,7 +215,7 @@ Deno.test("deno task compile bakes permissionFlags into the executable", () => {
   });
   const flags = permissionFlags(config);
   assert.equal(plan.denoArgs[0], "compile");
-  const at = plan.denoArgs.indexOf(flags[0]);
+  const at = plan.denoArgs.indexOf(flags[0]!);
   assert.deepEqual(plan.denoArgs.slice(at, at + flags.length), flags);
   assert.equal(plan.denoArgs.filter((a) => /^(-A|--allow-)/.test(a)).length, 4);
   assert.equal(plan.denoArgs.at(-1), fileURLToPath(new URL("../main.ts", import.meta.url)));
@@ -320,13 +324,13 @@ Deno.test("Prometheus scrapes foreman with a token read from a file, never writt
 
   assert.deepEqual(promConfig.scrape_configs.map((c) => c.job_name), ["foreman"]);
   const [job] = promConfig.scrape_configs;
-  assert.deepEqual(job.authorization, {
+  assert.deepEqual(job!.authorization, {
     type: "Bearer",
     credentials_file: "/run/secrets/foreman_token",
   });
   // It scrapes the compose service on the port foreman listens on.
-  const port = compose.services.foreman.environment!.FOREMAN_ADDR.split(":").at(-1);
-  assert.deepEqual(job.static_configs, [{ targets: [`foreman:${port}`] }]);
+  const port = compose.services.foreman.environment!.FOREMAN_ADDR!.split(":").at(-1);
+  assert.deepEqual(job!.static_configs, [{ targets: [`foreman:${port}`] }]);
   assert.deepEqual(inlineSecrets(promConfig), []);
   assert.deepEqual(inlineSecrets(compose), []);
 });
@@ -335,7 +339,7 @@ Deno.test("an inline token in a scrape config is caught", () => {
   const leaky = structuredClone(promConfig) as unknown as {
     scrape_configs: Record<string, unknown>[];
   };
-  leaky.scrape_configs[0].authorization = { type: "Bearer", credentials: "t0ken" };
+  leaky.scrape_configs[0]!.authorization = { type: "Bearer", credentials: "t0ken" };
   leaky.scrape_configs.push({ job_name: "old", bearer_token: "t0ken" });
   assert.deepEqual(inlineSecrets(leaky), [
     "scrape_configs[0].authorization.credentials",
@@ -369,6 +373,6 @@ Deno.test("Grafana gets its data source, the dashboard and its admin password fr
   );
   assert.equal(
     dashboardMount,
-    `./deploy/grafana/foreman.json:${providers.providers[0].options.path}/foreman.json:ro`,
+    `./deploy/grafana/foreman.json:${providers.providers[0]!.options.path}/foreman.json:ro`,
   );
 });

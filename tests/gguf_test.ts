@@ -102,8 +102,7 @@ Deno.test("the vocabulary holds the 256 byte tokens typed 6 after unk, bos and e
 });
 
 Deno.test("tensor infos have llama shapes and 32-byte aligned, non-overlapping data", () => {
-  for (const name of Object.keys(TINY_MODELS)) {
-    const opts = TINY_MODELS[name];
+  for (const [name, opts] of Object.entries(TINY_MODELS)) {
     const bytes = tinyModel(name);
     const g = parseGguf(bytes);
     const nVocab = (g.kv.get("tokenizer.ggml.tokens") as string[]).length;

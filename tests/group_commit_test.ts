@@ -25,7 +25,7 @@ Deno.test("inserts asked for in one turn are stored together, after the turn", a
   const jobs = await Promise.all(stored);
   assert.equal(gc.pending, 0);
   assert.equal(store.countQueued(), 3);
-  assert.ok(jobs[0].id < jobs[1].id && jobs[1].id < jobs[2].id);
+  assert.ok(jobs[0]!.id < jobs[1]!.id && jobs[1]!.id < jobs[2]!.id);
   for (const j of jobs) assert.equal(store.get(j.id)?.state, "queued");
   store.close();
 });

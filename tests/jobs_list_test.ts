@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { StatementSync } from "node:sqlite";
 import { list } from "../src/http/jobs.ts";
-import type { JobsDeps } from "../src/http/jobs.ts";
+import type { HttpDeps } from "../src/http/deps.ts";
 import { Store } from "../src/queue/store.ts";
 import { startForeman } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
@@ -70,7 +70,7 @@ Deno.test("listing 20 jobs of 15 MB reads none of their bodies", async () => {
       });
       store.transition("claim", job.id);
       store.transition("startWorking", job.id);
-      store.transition("complete", job.id, { result }, [completion]);
+      store.transition("complete", job.id, { result, artifacts: [completion] });
     }
   });
   store.close();
@@ -124,7 +124,7 @@ Deno.test("a page of 500 queued jobs gets its positions from a constant number o
   const queued: { id: string; model: string }[] = [];
   store.tx(() => {
     for (let i = 0; i < 10_000; i++) {
-      const model = models[(i * 7 + (i >> 5)) % 3];
+      const model = models[(i * 7 + (i >> 5)) % 3]!;
       const job = store.insertJob({ kind: "async", endpoint: "chat", model, request: "{}" });
       queued.push({ id: job.id, model });
     }
@@ -134,15 +134,15 @@ Deno.test("a page of 500 queued jobs gets its positions from a constant number o
   const resident = "m-b:latest";
   const groups = models.map((m) => queued.filter((j) => j.model === m))
     .sort((a, b) =>
-      Number(b[0].model === resident) - Number(a[0].model === resident) ||
-      (a[0].id < b[0].id ? -1 : 1)
+      Number(b[0]!.model === resident) - Number(a[0]!.model === resident) ||
+      (a[0]!.id < b[0]!.id ? -1 : 1)
     );
   const expected = new Map(groups.flat().map((j, i) => [j.id, i + 1]));
   const deps = {
     store,
     residency: { current: resident },
     views: { publicUrl: "http://127.0.0.1:1", inlineLimit: 262_144 },
-  } as unknown as JobsDeps;
+  } as unknown as HttpDeps;
   try {
     const started = performance.now();
     const { result, statements } = countStatements(() =>

@@ -186,7 +186,7 @@ Deno.test("a receiver answering 500 then 200 gets the event again and the job is
     });
     const queued = s.hook.received.filter((r) => r.json.state === "queued");
     assert.equal(queued.length, 2, "the first event was retried");
-    assert.equal(queued[0].headers.get("webhook-id"), queued[1].headers.get("webhook-id"));
+    assert.equal(queued[0]!.headers.get("webhook-id"), queued[1]!.headers.get("webhook-id"));
     assert.equal((await getJob(s.fm, job_id)).state, "done");
   } finally {
     await s.close();
@@ -214,7 +214,7 @@ Deno.test("an event survives a kill -9 between the state change and its delivery
     const { job_id } =
       await (await submit(fm, chat("tiny-a", { state_webhook_url: `${hookPort.url}/h` }))).json();
     await waitFor(async () => (await getJob(fm, job_id)).state === "done");
-    const firstId = hookPort.received[0].headers.get("webhook-id");
+    const firstId = hookPort.received[0]!.headers.get("webhook-id");
     await fm.kill();
     const port = hookPort.port;
     await hookPort.close();
@@ -231,7 +231,7 @@ Deno.test("an event survives a kill -9 between the state change and its delivery
       "done",
     ]);
     assert.equal(
-      hook.received[0].headers.get("webhook-id"),
+      hook.received[0]!.headers.get("webhook-id"),
       firstId,
       "same webhook-id after the crash",
     );
@@ -396,12 +396,12 @@ Deno.test("GET /jobs lists newest first with filters and a ULID cursor", async (
     for (const m of ["tiny-a", "tiny-b", "tiny-a", "tiny-b", "tiny-a"]) {
       ids.push((await (await submit(s.fm, chat(m))).json()).job_id);
     }
-    await waitFor(async () => (await getJob(s.fm, ids[4])).state === "done");
+    await waitFor(async () => (await getJob(s.fm, ids[4]!)).state === "done");
     const page1 = await (await fetch(`${s.fm.url}/jobs?limit=2`, { headers: s.fm.headers() }))
       .json();
     assert.deepEqual(page1.jobs.map((j: any) => j.job_id), [ids[4], ids[3]]);
     // Lists carry no bodies: the result and inline artifacts are one GET /jobs/{id} away.
-    const full = await getJob(s.fm, ids[4]);
+    const full = await getJob(s.fm, ids[4]!);
     const listed = page1.jobs[0];
     assert.equal(typeof full.result.message.content, "string");
     assert.equal(listed.result, null);

@@ -40,7 +40,7 @@ const KEYWORDS = new Set([
 export function metricNames(expr: string): string[] {
   if (expr.includes("__name__")) throw new Error(`cannot check a __name__ matcher: ${expr}`);
   const labelValues = /^\s*label_values\((.*),\s*[A-Za-z_]\w*\s*\)\s*$/s.exec(expr);
-  if (labelValues) return metricNames(labelValues[1]);
+  if (labelValues) return metricNames(labelValues[1]!);
   if (/^\s*label_values\(\s*[A-Za-z_]\w*\s*\)\s*$/.test(expr)) return [];
   const bare = expr
     .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, '""')
@@ -108,10 +108,10 @@ function exportedNames(text: string): Set<string> {
     if (m[2] === "histogram") {
       for (const suffix of ["_bucket", "_sum", "_count"]) names.add(m[1] + suffix);
     } else {
-      names.add(m[1]);
+      names.add(m[1]!);
     }
   }
-  for (const m of text.matchAll(/^([A-Za-z_:][A-Za-z0-9_:]*)[{ ]/gm)) names.add(m[1]);
+  for (const m of text.matchAll(/^([A-Za-z_:][A-Za-z0-9_:]*)[{ ]/gm)) names.add(m[1]!);
   return names;
 }
 
@@ -159,10 +159,10 @@ Deno.test("a dashboard panel or a rule naming a metric that does not exist fails
   const exported = await realExportedNames();
   const badDashboard = structuredClone(dashboard);
   const panel = badDashboard.panels.find((p) => p.title === "Target up")!;
-  panel.targets![0].expr = 'foreman_target_upp{instance=~"$instance"}';
+  panel.targets![0]!.expr = 'foreman_target_upp{instance=~"$instance"}';
   const badRules = structuredClone(rules);
-  badRules.groups[1].rules[0].expr = "foreman_scrape_ok == 0";
-  badRules.groups[0].rules.push({
+  badRules.groups[1]!.rules[0]!.expr = "foreman_scrape_ok == 0";
+  badRules.groups[0]!.rules.push({
     record: "instance:foreman_thing:rate5m",
     expr: "sum by (instance) (rate(foreman_things_total[5m]))",
   });

@@ -215,7 +215,7 @@ Deno.test({
       const scraped = (done: number) =>
         waitFor(async () => {
           const r = await query(server!, `foreman_jobs_finished_total{${mine}, outcome="done"}`);
-          return r.length === 1 && r[0].value[1] === String(done);
+          return r.length === 1 && r[0]!.value[1] === String(done);
         }, { timeout: 20_000, what: `Prometheus to scrape ${done} finished jobs` });
       await round();
       await scraped(3);
@@ -251,7 +251,7 @@ Deno.test({
       }, { timeout: 20_000, what: "the throughput recording rule" });
       const ratio = await query(server, `instance:foreman_jobs_queued:ratio_limit{${mine}}`);
       assert.equal(ratio.length, 1);
-      assert.ok(Number(ratio[0].value[1]) >= 0 && Number(ratio[0].value[1]) <= 1);
+      assert.ok(Number(ratio[0]!.value[1]) >= 0 && Number(ratio[0]!.value[1]) <= 1);
       const waits = await query(
         server,
         `instance:foreman_job_wait_seconds:quantile_rate5m{${mine}}`,
@@ -285,7 +285,7 @@ Deno.test({
           "/api/v1/alerts",
         );
         const down = alerts.filter((a) => a.labels.alertname === "ForemanDown");
-        return down.length === 1 && down[0].labels.instance === "wrong-token";
+        return down.length === 1 && down[0]!.labels.instance === "wrong-token";
       }, { timeout: 20_000, what: "ForemanDown pending for the wrong token only" });
       // foreman never logged the token, and Prometheus never printed it either.
       assert.ok(!server.output().includes(fm.token));
@@ -365,7 +365,7 @@ Deno.test("the oldest queued job is the earliest submitted still queued, requeue
     store.transition("claim", a.id);
     assert.equal(store.oldestQueuedAt(), b.createdAt);
     // Back in the queue after an unreachable target: it has waited since its submission.
-    store.transition("requeue", a.id, { error: "unreachable", refund: true });
+    store.transition("requeue", a.id, { error: "unreachable", notBefore: 0, refund: true });
     assert.equal(store.oldestQueuedAt(), a.createdAt);
     store.transition("cancel", a.id, { error: "cancelled" });
     store.transition("fail", b.id, { error: "failed" });

@@ -202,7 +202,7 @@ Deno.test("streaming relays NDJSON chunk by chunk with the job id header", async
     assert.equal(lines.at(-1).done, true);
     // Chunks arrived spread over the generation, not in one buffered burst.
     assert.ok(arrivals.length >= 5, `${arrivals.length} reads`);
-    assert.ok(arrivals.at(-1)! - arrivals[0] > 150, "relayed as produced");
+    assert.ok(arrivals.at(-1)! - arrivals[0]! > 150, "relayed as produced");
   } finally {
     await close();
   }

@@ -20,19 +20,23 @@ function parseProm(text: string): { types: Map<string, string>; samples: Sample[
     if (line === "") continue;
     const type = /^# TYPE (\S+) (counter|gauge|histogram|summary|untyped)$/.exec(line);
     if (type) {
-      types.set(type[1], type[2]);
+      types.set(type[1]!, type[2]!);
       continue;
     }
     if (line.startsWith("# HELP ")) continue;
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
     assert.ok(m, `not a sample line: ${line}`);
     const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"/g)) {
-      labels[l[1]] = l[2];
+    for (
+      const [, label = "", text = ""] of (m[2] ?? "").matchAll(
+        /([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"/g,
+      )
+    ) {
+      labels[label] = text;
     }
     const value = Number(m[3] === "+Inf" ? Infinity : m[3]);
     assert.ok(!Number.isNaN(value), line);
-    samples.push({ name: m[1], labels, value });
+    samples.push({ name: m[1]!, labels, value });
   }
   return { types, samples };
 }

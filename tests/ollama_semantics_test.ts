@@ -3,7 +3,7 @@
 // and `ollama stop`'s unload request, which foreman refuses because it manages residency itself.
 
 import assert from "node:assert/strict";
-import { normalizeModel, sameModel } from "../src/ollama/inventory.ts";
+import { normalizeModel, sameModel } from "../src/ollama/models.ts";
 import { type ForemanProcess, startForeman } from "../harness/foreman.ts";
 import { HostileTarget } from "./support/hostile_target.ts";
 import { OllamaSim } from "../sim/mod.ts";

@@ -45,7 +45,7 @@ Deno.test("kill -9 with jobs queued and running loses nothing and serves new req
     const db = new DatabaseSync(fm.dbPath, { readOnly: true });
     assert.equal(db.prepare("PRAGMA integrity_check").get()!.integrity_check, "ok");
     assert.equal(
-      db.prepare("SELECT state FROM jobs WHERE id = ?").get(asyncIds[0])!.state,
+      db.prepare("SELECT state FROM jobs WHERE id = ?").get(asyncIds[0]!)!.state,
       "working",
     );
     db.close();

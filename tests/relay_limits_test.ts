@@ -61,8 +61,8 @@ Deno.test("a line longer than the cap ends the relay with an error line of its o
   await assert.rejects(r.done, AnswerTooLargeError);
   assert.equal(src.cancelled(), true);
   const lines = text.split("\n");
-  assert.equal(lines[0].length, 4096, "the cut line, relayed up to the cap");
-  assert.match(JSON.parse(lines[1]).error, /larger than 4096 bytes.*FOREMAN_MAX_ANSWER/);
+  assert.equal(lines[0]!.length, 4096, "the cut line, relayed up to the cap");
+  assert.match(JSON.parse(lines[1]!).error, /larger than 4096 bytes.*FOREMAN_MAX_ANSWER/);
   assert.equal(lines[2], "");
 });
 

@@ -190,12 +190,12 @@ Deno.test("a job ID is a ULID: the first character is 0-7, and lower case names 
     assert.equal(JSON.parse(lower.text).job_id, id, "answered with the canonical ID");
     for (const first of ["8", "Z"]) {
       const beyond = first + id.slice(1);
-      for (
-        const [method, path] of [["GET", `/jobs/${beyond}`], ["DELETE", `/jobs/${beyond}`], [
-          "GET",
-          `/jobs/${beyond}/artifacts/completion`,
-        ]]
-      ) {
+      const cases: [string, string][] = [
+        ["GET", `/jobs/${beyond}`],
+        ["DELETE", `/jobs/${beyond}`],
+        ["GET", `/jobs/${beyond}/artifacts/completion`],
+      ];
+      for (const [method, path] of cases) {
         const res = await call(fm, method, path);
         assert.equal(res.status, 400, `${method} ${path}`);
         assert.match(JSON.parse(res.text).error, /^invalid job id '.+': expected a ULID$/);

@@ -38,7 +38,7 @@ Deno.test("an interleaved backlog over three models is served with two swaps, FI
     const answers: Promise<{ model: string; done: boolean }>[] = [];
     for (let i = 0; i < 9; i++) {
       const model = MODELS[(i + 1) % 3]; // b c a b c a b c a
-      order.push(model);
+      order.push(model!);
       answers.push(
         fetch(fm.url + "/api/chat", {
           method: "POST",

@@ -61,7 +61,7 @@ Deno.test("the queued count stays in step with the table through inserts, moves 
   check();
   store.transition("claim", a.id);
   check();
-  store.transition("requeue", a.id, { error: "x", refund: true });
+  store.transition("requeue", a.id, { error: "x", notBefore: 0, refund: true });
   check();
   store.transition("cancel", b.id, { error: "gone" });
   check();

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { MIGRATIONS, SCHEMA_VERSION } from "../src/queue/schema.ts";
+import { ACTIVE_STATES, EVENT_STATES, JOB_STATES, TERMINAL_STATES } from "../src/queue/states.ts";
 import { Store, TransitionError } from "../src/queue/store.ts";
 
 function fixture(now = { t: 1_700_000_000_000 }) {
@@ -8,7 +9,7 @@ function fixture(now = { t: 1_700_000_000_000 }) {
   const events: string[] = [];
   const store = new Store(`${dir}/q.db`, {
     now: () => now.t,
-    renderEvent: (job, prev) => {
+    renderEvent: (job, { previous: prev }) => {
       events.push(`${prev}->${job.state}`);
       return JSON.stringify({ job_id: job.id, state: job.state, previous_state: prev });
     },
@@ -33,7 +34,7 @@ Deno.test("a job moves through named transitions and each writes one outbox even
     "loading->working",
     "working->done",
   ]);
-  assert.equal(store.countEventsByState().pending, 4);
+  assert.equal(store.outbox.countByState().pending, 4);
   store.close();
 });
 
@@ -43,8 +44,73 @@ Deno.test("a transition from the wrong state is refused and changes nothing", ()
   assert.throws(() => store.transition("startWorking", job.id), TransitionError);
   assert.throws(() => store.transition("complete", job.id, { result: "{}" }), TransitionError);
   assert.equal(store.get(job.id)!.state, "queued");
-  assert.equal(store.countEventsByState().pending, 1);
+  assert.equal(store.outbox.countByState().pending, 1);
   assert.equal(store.tryTransition("startWorking", job.id), undefined);
+  store.close();
+});
+
+Deno.test("each transition takes the values it needs and writes exactly those", () => {
+  const { store, add, now } = fixture();
+  const job = add("a:latest");
+  // Checked by `deno task check`: an unused @ts-expect-error fails it.
+  const wrongCalls = () => {
+    // @ts-expect-error complete needs a result
+    store.transition("complete", job.id);
+    // @ts-expect-error requeue needs a not-before time and whether the attempt is refunded
+    store.transition("requeue", job.id, { error: "down" });
+    // @ts-expect-error fail needs an error, not a result
+    store.transition("fail", job.id, { result: "{}" });
+    // @ts-expect-error artifacts belong to complete
+    store.transition("cancel", job.id, { error: "gone", artifacts: [] });
+  };
+  void wrongCalls;
+  store.transition("claim", job.id);
+  const requeued = store.transition("requeue", job.id, {
+    error: "down",
+    notBefore: now.t + 500,
+    refund: true,
+  });
+  assert.deepEqual([requeued.state, requeued.error, requeued.notBefore, requeued.attempt], [
+    "queued",
+    "down",
+    now.t + 500,
+    0,
+  ]);
+  now.t += 500;
+  store.transition("claim", job.id);
+  const again = store.transition("requeue", job.id, { error: "500", notBefore: 0, refund: false });
+  assert.equal(again.attempt, 1, "a retryable error keeps the attempt");
+  store.transition("claim", job.id);
+  store.transition("startWorking", job.id);
+  const body = new TextEncoder().encode('{"done":true}');
+  const done = store.transition("complete", job.id, {
+    result: '{"done":true}',
+    artifacts: [{
+      name: "completion",
+      contentType: "application/json",
+      size: body.byteLength,
+      sha256: "0".repeat(64),
+      body,
+    }],
+  });
+  assert.deepEqual([done.state, done.result, done.attempt], ["done", '{"done":true}', 2]);
+  assert.deepEqual(store.artifacts(job.id).map((a) => a.name), ["completion"]);
+  const failed = store.transition("fail", add("b:latest").id, { error: "refused" });
+  assert.deepEqual([failed.state, failed.error], ["failed", "refused"]);
+  store.close();
+});
+
+Deno.test("the schema's state CHECKs and indexes list exactly the states in states.ts", () => {
+  const { store } = fixture();
+  const sql = (name: string) =>
+    String(store.db.prepare("SELECT sql FROM sqlite_master WHERE name = ?").get(name)!.sql);
+  const lists = (text: string) =>
+    [...text.matchAll(/state IN \(([^)]*)\)/g)].map((m) =>
+      m[1]!.split(",").map((s) => s.trim().replace(/^'|'$/g, ""))
+    );
+  assert.deepEqual(lists(sql("jobs")), [[...JOB_STATES], [...TERMINAL_STATES]]);
+  assert.deepEqual(lists(sql("outbox")), [[...EVENT_STATES]]);
+  assert.deepEqual(lists(sql("jobs_active")), [[...ACTIVE_STATES]]);
   store.close();
 });
 
@@ -99,7 +165,7 @@ Deno.test("drain-by-model orders an interleaved backlog with one swap per model"
     store.transition("startWorking", job.id);
     store.transition("complete", job.id, { result: "{}" });
     resident = job.model;
-    order.push(job.model[0]);
+    order.push(job.model[0]!);
   }
   assert.equal(order.join(""), "aaaabbbbcccc");
 });
@@ -133,7 +199,9 @@ Deno.test("recovery requeues interrupted async jobs and cancels sync jobs whose 
   const exhausted = add("a:latest");
   for (let i = 0; i < 3; i++) {
     store.transition("claim", exhausted.id);
-    if (i < 2) store.transition("requeue", exhausted.id, { error: "500" });
+    if (i < 2) {
+      store.transition("requeue", exhausted.id, { error: "500", notBefore: 0, refund: false });
+    }
   }
   const sync = store.insertJob({
     kind: "sync",
@@ -167,19 +235,35 @@ Deno.test("outbox events of one job are due one at a time, in order", () => {
   const { store, add, now } = fixture();
   const job = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
   store.transition("claim", job.id);
-  const due = store.dueEvents(10);
+  const due = store.outbox.due(10);
   assert.equal(due.length, 1);
-  assert.match(due[0].body, /"state":"queued"/);
-  store.markRetry(due[0].id, { status: 500, error: "500", nextAt: now.t + 5000 });
-  assert.equal(store.dueEvents(10).length, 0, "the second event waits behind the first");
+  assert.match(due[0]!.body, /"state":"queued"/);
+  store.outbox.markRetry(due[0]!.id, { status: 500, error: "500", nextAt: now.t + 5000 });
+  assert.equal(store.outbox.due(10).length, 0, "the second event waits behind the first");
   now.t += 5000;
-  const again = store.dueEvents(10);
-  assert.equal(again[0].id, due[0].id, "same webhook-id on retry");
-  store.markDelivered(again[0].id, 200);
-  assert.match(store.dueEvents(10)[0].body, /"state":"loading"/);
-  const summary = store.webhookSummary(job.id)!;
+  const again = store.outbox.due(10);
+  assert.equal(again[0]!.id, due[0]!.id, "same webhook-id on retry");
+  store.outbox.markDelivered(again[0]!.id, 200);
+  assert.match(store.outbox.due(10)[0]!.body, /"state":"loading"/);
+  const summary = store.outbox.summary(job.id)!;
   assert.equal(summary.delivered, 1);
   assert.equal(summary.pending, 1);
+});
+
+Deno.test("settling an event that is no longer pending changes nothing and says so", () => {
+  const { store, add } = fixture();
+  const job = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
+  store.transition("claim", job.id);
+  const [first] = store.outbox.due(10);
+  assert.ok(first);
+  assert.equal(store.outbox.markDelivered(first.id, 200), true);
+  assert.equal(store.outbox.markDelivered(first.id, 200), false, "delivered already");
+  assert.equal(store.outbox.markRetry(first.id, { status: 500, error: "x", nextAt: 0 }), false);
+  assert.equal(store.outbox.markDead("msg_none", { status: null, error: "x" }), false);
+  assert.equal(store.outbox.markJobEventsDead(job.id, "receiver answered 410 Gone"), 1);
+  assert.equal(store.outbox.markJobEventsDead(job.id, "receiver answered 410 Gone"), 0);
+  assert.deepEqual(store.outbox.countByState(), { pending: 0, delivered: 1, dead: 1 });
+  store.close();
 });
 
 Deno.test("the pruner's query removes only finished jobs older than the cutoff, with their rows", () => {
@@ -187,20 +271,25 @@ Deno.test("the pruner's query removes only finished jobs older than the cutoff, 
   const done = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
   store.transition("claim", done.id);
   store.transition("startWorking", done.id);
-  store.transition("complete", done.id, { result: "{}" }, [{
-    name: "completion",
-    contentType: "application/json",
-    size: 2,
-    sha256: "0".repeat(64),
-    body: new TextEncoder().encode("{}"),
-  }]);
-  for (let e = store.dueEvents(1)[0]; e; e = store.dueEvents(1)[0]) store.markDelivered(e.id, 200);
+  store.transition("complete", done.id, {
+    result: "{}",
+    artifacts: [{
+      name: "completion",
+      contentType: "application/json",
+      size: 2,
+      sha256: "0".repeat(64),
+      body: new TextEncoder().encode("{}"),
+    }],
+  });
+  for (let e = store.outbox.due(1)[0]; e; e = store.outbox.due(1)[0]) {
+    store.outbox.markDelivered(e.id, 200);
+  }
   const queued = add("a:latest");
   now.t += 100_000;
   assert.equal(store.prune(now.t - 50_000), 1);
   assert.equal(store.get(done.id), undefined);
   assert.equal(store.artifacts(done.id).length, 0);
-  assert.deepEqual(store.countEventsByState(), { pending: 0, delivered: 0, dead: 0 });
+  assert.deepEqual(store.outbox.countByState(), { pending: 0, delivered: 0, dead: 0 });
   assert.equal(store.get(queued.id)!.state, "queued");
   assert.equal(store.integrityCheck(), "ok");
 });
@@ -208,28 +297,34 @@ Deno.test("the pruner's query removes only finished jobs older than the cutoff, 
 Deno.test("only the first pending event of each job sets when the next event falls due", () => {
   const { store, add, now } = fixture();
   const a = add("a:latest", { webhookUrl: "http://127.0.0.1/hook" });
-  const [queued] = store.dueEvents(10);
-  store.markRetry(queued.id, { status: 500, error: "500", nextAt: now.t + 5000 });
+  const [queued] = store.outbox.due(10);
+  assert.ok(queued);
+  store.outbox.markRetry(queued.id, { status: 500, error: "500", nextAt: now.t + 5000 });
   store.transition("claim", a.id);
   store.transition("startWorking", a.id);
-  assert.equal(store.nextEventAt(), now.t + 5000, "events behind a failing one are not due");
+  assert.equal(store.outbox.nextDueAt(), now.t + 5000, "events behind a failing one are not due");
   const b = add("b:latest", { webhookUrl: "http://127.0.0.1/hook" });
-  const [bQueued] = store.dueEvents(10);
+  const [bQueued] = store.outbox.due(10);
+  assert.ok(bQueued);
   assert.equal(bQueued.jobId, b.id);
-  assert.equal(store.nextEventAt(), now.t);
-  assert.equal(store.nextEventAt(new Set([bQueued.id])), now.t + 5000, "in flight: not counted");
-  store.markDelivered(bQueued.id, 200);
+  assert.equal(store.outbox.nextDueAt(), now.t);
+  assert.equal(
+    store.outbox.nextDueAt(new Set([bQueued.id])),
+    now.t + 5000,
+    "in flight: not counted",
+  );
+  store.outbox.markDelivered(bQueued.id, 200);
   now.t += 5000;
-  store.markDelivered(queued.id, 200);
-  assert.match(store.dueEvents(10)[0].body, /"state":"loading"/, "the next one is released");
-  assert.equal(store.nextEventAt(), now.t - 5000, "released with the time it was written");
+  store.outbox.markDelivered(queued.id, 200);
+  assert.match(store.outbox.due(10)[0]!.body, /"state":"loading"/, "the next one is released");
+  assert.equal(store.outbox.nextDueAt(), now.t - 5000, "released with the time it was written");
 });
 
 Deno.test("a database from schema version 1 opens with its rows, bodies last, events held back", () => {
   const dir = Deno.makeTempDirSync();
   const old = new DatabaseSync(`${dir}/q.db`);
   old.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT");
-  old.exec(MIGRATIONS[0]);
+  old.exec(MIGRATIONS[0]!);
   old.exec("INSERT INTO meta VALUES ('schema_version', '1')");
   const id = "01HF7YAT00QJ9A35Z6DQVV42M1";
   old.exec(`INSERT INTO jobs (id, kind, endpoint, model, state, request, webhook_url, attempt,
@@ -250,15 +345,15 @@ Deno.test("a database from schema version 1 opens with its rows, bodies last, ev
   assert.deepEqual(columns.slice(-3), ["metadata", "request", "result"]);
   assert.equal(store.get(id)!.state, "working");
   assert.equal(store.artifacts(id).length, 1, "the rebuild did not cascade to artifacts");
-  assert.equal(store.webhookSummary(id)!.pending, 2, "nor to events");
+  assert.equal(store.outbox.summary(id)!.pending, 2, "nor to events");
   assert.equal(store.db.prepare("PRAGMA foreign_keys").get()!.foreign_keys, 1);
   assert.deepEqual(store.db.prepare("PRAGMA foreign_key_check").all(), []);
-  assert.deepEqual(store.dueEvents(10), [], "msg_2 retries at 9000; msg_3 waits behind it");
-  assert.equal(store.nextEventAt(), 9000);
+  assert.deepEqual(store.outbox.due(10), [], "msg_2 retries at 9000; msg_3 waits behind it");
+  assert.equal(store.outbox.nextDueAt(), 9000);
   now.t = 9000;
-  assert.deepEqual(store.dueEvents(10).map((e) => e.id), ["msg_2"]);
-  store.markDead("msg_2", { status: 500, error: "500" });
-  assert.deepEqual(store.dueEvents(10).map((e) => e.id), ["msg_3"]);
+  assert.deepEqual(store.outbox.due(10).map((e) => e.id), ["msg_2"]);
+  store.outbox.markDead("msg_2", { status: 500, error: "500" });
+  assert.deepEqual(store.outbox.due(10).map((e) => e.id), ["msg_3"]);
   assert.equal(store.integrityCheck(), "ok");
   store.close();
 });
@@ -275,8 +370,8 @@ Deno.test("a job past its TTL is kept while an event is pending, then pruned onc
   const plain = add("a:latest");
   for (const job of [delivered, dead, plain]) finish(job.id);
   // Four events each, the first failing: nothing of either webhook job has reached its receiver.
-  for (const e of store.dueEvents(10)) {
-    store.markRetry(e.id, { status: 503, error: "503", nextAt: now.t + 3_600_000 });
+  for (const e of store.outbox.due(10)) {
+    store.outbox.markRetry(e.id, { status: 503, error: "503", nextAt: now.t + 3_600_000 });
   }
   now.t += 100_000;
   assert.equal(store.prune(now.t - 50_000), 1, "only the job without a webhook goes");
@@ -284,16 +379,18 @@ Deno.test("a job past its TTL is kept while an event is pending, then pruned onc
   assert.equal(store.prune(now.t - 50_000), 0, "pending events keep both webhook jobs");
   assert.equal(store.get(delivered.id)!.state, "done");
   now.t += 3_600_000;
-  for (const e of store.dueEvents(10)) {
-    if (e.jobId === delivered.id) store.markDelivered(e.id, 200);
-    else store.markDead(e.id, { status: 410, error: "receiver answered 410 Gone" });
+  for (const e of store.outbox.due(10)) {
+    if (e.jobId === delivered.id) store.outbox.markDelivered(e.id, 200);
+    else store.outbox.markDead(e.id, { status: 410, error: "receiver answered 410 Gone" });
   }
-  store.markJobEventsDead(dead.id, "receiver answered 410 Gone");
+  store.outbox.markJobEventsDead(dead.id, "receiver answered 410 Gone");
   assert.equal(store.prune(now.t - 50_000), 1, "all events dead: the job goes");
   assert.equal(store.get(dead.id), undefined);
-  assert.equal(store.webhookSummary(delivered.id)!.pending, 3, "the rest still wait their turn");
-  for (let e = store.dueEvents(1)[0]; e; e = store.dueEvents(1)[0]) store.markDelivered(e.id, 200);
+  assert.equal(store.outbox.summary(delivered.id)!.pending, 3, "the rest still wait their turn");
+  for (let e = store.outbox.due(1)[0]; e; e = store.outbox.due(1)[0]) {
+    store.outbox.markDelivered(e.id, 200);
+  }
   assert.equal(store.prune(now.t - 50_000), 1, "its done event delivered: the job goes");
   assert.equal(store.get(delivered.id), undefined);
-  assert.deepEqual(store.countEventsByState(), { pending: 0, delivered: 0, dead: 0 });
+  assert.deepEqual(store.outbox.countByState(), { pending: 0, delivered: 0, dead: 0 });
 });

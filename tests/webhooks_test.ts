@@ -3,7 +3,7 @@ import { createHmac } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { Webhook } from "standardwebhooks";
 import { ConfigError, loadConfig } from "../src/config.ts";
-import { silentLogger } from "../src/log.ts";
+import { createLogger, silentLogger } from "../src/log.ts";
 import { Metrics } from "../src/metrics.ts";
 import { Store } from "../src/queue/store.ts";
 import { Dispatcher, parseRetryAfter } from "../src/webhooks/dispatcher.ts";
@@ -67,12 +67,12 @@ function outboxFixture(
   const clock = { t: Date.now() };
   const store = new Store(`${dir}/q.db`, {
     now: () => clock.t,
-    renderEvent: (job, prev) =>
+    renderEvent: (job, { previous: prev }) =>
       JSON.stringify({ job_id: job.id, state: job.state, previous_state: prev }),
   });
   const metrics = new Metrics();
   const dispatcher = new Dispatcher({
-    store,
+    outbox: store.outbox,
     log: silentLogger,
     metrics,
     secret: "whsec_" + btoa("k".repeat(32)),
@@ -103,11 +103,11 @@ Deno.test("a receiver answering 500 then 200 gets the same event again after a b
     assert.deepEqual(await Promise.all(dispatcher.runOnce()), ["delivered"]);
     assert.equal(receiver.received.length, 2);
     assert.equal(
-      receiver.received[0].headers.get("webhook-id"),
-      receiver.received[1].headers.get("webhook-id"),
+      receiver.received[0]!.headers.get("webhook-id"),
+      receiver.received[1]!.headers.get("webhook-id"),
     );
-    assert.equal(receiver.received[0].body, receiver.received[1].body);
-    assert.equal(store.webhookSummary(job.id)!.delivered, 1);
+    assert.equal(receiver.received[0]!.body, receiver.received[1]!.body);
+    assert.equal(store.outbox.summary(job.id)!.delivered, 1);
     store.close();
   } finally {
     await receiver.close();
@@ -119,7 +119,7 @@ Deno.test("Retry-After from a 429 sets the next attempt", async () => {
   try {
     const { store, dispatcher, clock } = outboxFixture(receiver.url + "/hook");
     await Promise.all(dispatcher.runOnce());
-    assert.equal(store.nextEventAt(), clock.t + 7000);
+    assert.equal(store.outbox.nextDueAt(), clock.t + 7000);
     store.close();
   } finally {
     await receiver.close();
@@ -136,12 +136,12 @@ Deno.test("410 Gone stops every delivery for the job; redirects are not followed
     const gone = outboxFixture(receiver.url + "/hook");
     gone.store.transition("claim", gone.job.id);
     assert.deepEqual(await Promise.all(gone.dispatcher.runOnce()), ["dead"]);
-    assert.equal(gone.store.webhookSummary(gone.job.id)!.dead, 2, "the later event is dead too");
+    assert.equal(gone.store.outbox.summary(gone.job.id)!.dead, 2, "the later event is dead too");
     const moved = outboxFixture(redirect.url + "/hook");
     assert.deepEqual(await Promise.all(moved.dispatcher.runOnce()), ["retry"]);
     assert.equal(redirect.received.length, 1);
     assert.match(
-      moved.store.webhookSummary(moved.job.id)!.lastError!,
+      moved.store.outbox.summary(moved.job.id)!.lastError!,
       /redirects are not followed/,
     );
     gone.store.close();
@@ -162,11 +162,33 @@ Deno.test("an event is dead after the last attempt and stays visible", async () 
   assert.deepEqual(await Promise.all(dispatcher.runOnce()), ["retry"]);
   clock.t += 60_000;
   assert.deepEqual(await Promise.all(dispatcher.runOnce()), ["dead"]);
-  const summary = store.webhookSummary(job.id)!;
+  const summary = store.outbox.summary(job.id)!;
   assert.equal(summary.dead, 1);
   assert.match(summary.lastError!, /cannot reach receiver/);
   assert.equal(metrics.webhookDeliveries.get({ outcome: "dead" }), 1);
   store.close();
+});
+
+Deno.test("a delivery whose event was settled meanwhile is logged, not recorded", async () => {
+  const receiver = await startReceiver({ statuses: [200] });
+  const lines: string[] = [];
+  try {
+    const { store, dispatcher, job } = outboxFixture(receiver.url + "/hook", {
+      log: createLogger({ write: (line) => lines.push(line) }),
+    });
+    const [event] = store.outbox.due(1);
+    assert.ok(event);
+    store.outbox.markJobEventsDead(job.id, "receiver answered 410 Gone");
+    assert.equal(await dispatcher.deliver(event), "delivered");
+    assert.deepEqual(store.outbox.countByState(), { pending: 0, delivered: 0, dead: 1 });
+    const warned = lines.map((l) => JSON.parse(l)).filter((l) => l.level === "warn");
+    assert.deepEqual(warned.map((l) => [l.msg, l.event_id]), [
+      ["webhook event was settled elsewhere, this attempt's outcome is not recorded", event.id],
+    ]);
+    store.close();
+  } finally {
+    await receiver.close();
+  }
 });
 
 Deno.test("a slow receiver times out and is retried", async () => {
@@ -174,7 +196,7 @@ Deno.test("a slow receiver times out and is retried", async () => {
   try {
     const { store, dispatcher, job } = outboxFixture(receiver.url + "/hook", { timeout: 200 });
     assert.deepEqual(await Promise.all(dispatcher.runOnce()), ["retry"]);
-    assert.match(store.webhookSummary(job.id)!.lastError!, /did not answer within 200 ms/);
+    assert.match(store.outbox.summary(job.id)!.lastError!, /did not answer within 200 ms/);
     store.close();
   } finally {
     await receiver.close();
@@ -184,17 +206,18 @@ Deno.test("a slow receiver times out and is retried", async () => {
 /** Counts the dispatcher's questions to the outbox: each loop turn asks one or two. */
 function countOutboxQueries(store: Store): { n: number } {
   const count = { n: 0 };
-  const due = store.dueEvents.bind(store);
-  const next = store.nextEventAt.bind(store);
-  store.dueEvents = (...args) => (count.n++, due(...args));
-  store.nextEventAt = (...args) => (count.n++, next(...args));
+  const { outbox } = store;
+  const due = outbox.due.bind(outbox);
+  const next = outbox.nextDueAt.bind(outbox);
+  outbox.due = (...args) => (count.n++, due(...args));
+  outbox.nextDueAt = (...args) => (count.n++, next(...args));
   return count;
 }
 
 /** A store on the real clock with `jobs` webhook jobs, each with its four lifecycle events. */
 function jobsWithEvents(url: string, jobs: number): Store {
   const store = new Store(`${Deno.makeTempDirSync()}/q.db`, {
-    renderEvent: (job, prev) =>
+    renderEvent: (job, { previous: prev }) =>
       JSON.stringify({ job_id: job.id, state: job.state, previous_state: prev }),
   });
   store.tx(() => {
@@ -218,7 +241,7 @@ Deno.test("with 500 failing receivers the dispatcher sleeps until the earliest r
   const receiver = await startReceiver({ statuses: [500] });
   const store = jobsWithEvents(receiver.url + "/hook", 500);
   const dispatcher = new Dispatcher({
-    store,
+    outbox: store.outbox,
     log: silentLogger,
     metrics: new Metrics(),
     secret: "",
@@ -260,7 +283,7 @@ Deno.test("while deliveries are in flight the dispatcher waits for them instead 
   const store = jobsWithEvents(receiver.url + "/hook", 24);
   const queries = countOutboxQueries(store);
   const dispatcher = new Dispatcher({
-    store,
+    outbox: store.outbox,
     log: silentLogger,
     metrics: new Metrics(),
     secret: "",
@@ -272,7 +295,7 @@ Deno.test("while deliveries are in flight the dispatcher waits for them instead 
   const stop = new AbortController();
   const loop = dispatcher.start(stop.signal);
   try {
-    await waitFor(() => store.countEventsByState().delivered === 96, {
+    await waitFor(() => store.outbox.countByState().delivered === 96, {
       timeout: 60_000,
       what: "all 96 events to be delivered",
     });

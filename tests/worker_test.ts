@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
+import { Store } from "../src/queue/store.ts";
 
 function chatBody(model: string, stream = false) {
   return JSON.stringify({
@@ -82,6 +83,40 @@ Deno.test("the target dropping the connection before answering never fails a job
       "three dropped connections with max_attempts 1 still end in success",
     );
     assert.equal((await res.json()).done, true);
+  } finally {
+    await fm.stop();
+    await sim.close();
+  }
+});
+
+Deno.test("stopping foreman mid-job puts the job back in the queue with its attempt refunded", async () => {
+  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 200 });
+  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "1s"] });
+  try {
+    const submitted = await fetch(fm.url + "/jobs", {
+      method: "POST",
+      headers: fm.headers(),
+      body: JSON.stringify({
+        model: "tiny-a",
+        messages: [{ role: "user", content: "x" }],
+        options: { num_predict: 200 },
+      }),
+    });
+    const { job_id } = await submitted.json();
+    const job = async () =>
+      await (await fetch(`${fm.url}/jobs/${job_id}`, { headers: fm.headers() })).json();
+    await waitFor(async () => (await job()).state === "working", { what: "the job to work" });
+    await fm.stop();
+    const store = new Store(fm.dbPath);
+    try {
+      const stopped = store.get(job_id)!;
+      assert.deepEqual(
+        [stopped.state, stopped.attempt, stopped.error],
+        ["queued", 0, "foreman is shutting down"],
+      );
+    } finally {
+      store.close();
+    }
   } finally {
     await fm.stop();
     await sim.close();

@@ -35,13 +35,13 @@ const TOKENS = 4;
 
 /** The backlog's model sequence: strictly interleaved, or shuffled with a fixed seed. */
 function backlog(order: string, jobs: number): string[] {
-  const seq = Array.from({ length: jobs }, (_, i) => MODELS[i % MODELS.length]);
+  const seq = Array.from({ length: jobs }, (_, i) => MODELS[i % MODELS.length]!);
   if (order === "random") {
     let x = 7;
     for (let i = seq.length - 1; i > 0; i--) {
       x = (Math.imul(x, 1103515245) + 12345) >>> 0;
       const j = x % (i + 1);
-      [seq[i], seq[j]] = [seq[j], seq[i]];
+      [seq[i], seq[j]] = [seq[j]!, seq[i]!];
     }
   }
   return seq;
@@ -142,7 +142,12 @@ async function fifo(seq: string[], loadMs: number): Promise<PolicyRun> {
       {},
       signal(),
     )).arrayBuffer();
-    await (await postJson(`${sim.url}/api/chat`, chatBody(seq[0], { stream: false }), {}, signal()))
+    await (await postJson(
+      `${sim.url}/api/chat`,
+      chatBody(seq[0]!, { stream: false }),
+      {},
+      signal(),
+    ))
       .arrayBuffer();
     const started = performance.timeOrigin + performance.now();
     const t0 = performance.now();

@@ -2,6 +2,8 @@
 // Its settings are client-only (FOREMAN_URL, FOREMAN_TOKEN), so it never loads the daemon's
 // configuration, and every failure becomes a CliError whose message is the one line users see.
 
+import { ollamaError } from "../ollama/client.ts";
+
 /** A failure the CLI reports as one line and exit code 1. */
 export class CliError extends Error {
   override name = "CliError";
@@ -40,12 +42,8 @@ export function clientSettings(
   readFile: (path: string) => string = (path) => Deno.readTextFileSync(path),
 ): ClientSettings {
   const raw = (env("FOREMAN_URL") ?? "").trim() || DEFAULT_URL;
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new UsageError(`FOREMAN_URL is not a URL: '${raw}'`);
-  }
+  const url = URL.parse(raw);
+  if (!url) throw new UsageError(`FOREMAN_URL is not a URL: '${raw}'`);
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new UsageError(`FOREMAN_URL must be http(s): '${raw}'`);
   }
@@ -124,13 +122,11 @@ export class ForemanClient {
   }
 }
 
+/** foreman's {"error"} message, else the first line of what it answered. */
 async function errorText(res: Response): Promise<string> {
   const text = await res.text().catch(() => "");
-  try {
-    const parsed = JSON.parse(text);
-    if (typeof parsed?.error === "string") return parsed.error;
-  } catch { /* not JSON: show the text */ }
-  return text.trim().split("\n")[0].slice(0, 200) || res.statusText;
+  const [first = ""] = text.trim().split("\n", 1);
+  return ollamaError(text) ?? (first.slice(0, 200) || res.statusText);
 }
 
 function unreachable(url: string, err: unknown): string {
@@ -148,7 +144,8 @@ function unreachable(url: string, err: unknown): string {
 }
 
 function firstLine(text: string): string {
-  return text.split("\n")[0]
+  const [first = ""] = text.split("\n", 1);
+  return first
     .replace(/^error sending request for url \([^)]*\): /, "")
     .replace(/^client error \(Connect\): /, "")
     .replace(/^tcp connect error: /, "")

@@ -7,7 +7,7 @@ export function table(rows: readonly (readonly string[])[]): string[] {
   for (const row of rows) {
     row.forEach((cell, i) => widths[i] = Math.max(widths[i] ?? 0, cell.length));
   }
-  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd());
+  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join("  ").trimEnd());
 }
 
 /** A duration in the largest whole unit that fits: 12s, 5m, 3h, 2d. */

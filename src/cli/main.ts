@@ -31,8 +31,9 @@ type ClientCommand = (args: string[], io: Io, client: () => ForemanClient) => Pr
 const CLIENT_COMMANDS: Record<string, ClientCommand> = { submit, jobs, ps };
 
 export async function main(args: string[], io: Io = processIo): Promise<number> {
-  const command = CLIENT_COMMANDS[args[0]];
-  if (command) return await runClient(args[0], command, args.slice(1), io);
+  const [name = "", ...rest] = args;
+  const command = CLIENT_COMMANDS[name];
+  if (command) return await runClient(name, command, rest, io);
   return await daemonCommand(args, io);
 }
 

@@ -25,9 +25,9 @@ export class BearerAuth {
     if (this.open) return true;
     if (authorization === null) return false;
     // Headers joins repeated Authorization headers with ", ": more than one credential is refused.
-    const m = /^Bearer ([^\s,]+)$/i.exec(authorization.trim());
-    if (!m) return false;
-    const given = digest(m[1]);
+    const token = /^Bearer ([^\s,]+)$/i.exec(authorization.trim())?.[1];
+    if (token === undefined) return false;
+    const given = digest(token);
     let ok = false;
     for (const d of this.#digests) ok = timingSafeEqual(given, d) || ok;
     return ok;

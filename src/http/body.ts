@@ -2,6 +2,7 @@
 // Ollama's routes expect. Oversized bodies are cut off as they stream in, never buffered whole, and
 // a body that stops arriving is given up on: Deno.serve has no body timeout of its own.
 
+import { concat } from "../bytes.ts";
 import { HttpError } from "./errors.ts";
 
 /** The bounds on one request body; foreman's Config has both fields. */
@@ -46,13 +47,7 @@ export async function readBody(
   } finally {
     clearTimeout(timer);
   }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
+  return concat(parts);
 }
 
 /**
@@ -105,12 +100,16 @@ function tooLarge(limit: number): HttpError {
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** Parses a JSON object body, with Ollama-like messages for the usual mistakes. */
+/** Reads a JSON object body, with Ollama-like messages for the usual mistakes. */
 export async function readJsonObject(
   req: Request,
   limits: BodyLimits,
 ): Promise<Record<string, unknown>> {
-  const bytes = await readBody(req, limits);
+  return parseJsonObject(await readBody(req, limits));
+}
+
+/** Parses body bytes (read by readBody) as a JSON object, or 400 saying what is wrong with them. */
+export function parseJsonObject(bytes: Uint8Array): Record<string, unknown> {
   if (bytes.byteLength === 0) throw new HttpError(400, "missing request body");
   refuseDeepJson(bytes);
   let text: string;
@@ -123,7 +122,10 @@ export async function readJsonObject(
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new HttpError(400, `invalid JSON in request body: ${(err as Error).message}`);
+    throw new HttpError(
+      400,
+      `invalid JSON in request body (expected a JSON object): ${(err as Error).message}`,
+    );
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new HttpError(400, "invalid request body: expected a JSON object");

@@ -3,85 +3,21 @@
 // artifacts stay readable until the retention period ends.
 
 import { createHash } from "node:crypto";
-import { normalizeModel } from "../ollama/inventory.ts";
-import type { GroupCommit } from "../queue/group_commit.ts";
+import { normalizeModel } from "../ollama/models.ts";
 import { type Endpoint, isTerminal, JOB_STATES, type JobState } from "../queue/states.ts";
-import type { Job } from "../queue/store.ts";
-import { jobView, type ViewOptions } from "../views.ts";
-import type { Dispatcher } from "../webhooks/dispatcher.ts";
+import type { Job, ListFilter } from "../queue/store.ts";
+import { jobView } from "../views.ts";
 import { webhookUrlProblem } from "../webhooks/policy.ts";
-import type { Residency } from "../worker/residency.ts";
-import { readBody, refuseDeepJson } from "./body.ts";
+import { parseJsonObject, readBody } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
-import { type NativeDeps, requireModel, requireRoom, validateInferenceBody } from "./native.ts";
-
-export interface JobsDeps extends NativeDeps {
-  residency: Residency;
-  dispatcher: Dispatcher;
-  views: ViewOptions;
-  /** Inserts key-less submissions in shared transactions (ADR-0015). */
-  groupCommit: GroupCommit;
-}
+import type { HttpDeps } from "./deps.ts";
+import { requireModel, requireRoom, validateInferenceBody, validateJobFields } from "./validate.ts";
 
 /**
  * A ULID in Crockford base32: 26 characters, the first at most 7 (48 bits of time). Crockford
  * decoding ignores case, so a lower-case ID names the same job; docs/openapi.yaml says so too.
  */
 const ULID = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
-const decoder = new TextDecoder("utf-8", { fatal: true });
-
-const isString = (v: unknown) => typeof v === "string";
-const isObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v);
-const arrayOf = (item: (v: unknown) => boolean) => (v: unknown) =>
-  Array.isArray(v) && v.every(item);
-
-/**
- * The Ollama fields of a job body with the type docs/openapi.yaml gives them, checked at submit
- * whatever the endpoint: a job with a mistake gets its 400 now, not a failed job later. (The
- * shared checks in validateInferenceBody come first: model, messages' roles, prompt, options.)
- */
-const FIELDS: [string, (v: unknown) => boolean, string][] = [
-  ["messages", arrayOf(isObject), "an array of message objects"],
-  ["tools", arrayOf(isObject), "an array of objects"],
-  ["prompt", isString, "a string"],
-  ["system", isString, "a string"],
-  ["images", arrayOf(isString), "an array of base64 strings"],
-  ["format", (v) => isString(v) || isObject(v), '"json" or a JSON schema object'],
-  ["options", isObject, "an object"],
-  [
-    "think",
-    (v) => typeof v === "boolean" || ["low", "medium", "high"].includes(v as string),
-    'true, false, "low", "medium" or "high"',
-  ],
-  ["keep_alive", (v) => typeof v === "number" || isString(v), "a number or a duration string"],
-];
-
-const MESSAGE_FIELDS: [string, (v: unknown) => boolean, string][] = [
-  ["content", isString, "a string"],
-  ["thinking", isString, "a string"],
-  ["images", arrayOf(isString), "an array of base64 strings"],
-  ["tool_calls", arrayOf(isObject), "an array of objects"],
-  ["tool_name", isString, "a string"],
-];
-
-function checkFields(
-  body: Record<string, unknown>,
-  fields: [string, (v: unknown) => boolean, string][],
-  where: string,
-): void {
-  for (const [name, ok, expected] of fields) {
-    if (name in body && !ok(body[name])) {
-      throw new HttpError(400, `invalid request body: ${where}${name} must be ${expected}`);
-    }
-  }
-}
-
-/** 400 naming the first field of a job's Ollama payload whose type is not the documented one. */
-export function validateJobFields(request: Record<string, unknown>): void {
-  checkFields(request, FIELDS, "");
-  const messages = Array.isArray(request.messages) ? request.messages : [];
-  messages.forEach((m, i) => checkFields(m, MESSAGE_FIELDS, `messages[${i}].`));
-}
 
 /** The canonical (upper-case) job ID, or 400 naming what was given. */
 export function parseJobId(raw: string, what = "job id"): string {
@@ -92,35 +28,25 @@ export function parseJobId(raw: string, what = "job id"): string {
   return id;
 }
 
-function findJob(d: JobsDeps, raw: string): Job {
+function findJob(d: HttpDeps, raw: string): Job {
   const job = d.store.get(parseJobId(raw));
   if (!job) throw new HttpError(404, `job ${raw} not found`);
   return job;
 }
 
-export function renderJob(d: JobsDeps, job: Job): Record<string, unknown> {
+export function renderJob(d: HttpDeps, job: Job): Record<string, unknown> {
   return jobView(job, {
     artifacts: job.state === "done" ? d.store.artifactsWithBodies(job.id) : [],
     position: d.store.position(job, d.residency.current),
-    webhook: d.store.webhookSummary(job.id),
+    webhook: d.store.outbox.summary(job.id),
   }, d.views);
 }
 
 /** POST /jobs */
-export async function submit(req: Request, d: JobsDeps): Promise<Response> {
-  const bytes = await readBody(req, d.config);
-  refuseDeepJson(bytes);
-  let body: Record<string, unknown>;
-  try {
-    const parsed = JSON.parse(decoder.decode(bytes));
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw 0;
-    body = parsed;
-  } catch {
-    throw new HttpError(
-      400,
-      bytes.byteLength ? "invalid request body: expected a JSON object" : "missing request body",
-    );
-  }
+export async function submit(req: Request, d: HttpDeps): Promise<Response> {
+  // The bytes as sent are kept: an Idempotency-Key is checked against their hash.
+  const bytes = await readBody(req, d.settings);
+  const body = parseJsonObject(bytes);
   const {
     state_webhook_url: webhook,
     metadata,
@@ -136,7 +62,7 @@ export async function submit(req: Request, d: JobsDeps): Promise<Response> {
   validateJobFields(request);
   if (webhook !== undefined && webhook !== null) {
     if (typeof webhook !== "string") throw new HttpError(400, "state_webhook_url must be a string");
-    const problem = webhookUrlProblem(webhook, d.config.webhookHosts);
+    const problem = webhookUrlProblem(webhook, d.settings.webhookHosts);
     if (problem) throw new HttpError(400, problem);
   }
   if (
@@ -162,7 +88,7 @@ export async function submit(req: Request, d: JobsDeps): Promise<Response> {
       return accepted(prior, { "idempotent-replayed": "true" });
     }
   }
-  requireRoom(d.store, d.config, d.groupCommit.pending);
+  requireRoom(d.store, { maxQueue: d.settings.maxQueue, pending: d.groupCommit.pending });
   const input = {
     kind: "async",
     endpoint,
@@ -185,16 +111,12 @@ function accepted(job: Job, headers: Record<string, string> = {}): Response {
 }
 
 /** GET /jobs/{id} */
-export function get(id: string, d: JobsDeps): Response {
+export function get(id: string, d: HttpDeps): Response {
   return jsonResponse(renderJob(d, findJob(d, id)));
 }
 
-interface ListQuery {
-  state?: JobState;
-  model?: string;
-  before?: string;
-  limit: number;
-}
+/** A list filter as the query gives it; the metadata limit is the server's. */
+type ListQuery = Omit<ListFilter, "metadataLimit">;
 
 /**
  * The query of GET /jobs. A parameter given empty (`?state=`) is refused like any other bad value,
@@ -228,7 +150,7 @@ export function parseListQuery(q: URLSearchParams): ListQuery {
 }
 
 /** GET /jobs?state=&model=&limit=&before= */
-export function list(url: URL, d: JobsDeps): Response {
+export function list(url: URL, d: HttpDeps): Response {
   const { state, model, before, limit } = parseListQuery(url.searchParams);
   const jobs = d.store.list({
     state,
@@ -243,7 +165,7 @@ export function list(url: URL, d: JobsDeps): Response {
   const ids = page.map((j) => j.id);
   const positions = d.store.positions(page, d.residency.current);
   const artifacts = d.store.artifactsOf(page.filter((j) => j.state === "done").map((j) => j.id));
-  const webhooks = d.store.webhookSummaries(ids);
+  const webhooks = d.store.outbox.summaries(ids);
   return jsonResponse({
     jobs: page.map((j) =>
       jobView(j, {
@@ -252,12 +174,12 @@ export function list(url: URL, d: JobsDeps): Response {
         webhook: webhooks.get(j.id) ?? null,
       }, d.views)
     ),
-    next: jobs.length > limit ? page[page.length - 1].id : null,
+    next: jobs.length > limit ? page.at(-1)?.id ?? null : null,
   });
 }
 
 /** DELETE /jobs/{id}: cancel a queued job, abort a running one. */
-export async function cancel(id: string, d: JobsDeps): Promise<Response> {
+export async function cancel(id: string, d: HttpDeps): Promise<Response> {
   const job = findJob(d, id);
   if (isTerminal(job.state)) {
     throw new HttpError(409, `job ${job.id} is already ${job.state}`);
@@ -271,11 +193,15 @@ export async function cancel(id: string, d: JobsDeps): Promise<Response> {
 }
 
 /** GET /jobs/{id}/artifacts/{name}: the bytes; the name is only ever a database key. */
-export function artifact(id: string, rawName: string, req: Request, d: JobsDeps): Response {
-  const job = findJob(d, id);
+export function artifact(
+  req: Request,
+  d: HttpDeps,
+  params: { id: string; name: string },
+): Response {
+  const job = findJob(d, params.id);
   let name: string;
   try {
-    name = decodeURIComponent(rawName);
+    name = decodeURIComponent(params.name);
   } catch {
     throw new HttpError(400, "invalid artifact name");
   }

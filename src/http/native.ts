@@ -3,118 +3,28 @@
 // come from the inventory; model management is refused unless the operator allows it. Nothing
 // the target answers reaches a caller as a redirect, and its bodies are read under the timeout.
 
-import type { Config } from "../config.ts";
-import { errorMessage, type Logger } from "../log.ts";
-import type { Metrics } from "../metrics.ts";
-import {
-  AnswerTooLargeError,
-  type TargetClient,
-  TargetHttpError,
-  TargetUnreachableError,
-} from "../ollama/client.ts";
-import { type Inventory, normalizeModel } from "../ollama/inventory.ts";
+import { errorMessage } from "../log.ts";
+import { AnswerTooLargeError, TargetHttpError, TargetUnreachableError } from "../ollama/client.ts";
+import { normalizeModel } from "../ollama/models.ts";
 import type { Endpoint } from "../queue/states.ts";
-import type { Store } from "../queue/store.ts";
-import { parseDuration } from "../units.ts";
 import { relay } from "../worker/relay.ts";
-import { relayHeaders, type Worker } from "../worker/worker.ts";
 import { readBody, readJsonObject } from "./body.ts";
+import type { HttpDeps } from "./deps.ts";
 import { errorJson, HttpError, jsonResponse } from "./errors.ts";
-
-export interface NativeDeps {
-  config: Config;
-  store: Store;
-  inventory: Inventory;
-  worker: Worker;
-  client: TargetClient;
-  metrics: Metrics;
-  log: Logger;
-}
-
-/** Validates the fields foreman relies on; everything else is the target's business. */
-export function validateInferenceBody(body: Record<string, unknown>, endpoint: Endpoint): string {
-  const model = body.model;
-  if (model === undefined || model === null || model === "") {
-    throw new HttpError(400, "model is required");
-  }
-  if (typeof model !== "string") throw new HttpError(400, "model must be a string");
-  if (model.length > 512) throw new HttpError(400, "model name is too long");
-  // null is the default (streamed), as in Ollama.
-  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== "boolean") {
-    throw new HttpError(400, "stream must be true or false");
-  }
-  if (endpoint === "chat" && body.messages !== undefined && !Array.isArray(body.messages)) {
-    throw new HttpError(400, "messages must be an array");
-  }
-  if (endpoint === "chat" && Array.isArray(body.messages)) {
-    for (const m of body.messages) {
-      if (
-        typeof m !== "object" || m === null || typeof (m as { role?: unknown }).role !== "string"
-      ) {
-        throw new HttpError(400, "each message must be an object with a role");
-      }
-    }
-  }
-  if (endpoint === "generate" && body.prompt !== undefined && typeof body.prompt !== "string") {
-    throw new HttpError(400, "prompt must be a string");
-  }
-  if (
-    body.options !== undefined &&
-    (typeof body.options !== "object" || body.options === null || Array.isArray(body.options))
-  ) {
-    throw new HttpError(400, "options must be an object");
-  }
-  if (isUnloadRequest(body, endpoint)) {
-    throw new HttpError(
-      409,
-      `cannot unload model "${model}": foreman manages model residency and unloads models ` +
-        `itself when the worker switches models (keep_alive 0 with an empty prompt is refused)`,
-    );
-  }
-  return model;
-}
-
-/**
- * What `ollama stop` sends: keep_alive 0 with nothing to generate. Ollama unloads the model at once;
- * foreman refuses, since honouring it would fight the worker's residency (and answering it as a
- * load, as running it as a job does, would be untrue).
- */
-function isUnloadRequest(body: Record<string, unknown>, endpoint: Endpoint): boolean {
-  const k = body.keep_alive;
-  const zero = k === 0 || (typeof k === "string" && parseDuration(k) === 0);
-  if (!zero) return false;
-  if (endpoint === "chat") {
-    return body.messages === undefined || body.messages === null ||
-      (Array.isArray(body.messages) && body.messages.length === 0);
-  }
-  return body.prompt === undefined || body.prompt === null || body.prompt === "";
-}
-
-/** 404 in Ollama's words unless the target has `model`; one fresh poll before saying no. */
-export async function requireModel(inventory: Inventory, model: string): Promise<void> {
-  if (inventory.has(model)) return;
-  const reached = await inventory.refresh();
-  // A target that cannot be asked is no reason to refuse work (degraded mode).
-  if (!reached || inventory.has(model) !== false) return;
-  throw new HttpError(404, `model "${model}" not found, try pulling it first`);
-}
-
-/** 503 when the queue is full; `pending` counts jobs accepted but not yet committed. */
-export function requireRoom(store: Store, config: Config, pending = 0): void {
-  if (store.countQueued() + pending >= config.maxQueue) {
-    throw new HttpError(
-      503,
-      `server busy, please try again: the queue holds ${config.maxQueue} jobs (FOREMAN_MAX_QUEUE)`,
-    );
-  }
-}
+import { JOB_ID_HEADER, relayedResponse } from "./relayed.ts";
+import { requireModel, requireRoom, validateInferenceBody } from "./validate.ts";
 
 /** POST /api/chat and /api/generate: a sync job whose response streams once it is working. */
-export async function queued(req: Request, endpoint: Endpoint, d: NativeDeps): Promise<Response> {
-  const body = await readJsonObject(req, d.config);
+export async function queued(
+  req: Request,
+  d: HttpDeps,
+  options: { endpoint: Endpoint },
+): Promise<Response> {
+  const { endpoint } = options;
+  const body = await readJsonObject(req, d.settings);
   const model = validateInferenceBody(body, endpoint);
   await requireModel(d.inventory, model);
-  requireRoom(d.store, d.config);
+  requireRoom(d.store, { maxQueue: d.settings.maxQueue });
   const job = d.store.insertJob({
     kind: "sync",
     endpoint,
@@ -122,7 +32,10 @@ export async function queued(req: Request, endpoint: Endpoint, d: NativeDeps): P
     request: JSON.stringify(body),
   });
   const response = Promise.withResolvers<Response>();
-  d.worker.attach(job.id, { respond: response.resolve });
+  d.worker.attach(job.id, {
+    answer: (answer) => response.resolve(relayedResponse(answer, job.id)),
+    fail: (f) => response.resolve(errorJson(f.status, f.message, { [JOB_ID_HEADER]: job.id })),
+  });
   const leave = () => {
     d.worker.cancel(job.id, "caller went away").catch((err) => {
       // The cancel could not be written (a full disk): without a caller, the worker cancels the
@@ -144,10 +57,10 @@ export async function queued(req: Request, endpoint: Endpoint, d: NativeDeps): P
  * Relays a target response (minus hop-by-hop headers), its body under the target timeout: a
  * target that stalls mid-body, or a caller that stops reading, ends it.
  */
-function relayed(res: Response, d: NativeDeps): Response {
+function relayed(res: Response, d: HttpDeps): Response {
   const body = res.body &&
     relay(res.body, { idleTimeout: d.client.timeout, ndjson: false }).readable;
-  return new Response(body, { status: res.status, headers: relayHeaders(res.headers) });
+  return relayedResponse({ status: res.status, headers: res.headers, body });
 }
 
 /**
@@ -164,8 +77,13 @@ function targetError(err: unknown): never {
 }
 
 /** POST /api/embed and /api/embeddings: never queued, concurrent with the worker. */
-export async function embed(req: Request, path: string, d: NativeDeps): Promise<Response> {
-  const body = await readJsonObject(req, d.config);
+export async function embed(
+  req: Request,
+  d: HttpDeps,
+  options: { path: string },
+): Promise<Response> {
+  const { path } = options;
+  const body = await readJsonObject(req, d.settings);
   if (typeof body.model !== "string" || body.model === "") {
     throw new HttpError(400, "model is required");
   }
@@ -189,8 +107,8 @@ export async function embed(req: Request, path: string, d: NativeDeps): Promise<
  * POST /api/show, passed through. Like Ollama it takes the older `name` field instead of `model`
  * (LiteLLM sends it); whichever is present is checked, and the target gets the fields as sent.
  */
-export async function show(req: Request, d: NativeDeps): Promise<Response> {
-  const body = await readJsonObject(req, d.config);
+export async function show(req: Request, d: HttpDeps): Promise<Response> {
+  const body = await readJsonObject(req, d.settings);
   const model = body.model === undefined || body.model === null || body.model === ""
     ? body.name
     : body.model;
@@ -198,19 +116,26 @@ export async function show(req: Request, d: NativeDeps): Promise<Response> {
     throw new HttpError(400, "model is required");
   }
   if (typeof model !== "string") throw new HttpError(400, "model must be a string");
-  return await passthrough(req, "/api/show", d, { body: JSON.stringify(body) });
+  return await passthrough(req, d, { path: "/api/show", body: JSON.stringify(body) });
 }
 
 /** A route the target answers directly (show, version, and management when allowed). */
 export async function passthrough(
   req: Request,
-  path: string,
-  d: NativeDeps,
-  options: { limitBody?: boolean; body?: string } = {},
+  d: HttpDeps,
+  options: {
+    /** The target's path (and query). */
+    path: string;
+    /** Whether the caller's body is read under server.max_body first (default true). */
+    limitBody?: boolean;
+    /** A body to send instead of the caller's, as JSON. */
+    body?: string;
+  },
 ): Promise<Response> {
+  const { path } = options;
   let body: BodyInit | null = options.body ?? null;
   if (body === null && req.method !== "GET" && req.method !== "HEAD") {
-    body = options.limitBody === false ? req.body : await readBody(req, d.config);
+    body = options.limitBody === false ? req.body : await readBody(req, d.settings);
   }
   try {
     const res = await d.client.fetch(path, {
@@ -227,7 +152,7 @@ export async function passthrough(
   }
 }
 
-export async function tags(d: NativeDeps): Promise<Response> {
+export async function tags(d: HttpDeps): Promise<Response> {
   if (d.inventory.snapshot.lastPoll === null && !(await d.inventory.refresh())) {
     throw new HttpError(503, "target unavailable and no model inventory known yet");
   }
@@ -238,9 +163,9 @@ export async function tags(d: NativeDeps): Promise<Response> {
  * GET /api/ps live from the target, the last known answer when it cannot be reached (or stalls);
  * an error status from the target is relayed in Ollama's shape.
  */
-export async function ps(req: Request, d: NativeDeps): Promise<Response> {
+export async function ps(req: Request, d: HttpDeps): Promise<Response> {
   try {
-    const live = await d.client.json<{ models: [] }>("/api/ps", undefined, req.signal);
+    const live = await d.client.json<{ models: [] }>("/api/ps", { signal: req.signal });
     d.inventory.updatePs(live);
     return jsonResponse(live);
   } catch (err) {
@@ -249,7 +174,7 @@ export async function ps(req: Request, d: NativeDeps): Promise<Response> {
   }
 }
 
-export async function version(req: Request, d: NativeDeps): Promise<Response> {
+export async function version(req: Request, d: HttpDeps): Promise<Response> {
   try {
     return relayed(
       await d.client.fetch("/api/version", { method: req.method, signal: req.signal }),
@@ -272,13 +197,18 @@ export const MANAGEMENT_ROUTES = [
   "/api/delete",
 ];
 
-export function management(req: Request, path: string, d: NativeDeps): Promise<Response> {
-  if (!d.config.allowModelManagement) {
+export function management(
+  req: Request,
+  d: HttpDeps,
+  options: { path: string },
+): Promise<Response> {
+  const { path } = options;
+  if (!d.settings.allowModelManagement) {
     throw new HttpError(
       403,
       `model management (${path}) is disabled on this foreman: set ` +
         `target.allow_model_management = true (FOREMAN_ALLOW_MODEL_MANAGEMENT=1) to allow it`,
     );
   }
-  return passthrough(req, path + new URL(req.url).search, d, { limitBody: false });
+  return passthrough(req, d, { path: path + new URL(req.url).search, limitBody: false });
 }

@@ -1,25 +1,113 @@
 // The HTTP handler: a plain (Request) => Promise<Response> built from foreman's parts, so tests can
-// call it without a socket. It authenticates, routes, and maps every error to Ollama's
-// {"error": "..."} shape in one place.
+// call it without a socket. One table (ROUTES) names every route, its methods and whether it needs
+// the token; every error a handler throws becomes Ollama's {"error": "..."} shape in one place.
 
 import { errorMessage } from "../log.ts";
 import { DISK_FULL_MESSAGE, isDiskFull } from "../queue/disk_full.ts";
-import type { BearerAuth } from "./auth.ts";
+import type { HttpDeps } from "./deps.ts";
 import { errorJson, HttpError, jsonResponse } from "./errors.ts";
 import * as jobs from "./jobs.ts";
 import * as native from "./native.ts";
 
-export interface RouterDeps extends jobs.JobsDeps {
-  auth: BearerAuth;
+/** The names of a path's `:name` segments: "/jobs/:id/artifacts/:name" → "id" | "name". */
+type ParamNames<P extends string> = P extends `${string}:${infer Name}/${infer Rest}`
+  ? Name | ParamNames<Rest>
+  : P extends `${string}:${infer Name}` ? Name
+  : never;
+
+/** What a handler gets besides the request: foreman's parts, the URL and the path's parameters. */
+export interface RouteContext<P extends string = string> {
+  d: HttpDeps;
+  url: URL;
+  /** Each `:name` segment of the route's path as it came (still percent-encoded). */
+  params: { readonly [K in ParamNames<P>]: string };
+}
+
+export type Handler<P extends string = string> = (
+  req: Request,
+  c: RouteContext<P>,
+) => Promise<Response> | Response;
+
+/** Handlers by method. GET answers HEAD too, as Ollama's routes do; ANY takes every method. */
+export type Methods<P extends string = string> = Partial<
+  Record<"GET" | "POST" | "DELETE" | "ANY", Handler<P>>
+>;
+
+export interface Route {
+  /** The path; a `:name` segment matches any one non-empty segment. */
+  path: string;
+  methods: Methods;
+  /** Answered without a token: liveness and the greeting clients probe. */
+  open?: boolean;
+}
+
+/** A route whose handlers see its path's parameters by name, typed from the path. */
+function route<P extends string>(
+  path: P,
+  methods: Methods<P>,
+  options: { open?: boolean } = {},
+): Route {
+  return { path, methods: methods as Methods, open: options.open };
 }
 
 const TEXT = { "content-type": "text/plain; charset=utf-8" };
+const PROMETHEUS = { "content-type": "text/plain; version=0.0.4; charset=utf-8" };
 
-export function createHandler(d: RouterDeps): (req: Request) => Promise<Response> {
+/** Every route foreman serves. Anything else is 404, never a near match. */
+export const ROUTES: readonly Route[] = [
+  route("/", {
+    GET: (req) =>
+      new Response(req.method === "HEAD" ? null : "Ollama is running", { headers: TEXT }),
+  }, { open: true }),
+  route("/healthz", {
+    GET: (req, { d }) => {
+      const detail = d.settings.healthDetail || d.auth.check(req.headers.get("authorization"));
+      return jsonResponse(health(d, { detail }));
+    },
+  }, { open: true }),
+  route("/metrics", {
+    GET: (_req, { d }) => new Response(d.metrics.render(), { headers: PROMETHEUS }),
+  }),
+
+  // Ollama's native API.
+  route("/api/chat", { POST: (req, { d }) => native.queued(req, d, { endpoint: "chat" }) }),
+  route("/api/generate", { POST: (req, { d }) => native.queued(req, d, { endpoint: "generate" }) }),
+  route("/api/embed", { POST: (req, { d }) => native.embed(req, d, { path: "/api/embed" }) }),
+  route("/api/embeddings", {
+    POST: (req, { d }) => native.embed(req, d, { path: "/api/embeddings" }),
+  }),
+  route("/api/tags", { GET: (_req, { d }) => native.tags(d) }),
+  route("/api/ps", { GET: (req, { d }) => native.ps(req, d) }),
+  route("/api/version", { GET: (req, { d }) => native.version(req, d) }),
+  route("/api/show", { POST: (req, { d }) => native.show(req, d) }),
+  // Model management goes to the target with whatever method was used, when it is allowed at all.
+  ...native.MANAGEMENT_ROUTES.map((path) =>
+    route(path, { ANY: (req, { d }) => native.management(req, d, { path }) })
+  ),
+  route("/api/blobs/:digest", {
+    ANY: (req, { d, url }) => native.management(req, d, { path: url.pathname }),
+  }),
+
+  // The async surface.
+  route("/jobs", {
+    GET: (_req, { d, url }) => jobs.list(url, d),
+    POST: (req, { d }) => jobs.submit(req, d),
+  }),
+  route("/jobs/:id", {
+    GET: (_req, { d, params }) => jobs.get(params.id, d),
+    DELETE: (_req, { d, params }) => jobs.cancel(params.id, d),
+  }),
+  route("/jobs/:id/artifacts/:name", {
+    GET: (req, { d, params }) => jobs.artifact(req, d, params),
+  }),
+];
+
+export function createHandler(d: HttpDeps): (req: Request) => Promise<Response> {
+  const match = matcher(ROUTES);
   return async (req: Request): Promise<Response> => {
     let res: Response;
     try {
-      res = await route(req, d);
+      res = await dispatch(req, d, match);
     } catch (err) {
       if (err instanceof HttpError) {
         res = errorJson(err.status, err.message, err.headers);
@@ -36,115 +124,82 @@ export function createHandler(d: RouterDeps): (req: Request) => Promise<Response
   };
 }
 
-/** 405 naming the methods a route takes; HEAD is answered wherever GET is, as Ollama's are. */
-function methodNotAllowed(allowed: string): never {
-  if (/\bGET\b/.test(allowed) && !/\bHEAD\b/.test(allowed)) {
-    allowed = allowed.replace(/\bGET\b/, "GET, HEAD");
-  }
-  throw new HttpError(405, `method not allowed: use ${allowed}`, { allow: allowed });
-}
-
-function noRoute(m: string, path: string): never {
-  throw new HttpError(404, `no route for ${m} ${path.slice(0, 200)}`);
-}
-
-/** /api/blobs/{digest}: one non-empty segment, nothing below it. */
-const BLOB = /^\/api\/blobs\/[^/]+$/;
-
-async function route(req: Request, d: RouterDeps): Promise<Response> {
+async function dispatch(req: Request, d: HttpDeps, match: Matcher): Promise<Response> {
   const url = new URL(req.url);
-  const path = url.pathname;
   const m = req.method;
-
-  // Unauthenticated: liveness and the Ollama greeting that clients probe.
-  if (path === "/") {
-    if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET, HEAD");
-    return new Response(m === "HEAD" ? null : "Ollama is running", { headers: TEXT });
+  const found = match(url.pathname);
+  // Every route but the open ones needs the token, and so does learning that a path is no route.
+  if (!found?.route.open && !d.auth.check(req.headers.get("authorization"))) {
+    return unauthorized(req);
   }
-  if (path === "/healthz") {
-    if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET");
-    const detail = d.config.healthDetail || d.auth.check(req.headers.get("authorization"));
-    return jsonResponse(health(d, { detail }));
+  if (!found) {
+    if (url.pathname === "/v1" || url.pathname.startsWith("/v1/")) {
+      throw new HttpError(
+        404,
+        "foreman serves Ollama's native API (/api/*); the OpenAI-compatible /v1 API is not " +
+          "supported yet (ADR-0003)",
+      );
+    }
+    throw new HttpError(404, `no route for ${m} ${url.pathname.slice(0, 200)}`);
   }
-
-  if (!d.auth.check(req.headers.get("authorization"))) {
-    const message = req.headers.has("authorization")
-      ? "invalid bearer token"
-      : "missing bearer token: send Authorization: Bearer <token>";
-    // Ollama's Go client from v0.12 shows a 401's "status" in place of its "error" (older clients
-    // and the other SDKs read "error").
-    return jsonResponse({ error: message, status: `401 Unauthorized: ${message}` }, 401, {
-      "www-authenticate": 'Bearer realm="foreman"',
-    });
-  }
-
-  if (path.startsWith("/jobs")) return await jobsRoute(req, url, d);
-  if (path === "/metrics") {
-    if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET");
-    return new Response(d.metrics.render(), {
-      headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-    });
-  }
-  if (path === "/v1" || path.startsWith("/v1/")) {
-    throw new HttpError(
-      404,
-      "foreman serves Ollama's native API (/api/*); the OpenAI-compatible /v1 API is not supported " +
-        "yet (ADR-0003)",
-    );
-  }
-  if (path.startsWith("/api/blobs/") && !BLOB.test(path)) noRoute(m, path);
-
-  switch (path) {
-    case "/api/chat":
-    case "/api/generate":
-      if (m !== "POST") methodNotAllowed("POST");
-      return await native.queued(req, path === "/api/chat" ? "chat" : "generate", d);
-    case "/api/embed":
-    case "/api/embeddings":
-      if (m !== "POST") methodNotAllowed("POST");
-      return await native.embed(req, path, d);
-    case "/api/tags":
-      if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET");
-      return await native.tags(d);
-    case "/api/ps":
-      if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET");
-      return await native.ps(req, d);
-    case "/api/version":
-      if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET");
-      return await native.version(req, d);
-    case "/api/show":
-      if (m !== "POST") methodNotAllowed("POST");
-      return await native.show(req, d);
-  }
-  if (native.MANAGEMENT_ROUTES.includes(path) || path.startsWith("/api/blobs/")) {
-    return await native.management(req, path, d);
-  }
-  noRoute(m, path);
+  const { methods } = found.route;
+  const handler = methods[m as keyof Methods] ?? (m === "HEAD" ? methods.GET : undefined) ??
+    methods.ANY;
+  if (!handler) methodNotAllowed(methods);
+  return await handler(req, { d, url, params: found.params });
 }
+
+function unauthorized(req: Request): Response {
+  const message = req.headers.has("authorization")
+    ? "invalid bearer token"
+    : "missing bearer token: send Authorization: Bearer <token>";
+  // Ollama's Go client from v0.12 shows a 401's "status" in place of its "error" (older clients
+  // and the other SDKs read "error").
+  return jsonResponse({ error: message, status: `401 Unauthorized: ${message}` }, 401, {
+    "www-authenticate": 'Bearer realm="foreman"',
+  });
+}
+
+/** 405 naming the methods a route takes; HEAD is answered wherever GET is. */
+function methodNotAllowed(methods: Methods): never {
+  const allowed = Object.keys(methods).flatMap((m) => m === "GET" ? ["GET", "HEAD"] : [m]);
+  throw new HttpError(405, `method not allowed: use ${allowed.join(", ")}`, {
+    allow: allowed.join(", "),
+  });
+}
+
+type Matcher = (
+  path: string,
+) => { route: Route; params: Record<string, string> } | undefined;
 
 /**
- * /jobs, /jobs/{id} and /jobs/{id}/artifacts/{name}, matched segment by segment. Anything else that
- * starts with /jobs (/jobsXYZ, /jobs.json, /jobs/, /jobs/{id}/x) is 404, never a near match.
+ * Finds the route of a path: exact paths by look-up, the ones with `:name` segments segment by
+ * segment, so /jobsXYZ, /jobs/ and /jobs/{id}/x match nothing.
  */
-async function jobsRoute(req: Request, url: URL, d: RouterDeps): Promise<Response> {
-  const [, root, id, sub, name, ...rest] = url.pathname.split("/"); // "", "jobs", id, sub, name
-  const m = req.method;
-  if (root !== "jobs" || id === "") noRoute(m, url.pathname);
-  if (id === undefined) {
-    if (m === "POST") return await jobs.submit(req, d);
-    if (m === "GET" || m === "HEAD") return jobs.list(url, d);
-    methodNotAllowed("GET, POST");
+function matcher(routes: readonly Route[]): Matcher {
+  const exact = new Map<string, Route>();
+  const patterns: { route: Route; segments: string[] }[] = [];
+  for (const r of routes) {
+    if (r.path.includes("/:")) patterns.push({ route: r, segments: r.path.split("/") });
+    else exact.set(r.path, r);
   }
-  if (sub === undefined) {
-    if (m === "GET" || m === "HEAD") return jobs.get(id, d);
-    if (m === "DELETE") return await jobs.cancel(id, d);
-    methodNotAllowed("GET, DELETE");
-  }
-  if (sub === "artifacts" && name && rest.length === 0) {
-    if (m !== "GET" && m !== "HEAD") methodNotAllowed("GET");
-    return jobs.artifact(id, name, req, d);
-  }
-  noRoute(m, url.pathname);
+  return (path) => {
+    const r = exact.get(path);
+    if (r) return { route: r, params: {} };
+    const parts = path.split("/");
+    for (const { route, segments } of patterns) {
+      if (segments.length !== parts.length) continue;
+      const params: Record<string, string> = {};
+      const same = segments.every((s, i) => {
+        const part = parts[i] ?? "";
+        if (!s.startsWith(":")) return s === part;
+        params[s.slice(1)] = part;
+        return part !== "";
+      });
+      if (same) return { route, params };
+    }
+    return undefined;
+  };
 }
 
 /**
@@ -152,7 +207,7 @@ async function jobsRoute(req: Request, url: URL, d: RouterDeps): Promise<Respons
  * the rest names the target's version, the models and the queue depth, so it needs the token
  * unless server.health_detail opens it.
  */
-export function health(d: RouterDeps, options: { detail: boolean }): Record<string, unknown> {
+export function health(d: HttpDeps, options: { detail: boolean }): Record<string, unknown> {
   if (!options.detail) return { status: "ok", degraded: d.inventory.degraded };
   // Not countByState: that counts every retained job, and health checks come often.
   const queued = d.store.countQueued();

@@ -3,6 +3,8 @@
 // target could not be reached or stalled (retry, never fail a job) or it answered with an error
 // status. Every wait on the target has a deadline, and nothing it answers is buffered without a cap.
 
+import { concat } from "../bytes.ts";
+
 export class TargetUnreachableError extends Error {
   override name = "TargetUnreachableError";
 }
@@ -140,15 +142,19 @@ export class TargetClient {
     return res;
   }
 
-  /** GET/POST a JSON route and parse its answer; non-2xx becomes TargetHttpError. */
-  async json<T>(path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  /**
+   * GETs a JSON route, or POSTs `body` to it as JSON, and parses its answer; non-2xx becomes
+   * TargetHttpError.
+   */
+  async json<T>(path: string, options: { body?: unknown; signal?: AbortSignal } = {}): Promise<T> {
+    const { body, signal } = options;
     const res = await this.fetch(path, {
       method: body === undefined ? "GET" : "POST",
       body: body === undefined ? undefined : JSON.stringify(body),
       contentType: body === undefined ? undefined : "application/json",
       signal,
     });
-    const text = await this.readText(res, path, signal);
+    const text = await this.readText(res, { path, signal });
     if (!res.ok) throw new TargetHttpError(res.status, errorFromBody(text, res.status));
     try {
       return JSON.parse(text) as T;
@@ -161,7 +167,11 @@ export class TargetClient {
    * Reads a whole body of the answer to `path`, each read within the timeout and the whole within
    * maxAnswer. A stall or a cut is TargetUnreachableError (the target's fault, never the job's).
    */
-  async readText(res: Response, path: string, signal?: AbortSignal): Promise<string> {
+  async readText(
+    res: Response,
+    options: { path: string; signal?: AbortSignal },
+  ): Promise<string> {
+    const { path, signal } = options;
     if (!res.body) return "";
     const reader = res.body.getReader();
     let stalled: TargetUnreachableError | undefined;
@@ -198,25 +208,22 @@ export class TargetClient {
   }
 }
 
-/** The chunks as one buffer (the one chunk itself when there is only one). */
-export function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  if (parts.length === 1) return parts[0] as Uint8Array<ArrayBuffer>;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
+/**
+ * The message of Ollama's error shape, {"error": "..."}, when `text` is one: an error body, or the
+ * last line of a stream that failed after its first byte. foreman answers in the same shape.
+ */
+export function ollamaError(text: string): string | undefined {
+  if (!text.includes('"error"')) return undefined;
+  try {
+    const v = JSON.parse(text);
+    return typeof v?.error === "string" ? v.error : undefined;
+  } catch {
+    return undefined;
   }
-  return out;
 }
 
 /** The `error` field of an Ollama error body, or a description of the status when absent. */
 export function errorFromBody(text: string, status: number): string {
-  try {
-    const parsed = JSON.parse(text);
-    if (parsed && typeof parsed.error === "string") return parsed.error;
-  } catch {
-    // not JSON: fall through
-  }
-  return text.trim() ? text.trim().slice(0, 500) : `target answered HTTP ${status}`;
+  return ollamaError(text) ??
+    (text.trim() ? text.trim().slice(0, 500) : `target answered HTTP ${status}`);
 }

@@ -3,16 +3,11 @@
 // degraded and keeps accepting work; the inventory is persisted so a restart during an outage still
 // knows the models.
 
-import type { Logger } from "../log.ts";
-import { errorMessage } from "../log.ts";
+import { sleep } from "../async.ts";
+import { errorMessage, type Logger } from "../log.ts";
 import type { Store } from "../queue/store.ts";
 import type { TargetClient } from "./client.ts";
-
-export interface ModelInfo {
-  name: string;
-  model?: string;
-  [key: string]: unknown;
-}
+import { type ModelInfo, sameModel } from "./models.ts";
 
 export interface InventorySnapshot {
   /** The target's /api/tags body. */
@@ -24,35 +19,19 @@ export interface InventorySnapshot {
   lastPoll: number | null;
 }
 
-/**
- * The short name Ollama lists a model under: "llama3", "llama3:latest", "library/llama3" and
- * "registry.ollama.ai/library/llama3:latest" all name "llama3:latest", as in Ollama, where the
- * default registry, namespace and tag may be left out.
- */
-export function normalizeModel(name: string): string {
-  let short = name;
-  const registry = /^registry\.ollama\.ai\//i.exec(short);
-  if (registry) short = short.slice(registry[0].length);
-  if (/^library\/[^/]+$/i.test(short)) short = short.slice("library/".length);
-  const lastSegment = short.slice(short.lastIndexOf("/") + 1);
-  return lastSegment.includes(":") ? short : `${short}:latest`;
-}
-
-export function sameModel(a: string, b: string): boolean {
-  return normalizeModel(a) === normalizeModel(b);
-}
-
 export interface InventoryOptions {
   client: TargetClient;
   store: Store;
   log: Logger;
   interval: number;
   now?: () => number;
-  /** Called after a successful poll that follows a failed one (or the first success). */
-  onReachable?: (snapshot: InventorySnapshot) => void;
-  /** Called after every successful poll. */
-  onPoll?: (snapshot: InventorySnapshot) => void;
 }
+
+/**
+ * Told after every successful poll; `cameBack` when the poll before it failed or none had run,
+ * so what foreman knew of the target may be stale.
+ */
+export type PollListener = (snapshot: InventorySnapshot, poll: { cameBack: boolean }) => void;
 
 export class Inventory {
   #snapshot: InventorySnapshot;
@@ -63,11 +42,17 @@ export class Inventory {
   #signal?: AbortSignal;
   readonly #o: InventoryOptions;
   readonly #now: () => number;
+  readonly #listeners: PollListener[] = [];
 
   constructor(options: InventoryOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
     this.#snapshot = loadSaved(options.store);
+  }
+
+  /** Calls `listener` after every successful poll (residency and the worker keep in step). */
+  onPoll(listener: PollListener): void {
+    this.#listeners.push(listener);
   }
 
   get snapshot(): InventorySnapshot {
@@ -113,9 +98,9 @@ export class Inventory {
     const { client, log } = this.#o;
     try {
       const [tags, ps, version] = await Promise.all([
-        client.json<{ models: ModelInfo[] }>("/api/tags", undefined, this.#signal),
-        client.json<{ models: ModelInfo[] }>("/api/ps", undefined, this.#signal),
-        client.json<{ version: string }>("/api/version", undefined, this.#signal)
+        client.json<{ models: ModelInfo[] }>("/api/tags", { signal: this.#signal }),
+        client.json<{ models: ModelInfo[] }>("/api/ps", { signal: this.#signal }),
+        client.json<{ version: string }>("/api/version", { signal: this.#signal })
           .catch(() => ({ version: null })),
       ]);
       this.#snapshot = {
@@ -139,9 +124,8 @@ export class Inventory {
           models: this.#snapshot.tags.models.length,
           version: this.#snapshot.version,
         });
-        this.#o.onReachable?.(this.#snapshot);
       }
-      this.#o.onPoll?.(this.#snapshot);
+      for (const listener of this.#listeners) listener(this.#snapshot, { cameBack });
       return true;
     } catch (err) {
       if (this.#signal?.aborted) return false; // shutting down: says nothing about the target
@@ -177,18 +161,4 @@ function loadSaved(store: Store): InventorySnapshot {
     }
   }
   return { tags: { models: [] }, ps: { models: [] }, version: null, lastPoll: null };
-}
-
-/** Resolves after `ms`, or early when `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, Math.max(0, ms));
-    signal?.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }

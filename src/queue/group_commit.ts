@@ -63,6 +63,7 @@ export class GroupCommit {
       }
       return;
     }
-    group.forEach((w, i) => w.resolve(jobs[i]));
+    // insertJobs returns one job per input, in order.
+    group.forEach((w, i) => w.resolve(jobs[i]!));
   }
 }

@@ -4,9 +4,8 @@
 // allows for terminal states alone. It runs on a fixed interval, so a job kept for its pending
 // event is looked at again each round, never in a tight loop.
 
-import type { Logger } from "../log.ts";
-import { errorMessage } from "../log.ts";
-import { sleep } from "../ollama/inventory.ts";
+import { sleep } from "../async.ts";
+import { errorMessage, type Logger } from "../log.ts";
 import type { Store } from "./store.ts";
 
 export interface PrunerOptions {

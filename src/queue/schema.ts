@@ -143,10 +143,11 @@ export function migrate(db: DatabaseSync): void {
     .foreign_keys === 1;
   if (enforced) db.exec("PRAGMA foreign_keys = OFF");
   try {
-    for (let v = current; v < SCHEMA_VERSION; v++) {
+    for (const [i, migration] of MIGRATIONS.slice(current).entries()) {
+      const v = current + i;
       db.exec("BEGIN IMMEDIATE");
       try {
-        db.exec(MIGRATIONS[v]);
+        db.exec(migration);
         const dangling = db.prepare("PRAGMA foreign_key_check").all().length;
         if (dangling > 0) {
           throw new Error(

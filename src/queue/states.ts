@@ -1,5 +1,7 @@
-// The job lifecycle. Every job, whichever surface created it, moves through these states, and only
-// through the named transitions in store.ts, each guarded by the state it expects to find.
+// The lifecycles: of a job, and of the webhook event that reports each of its changes. Every job,
+// whichever surface created it, moves only through the named transitions in transitions.ts; every
+// event only through the outbox's writes in outbox.ts. Each list here is the one spelling of its
+// states: the SQL and the HTTP checks are built from it, and a test holds the schema's CHECKs to it.
 
 /**
  * - `queued`: waiting for the worker. Entered on submit (HTTP handlers), and again when the worker
@@ -10,25 +12,44 @@
  * - `failed`: the target refused the job for good or attempts ran out. Terminal.
  * - `cancelled`: the caller went away, DELETE /jobs/{id}, or a sync job outlived a restart. Terminal.
  */
-export type JobState = "queued" | "loading" | "working" | "done" | "failed" | "cancelled";
+export type JobState = (typeof JOB_STATES)[number];
 
-export const JOB_STATES: readonly JobState[] = [
-  "queued",
-  "loading",
-  "working",
-  "done",
-  "failed",
-  "cancelled",
-];
+export const JOB_STATES = ["queued", "loading", "working", "done", "failed", "cancelled"] as const;
 
+/** States the worker holds a job in: at most one job is in one of them while foreman runs. */
+export const ACTIVE_STATES: readonly JobState[] = ["loading", "working"];
+
+/** States a job never leaves; exactly these have a finished_at. */
 export const TERMINAL_STATES: readonly JobState[] = ["done", "failed", "cancelled"];
+
+/** States a job can still be cancelled or failed from. */
+export const OPEN_STATES: readonly JobState[] = JOB_STATES.filter((s) => !isTerminal(s));
 
 export function isTerminal(state: JobState): boolean {
   return TERMINAL_STATES.includes(state);
 }
+
+/**
+ * A webhook event in the outbox.
+ * - `pending`: to be sent. Written by the store in the transaction of the job change it reports;
+ *   `held` while an earlier event of the same job is still pending, so a job's events go in order.
+ *   Stays pending through retries (the dispatcher's markRetry).
+ * - `delivered`: the receiver answered 2xx (the dispatcher's markDelivered). Terminal.
+ * - `dead`: attempts ran out (markDead), or the receiver answered 410 Gone for the job, which kills
+ *   its pending events (markJobEventsDead) and every later one as it is written. Terminal.
+ * Events of a finished job are pruned with it once none is pending.
+ */
+export type EventState = (typeof EVENT_STATES)[number];
+
+export const EVENT_STATES = ["pending", "delivered", "dead"] as const;
 
 /** Sync jobs come from /api/chat and /api/generate; async ones from POST /jobs. */
 export type JobKind = "sync" | "async";
 
 /** Which target route runs the job. */
 export type Endpoint = "chat" | "generate";
+
+/** A list of states as SQL: ('queued', 'loading'). States are fixed words, never user input. */
+export function sqlList(states: readonly string[]): string {
+  return `(${states.map((s) => `'${s}'`).join(", ")})`;
+}

@@ -1,11 +1,33 @@
-// The durable queue: every SQL statement foreman runs lives in this file. Jobs change state only
-// through `transition`, which guards on the state it expects and, in the same transaction, writes
-// the webhook outbox row that reports the change, so an event can be neither lost nor invented.
+// The durable queue's jobs: every query and write of the jobs and artifacts tables. Jobs change
+// state only through `transition`, which runs a named entry of transitions.ts guarded by the state
+// it expects and, in the same transaction, appends the webhook event that reports the change to
+// the outbox, so an event can be neither lost nor invented. All of foreman's SQL is in src/queue/.
 
-import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import type { DatabaseSync } from "node:sqlite";
 import { monotonicFactory } from "ulid";
-import { migrate } from "./schema.ts";
-import type { Endpoint, JobKind, JobState } from "./states.ts";
+import { Db, type Params } from "./db.ts";
+import { Outbox } from "./outbox.ts";
+import {
+  ACTIVE_STATES,
+  type Endpoint,
+  JOB_STATES,
+  type JobKind,
+  type JobState,
+  OPEN_STATES,
+  sqlList,
+} from "./states.ts";
+import {
+  TransitionError,
+  type TransitionName,
+  TRANSITIONS,
+  type TransitionSpec,
+  type TransitionValues,
+  UPDATE_SQL,
+  type ValuesArg,
+} from "./transitions.ts";
+
+export type { OutboxEvent, WebhookSummary } from "./outbox.ts";
+export { TransitionError, type TransitionName } from "./transitions.ts";
 
 /** A job as lists read it: every column but the request and the result. */
 export interface JobSummary {
@@ -57,24 +79,6 @@ export interface NewJob {
   requestHash?: string | null;
 }
 
-export interface OutboxEvent {
-  seq: number;
-  id: string;
-  jobId: string;
-  url: string;
-  body: string;
-  attempts: number;
-  createdAt: number;
-}
-
-export interface WebhookSummary {
-  url: string;
-  pending: number;
-  delivered: number;
-  dead: number;
-  lastError: string | null;
-}
-
 export interface ListFilter {
   state?: JobState;
   model?: string;
@@ -92,11 +96,13 @@ const SUMMARY_COLUMNS = `id, kind, endpoint, model, state, webhook_url, idempote
   request_hash, attempt, not_before, error, created_at, updated_at, started_at, finished_at,
   CASE WHEN octet_length(metadata) <= :metadata_limit THEN metadata END AS metadata`;
 
-/** Renders the body of the webhook event that reports `job` entering its current state. */
+/**
+ * Renders the body of the webhook event that reports `job` entering its current state from
+ * `previous` (null for a new job), with the job's artifacts.
+ */
 export type EventRenderer = (
   job: Job,
-  previous: JobState | null,
-  artifacts: Artifact[],
+  event: { previous: JobState | null; artifacts: Artifact[] },
 ) => string;
 
 export interface StoreOptions {
@@ -104,8 +110,6 @@ export interface StoreOptions {
   now?: () => number;
   /** Renders webhook bodies; without it jobs with a webhook URL cannot be stored. */
   renderEvent?: EventRenderer;
-  /** Told whenever a webhook event is written (called inside the transaction; must not block). */
-  onEvent?: () => void;
   /**
    * SQLite's `synchronous` pragma. FULL (the default) makes every accepted job survive a power
    * loss; NORMAL survives a crash of foreman but may lose the last commits if the machine dies.
@@ -113,73 +117,21 @@ export interface StoreOptions {
   synchronous?: "FULL" | "NORMAL";
 }
 
-/** Raised when a guarded transition finds the job in another state than it expects. */
-export class TransitionError extends Error {
-  override name = "TransitionError";
-  constructor(
-    readonly jobId: string,
-    readonly from: readonly JobState[],
-    readonly found?: JobState,
-  ) {
-    super(
-      found
-        ? `Cannot move job ${jobId} from ${found}: expected ${from.join(" or ")}`
-        : `Cannot move job ${jobId}: no such job`,
-    );
-  }
-}
-
-interface TransitionSpec {
-  from: readonly JobState[];
-  to: JobState;
-  /** Extra assignments; named parameters come from the call's `values`. */
-  set: string;
-}
-
-/** The named transitions. Nothing else in foreman writes `jobs.state`. */
-const TRANSITIONS = {
-  /** The worker takes the job: counts an attempt. */
-  claim: {
-    from: ["queued"],
-    to: "loading",
-    set: "attempt = attempt + 1, started_at = coalesce(started_at, :now), error = NULL",
-  },
-  /** The model is resident; inference starts. */
-  startWorking: { from: ["loading"], to: "working", set: "" },
-  /** The target answered in full. */
-  complete: { from: ["working"], to: "done", set: "result = :result, finished_at = :now" },
-  /** Attempts ran out or the target refused the request for good. */
-  fail: {
-    from: ["queued", "loading", "working"],
-    to: "failed",
-    set: "error = :error, finished_at = :now",
-  },
-  /** Back to the queue: the target was unreachable (attempt refunded) or answered a retryable error. */
-  requeue: {
-    from: ["loading", "working"],
-    to: "queued",
-    set: "error = :error, not_before = :not_before, attempt = attempt - :refund",
-  },
-  /** The caller gave up, or the job outlived its sync caller. */
-  cancel: {
-    from: ["queued", "loading", "working"],
-    to: "cancelled",
-    set: "error = :error, finished_at = :now",
-  },
-} as const satisfies Record<string, TransitionSpec>;
-
-export type TransitionName = keyof typeof TRANSITIONS;
-
-type Params = Record<string, SQLInputValue>;
+/** The start-up repair's sync and interrupted jobs, by what became of them. */
+const OPEN_SYNC_JOBS = `SELECT * FROM jobs WHERE state IN ${
+  sqlList(OPEN_STATES)
+} AND kind = 'sync'`;
+const ACTIVE_JOBS = `SELECT * FROM jobs WHERE state IN ${sqlList(ACTIVE_STATES)}`;
 
 export class Store {
+  /** The SQLite connection itself, for tests and checks that read the tables directly. */
   readonly db: DatabaseSync;
+  /** The webhook events of the jobs, written by transitions, settled by the dispatcher. */
+  readonly outbox: Outbox;
+  readonly #db: Db;
   readonly #now: () => number;
   readonly #renderEvent?: EventRenderer;
-  readonly #onEvent?: () => void;
   readonly #ulid = monotonicFactory();
-  readonly #stmts = new Map<string, StatementSync>();
-  readonly #synchronous: "FULL" | "NORMAL";
   /**
    * Queued jobs, kept in step by every write that changes the number, so the submit path's queue
    * limit check does not count a deep queue each time; undefined means "count again".
@@ -189,17 +141,16 @@ export class Store {
   constructor(path: string, options: StoreOptions = {}) {
     this.#now = options.now ?? Date.now;
     this.#renderEvent = options.renderEvent;
-    this.#onEvent = options.onEvent;
-    this.db = new DatabaseSync(path, { enableForeignKeyConstraints: true });
-    this.db.exec("PRAGMA journal_mode = WAL");
-    this.#synchronous = options.synchronous ?? "FULL";
-    this.db.exec(`PRAGMA synchronous = ${this.#synchronous}`);
-    this.db.exec("PRAGMA busy_timeout = 5000");
-    migrate(this.db);
+    this.#db = new Db(path, {
+      synchronous: options.synchronous,
+      onRollback: () => this.#queued = undefined, // the rolled-back writes may have moved it
+    });
+    this.db = this.#db.sqlite;
+    this.outbox = new Outbox(this.#db, { now: this.#now, newId: () => this.newId() });
   }
 
   close(): void {
-    if (this.db.isOpen) this.db.close();
+    this.#db.close();
   }
 
   /** A new ULID, monotonic within this process so ids sort in creation order. */
@@ -207,40 +158,13 @@ export class Store {
     return this.#ulid(this.#now());
   }
 
-  /**
-   * Runs `fn` in one IMMEDIATE transaction; rolls back when it throws. With `durable: false` the
-   * commit does not wait for the disk (synchronous=NORMAL for this transaction only): it survives a
-   * crash of foreman, and reaches the disk with the next durable commit or checkpoint (ADR-0015).
-   */
+  /** Runs `fn` in one transaction (see Db.tx); the store's writes inside it join it. */
   tx<T>(fn: () => T, options: { durable?: boolean } = {}): T {
-    if (this.db.isTransaction) return fn();
-    // SQLite refuses to change the safety level inside a transaction, so it is set around it.
-    const relaxed = options.durable === false && this.#synchronous === "FULL";
-    // Prepared once and reused: exec() would parse these statements on every transaction.
-    if (relaxed) this.#stmt("PRAGMA synchronous = NORMAL").run();
-    try {
-      this.#stmt("BEGIN IMMEDIATE").run();
-      try {
-        const out = fn();
-        this.#stmt("COMMIT").run();
-        return out;
-      } catch (err) {
-        if (this.db.isTransaction) this.db.exec("ROLLBACK");
-        this.#queued = undefined; // the rolled-back writes may have moved it
-        throw err;
-      }
-    } finally {
-      if (relaxed) this.#stmt("PRAGMA synchronous = FULL").run();
-    }
+    return this.#db.tx(fn, options);
   }
 
-  #stmt(sql: string): StatementSync {
-    let st = this.#stmts.get(sql);
-    if (!st) {
-      st = this.db.prepare(sql);
-      this.#stmts.set(sql, st);
-    }
-    return st;
+  #stmt(sql: string) {
+    return this.#db.stmt(sql);
   }
 
   // ---- jobs ------------------------------------------------------------------------------------
@@ -318,7 +242,7 @@ export class Store {
   }
 
   countByState(): Record<JobState, number> {
-    const out = { queued: 0, loading: 0, working: 0, done: 0, failed: 0, cancelled: 0 };
+    const out = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
     for (const row of this.#stmt("SELECT state, count(*) AS n FROM jobs GROUP BY state").all()) {
       out[row.state as JobState] = Number(row.n);
     }
@@ -346,7 +270,7 @@ export class Store {
 
   /** Jobs currently taken by the worker (at most one while foreman runs). */
   active(): Job[] {
-    return this.#stmt("SELECT * FROM jobs WHERE state IN ('loading', 'working')").all().map(toJob);
+    return this.#stmt(ACTIVE_JOBS).all().map(toJob);
   }
 
   /**
@@ -397,10 +321,10 @@ export class Store {
   positions(jobs: readonly JobSummary[], resident: string | undefined): Map<string, number> {
     const out = new Map<string, number>();
     const queued = jobs.filter((j) => j.state === "queued");
-    if (queued.length === 0) return out;
     const ids = queued.map((j) => j.id).sort();
+    const [first, last] = [ids[0], ids.at(-1)];
+    if (first === undefined || last === undefined) return out;
     const models = JSON.stringify([...new Set(queued.map((j) => j.model))]);
-    const range = { first: ids[0], last: ids[ids.length - 1] };
     const groups = new Map<string, { n: number; first: string }>();
     for (
       const g of this.#stmt(
@@ -411,7 +335,7 @@ export class Store {
       this.#stmt(
         `SELECT model, count(*) AS n FROM jobs WHERE state = 'queued'
            AND model IN (SELECT value FROM json_each(:models)) AND id < :first GROUP BY model`,
-      ).all({ models, first: range.first }).map((r) => [String(r.model), Number(r.n)]),
+      ).all({ models, first }).map((r) => [String(r.model), Number(r.n)]),
     );
     const within = this.#stmt(
       `SELECT id, n FROM (
@@ -419,7 +343,7 @@ export class Store {
          WHERE state = 'queued' AND model IN (SELECT value FROM json_each(:models))
            AND id BETWEEN :first AND :last)
        WHERE id IN (SELECT value FROM json_each(:ids))`,
-    ).all({ models, ids: JSON.stringify(ids), ...range });
+    ).all({ models, ids: JSON.stringify(ids), first, last });
     const rank = new Map(within.map((r) => [String(r.id), Number(r.n)]));
     const ahead = new Map<string, number>();
     for (const job of queued) {
@@ -443,36 +367,26 @@ export class Store {
 
   /**
    * The one guarded state change. Moves job `id` along transition `name` if it is in one of the
-   * transition's source states, records its webhook event in the same transaction, and returns the
-   * updated job. Throws TransitionError when the job is elsewhere.
+   * transition's source states, with the values that transition needs (transitions.ts), records
+   * its webhook event in the same transaction, and returns the updated job. Throws TransitionError
+   * when the job is elsewhere.
    */
-  transition(
-    name: TransitionName,
-    id: string,
-    values: { error?: string | null; result?: string; notBefore?: number; refund?: boolean } = {},
-    artifacts: Artifact[] = [],
-  ): Job {
-    const spec: TransitionSpec = TRANSITIONS[name];
+  transition<N extends TransitionName>(name: N, id: string, ...args: ValuesArg<N>): Job {
+    const spec: TransitionSpec<TransitionValues[N]> = TRANSITIONS[name];
+    const values = args[0] as TransitionValues[N];
     // Kind never changes and state is re-checked by the guarded UPDATE, so both can be read first.
     const before = this.#stmt("SELECT state, kind FROM jobs WHERE id = ?").get(id);
     const found = before?.state as JobState | undefined;
     if (!found || !spec.from.includes(found)) throw new TransitionError(id, spec.from, found);
     return this.tx(() => {
       const params: Params = { id, from: found, now: this.#now() };
-      if (spec.set.includes(":error")) params.error = values.error ?? null;
-      if (spec.set.includes(":result")) params.result = values.result ?? null;
-      if (spec.set.includes(":not_before")) params.not_before = values.notBefore ?? 0;
-      if (spec.set.includes(":refund")) params.refund = values.refund ? 1 : 0;
-      const set = spec.set ? `, ${spec.set}` : "";
-      const row = this.#stmt(
-        `UPDATE jobs SET state = '${spec.to}', updated_at = :now${set}
-         WHERE id = :id AND state = :from RETURNING *`,
-      ).get(params);
+      spec.bind?.(values, params);
+      const row = this.#stmt(UPDATE_SQL[name]).get(params);
       if (!row) throw new TransitionError(id, spec.from, this.get(id)?.state);
       if (this.#queued !== undefined) {
         this.#queued += (spec.to === "queued" ? 1 : 0) - (found === "queued" ? 1 : 0);
       }
-      for (const a of artifacts) {
+      for (const a of spec.artifacts?.(values) ?? []) {
         this.#stmt(
           `INSERT INTO artifacts (job_id, name, content_type, size, sha256, body)
            VALUES (?, ?, ?, ?, ?, ?)`,
@@ -485,13 +399,13 @@ export class Store {
   }
 
   /** Like transition, but returns undefined instead of throwing when the guard does not hold. */
-  tryTransition(
-    name: TransitionName,
+  tryTransition<N extends TransitionName>(
+    name: N,
     id: string,
-    values: Parameters<Store["transition"]>[2] = {},
+    ...args: ValuesArg<N>
   ): Job | undefined {
     try {
-      return this.transition(name, id, values);
+      return this.transition(name, id, ...args);
     } catch (err) {
       if (err instanceof TransitionError) return undefined;
       throw err;
@@ -504,9 +418,7 @@ export class Store {
    */
   recover(maxAttempts: number): { requeued: string[]; cancelled: string[]; failed: string[] } {
     const out = { requeued: [] as string[], cancelled: [] as string[], failed: [] as string[] };
-    const rows = this.#stmt(
-      "SELECT * FROM jobs WHERE state IN ('queued', 'loading', 'working') AND kind = 'sync'",
-    ).all().map(toJob);
+    const rows = this.#stmt(OPEN_SYNC_JOBS).all().map(toJob);
     for (const job of rows) {
       this.transition("cancel", job.id, { error: "caller went away: foreman restarted" });
       out.cancelled.push(job.id);
@@ -518,7 +430,11 @@ export class Store {
         });
         out.failed.push(job.id);
       } else {
-        this.transition("requeue", job.id, { error: "interrupted by a restart of foreman" });
+        this.transition("requeue", job.id, {
+          error: "interrupted by a restart of foreman",
+          notBefore: 0,
+          refund: false,
+        });
         out.requeued.push(job.id);
       }
     }
@@ -541,12 +457,7 @@ export class Store {
     ).all(JSON.stringify(jobIds));
     for (const r of rows) {
       const list = out.get(String(r.job_id)) ?? [];
-      list.push({
-        name: String(r.name),
-        contentType: String(r.content_type),
-        size: Number(r.size),
-        sha256: String(r.sha256),
-      });
+      list.push(toArtifactMeta(r));
       out.set(String(r.job_id), list);
     }
     return out;
@@ -565,158 +476,14 @@ export class Store {
     return r ? toArtifact(r) : undefined;
   }
 
-  // ---- webhook outbox --------------------------------------------------------------------------
+  // ---- webhook events ----------------------------------------------------------------------------
 
+  /** Appends the event reporting that `job` entered its state, when it has a webhook. */
   #recordEvent(job: Job, previous: JobState | null): void {
     if (!job.webhookUrl) return;
     if (!this.#renderEvent) throw new TypeError("Store has no event renderer for webhook jobs");
-    const body = this.#renderEvent(job, previous, this.artifactsWithBodies(job.id));
-    const now = this.#now();
-    const prior = this.#stmt(
-      `SELECT max(last_status = 410) AS gone, max(state = 'pending') AS waiting
-       FROM outbox WHERE job_id = ?`,
-    ).get(job.id)!;
-    // A receiver that answered 410 Gone for this job hears nothing more about it: later events
-    // are written dead, as markJobEventsDead did to the ones pending at the time.
-    const gone = prior.gone === 1;
-    // Behind an undelivered event of the same job it cannot be sent, whatever its time says.
-    const held = !gone && prior.waiting === 1;
-    this.#stmt(
-      `INSERT INTO outbox (id, job_id, url, body, state, next_attempt_at, created_at, last_error,
-         held)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(
-      `msg_${this.newId()}`,
-      job.id,
-      job.webhookUrl,
-      body,
-      gone ? "dead" : "pending",
-      now,
-      now,
-      gone ? "receiver answered 410 Gone" : null,
-      held ? 1 : 0,
-    );
-    // A held event becomes sendable when its predecessor settles, which wakes the dispatcher.
-    if (!gone && !held) this.#onEvent?.();
-  }
-
-  /**
-   * Pending events that are due and have no undelivered predecessor for the same job (the rows
-   * not `held`), oldest due first, leaving out `exclude` (the events in flight).
-   */
-  dueEvents(limit: number, exclude: ReadonlySet<string> = new Set()): OutboxEvent[] {
-    const rows = this.#stmt(
-      `SELECT seq, id, job_id, url, body, attempts, created_at FROM outbox
-       WHERE state = 'pending' AND held = 0 AND next_attempt_at <= :now
-       ORDER BY next_attempt_at, seq LIMIT :limit`,
-    ).all({ now: this.#now(), limit: limit + exclude.size });
-    return rows.map((r) => ({
-      seq: Number(r.seq),
-      id: String(r.id),
-      jobId: String(r.job_id),
-      url: String(r.url),
-      body: String(r.body),
-      attempts: Number(r.attempts),
-      createdAt: Number(r.created_at),
-    })).filter((e) => !exclude.has(e.id)).slice(0, limit);
-  }
-
-  /**
-   * When the next event that can be sent falls due, if any: only the first pending event of each
-   * job counts (later ones wait for it however old they are), and none of `inFlight`, whose next
-   * time is only known once its outcome is recorded.
-   */
-  nextEventAt(inFlight: ReadonlySet<string> = new Set()): number | undefined {
-    const rows = this.#stmt(
-      `SELECT id, next_attempt_at FROM outbox WHERE state = 'pending' AND held = 0
-       ORDER BY next_attempt_at, seq LIMIT :limit`,
-    ).all({ limit: inFlight.size + 1 });
-    const next = rows.find((r) => !inFlight.has(String(r.id)));
-    return next === undefined ? undefined : Number(next.next_attempt_at);
-  }
-
-  /** Event `id` settled (delivered or dead): the next pending event of its job may be sent. */
-  #releaseNext(id: string): void {
-    this.#stmt(
-      `UPDATE outbox SET held = 0 WHERE held = 1 AND seq = (
-         SELECT min(seq) FROM outbox WHERE state = 'pending'
-           AND job_id = (SELECT job_id FROM outbox WHERE id = ?))`,
-    ).run(id);
-  }
-
-  // Delivery bookkeeping commits without waiting for the disk (ADR-0015): losing one of these
-  // commits to a power cut only sends an event again, which at-least-once delivery allows.
-
-  markDelivered(id: string, status: number): void {
-    this.tx(() => {
-      this.#stmt(
-        `UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_status = ?,
-           last_error = NULL, delivered_at = ? WHERE id = ? AND state = 'pending'`,
-      ).run(status, this.#now(), id);
-      this.#releaseNext(id);
-    }, { durable: false });
-  }
-
-  markRetry(id: string, outcome: { status: number | null; error: string; nextAt: number }): void {
-    this.tx(() =>
-      this.#stmt(
-        `UPDATE outbox SET attempts = attempts + 1, last_status = ?, last_error = ?,
-           next_attempt_at = ? WHERE id = ? AND state = 'pending'`,
-      ).run(outcome.status, outcome.error, outcome.nextAt, id), { durable: false });
-  }
-
-  markDead(id: string, outcome: { status: number | null; error: string }): void {
-    this.tx(() => {
-      this.#stmt(
-        `UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_status = ?, last_error = ?
-         WHERE id = ? AND state = 'pending'`,
-      ).run(outcome.status, outcome.error, id);
-      this.#releaseNext(id);
-    }, { durable: false });
-  }
-
-  /** The receiver said 410 Gone: nothing more is sent for this job. */
-  markJobEventsDead(jobId: string, error: string): void {
-    this.tx(() =>
-      this.#stmt(
-        "UPDATE outbox SET state = 'dead', last_error = ? WHERE job_id = ? AND state = 'pending'",
-      ).run(error, jobId), { durable: false });
-  }
-
-  webhookSummary(jobId: string): WebhookSummary | null {
-    return this.webhookSummaries([jobId]).get(jobId) ?? null;
-  }
-
-  /** webhookSummary() for several jobs in one query; jobs without events are absent. */
-  webhookSummaries(jobIds: readonly string[]): Map<string, WebhookSummary> {
-    const out = new Map<string, WebhookSummary>();
-    if (jobIds.length === 0) return out;
-    const rows = this.#stmt(
-      `SELECT job_id, max(url) AS url,
-         sum(state = 'pending') AS pending, sum(state = 'delivered') AS delivered,
-         sum(state = 'dead') AS dead,
-         (SELECT last_error FROM outbox e WHERE e.job_id = o.job_id AND last_error IS NOT NULL
-            ORDER BY seq DESC LIMIT 1) AS last_error
-       FROM outbox o WHERE job_id IN (SELECT value FROM json_each(?)) GROUP BY job_id`,
-    ).all(JSON.stringify(jobIds));
-    for (const row of rows) {
-      out.set(String(row.job_id), {
-        url: String(row.url),
-        pending: Number(row.pending),
-        delivered: Number(row.delivered),
-        dead: Number(row.dead),
-        lastError: row.last_error == null ? null : String(row.last_error),
-      });
-    }
-    return out;
-  }
-
-  countEventsByState(): { pending: number; delivered: number; dead: number } {
-    const out = { pending: 0, delivered: 0, dead: 0 };
-    for (const r of this.#stmt("SELECT state, count(*) AS n FROM outbox GROUP BY state").all()) {
-      out[r.state as keyof typeof out] = Number(r.n);
-    }
-    return out;
+    const body = this.#renderEvent(job, { previous, artifacts: this.artifactsWithBodies(job.id) });
+    this.outbox.append({ jobId: job.id, url: job.webhookUrl, body });
   }
 
   // ---- retention and bookkeeping ---------------------------------------------------------------
@@ -779,14 +546,17 @@ function toJob(r: Record<string, unknown>): Job {
   return { ...toSummary(r), request: String(r.request), result: nullableString(r.result) };
 }
 
-function toArtifact(r: Record<string, unknown>): Artifact {
+function toArtifactMeta(r: Record<string, unknown>): ArtifactMeta {
   return {
     name: String(r.name),
     contentType: String(r.content_type),
     size: Number(r.size),
     sha256: String(r.sha256),
-    body: r.body as Uint8Array<ArrayBuffer>,
   };
+}
+
+function toArtifact(r: Record<string, unknown>): Artifact {
+  return { ...toArtifactMeta(r), body: r.body as Uint8Array<ArrayBuffer> };
 }
 
 function nullableString(v: unknown): string | null {

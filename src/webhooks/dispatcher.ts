@@ -3,15 +3,14 @@
 // deliveries and a bounded number of attempts before an event is dead. It never touches jobs, so
 // a slow or broken receiver cannot hold up the queue.
 
-import type { Logger } from "../log.ts";
-import { errorMessage } from "../log.ts";
+import { WakeableSleep } from "../async.ts";
+import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { sleep } from "../ollama/inventory.ts";
-import type { OutboxEvent, Store } from "../queue/store.ts";
+import type { Outbox, OutboxEvent } from "../queue/outbox.ts";
 import { secretKey, signatureHeaders } from "./signing.ts";
 
 export interface DispatcherOptions {
-  store: Store;
+  outbox: Outbox;
   log: Logger;
   metrics: Metrics;
   secret: string;
@@ -40,7 +39,7 @@ export class Dispatcher {
   readonly #now: () => number;
   /** Deliveries under way, by event id. */
   readonly #inFlight = new Map<string, { jobId: string; done: Promise<DeliveryOutcome> }>();
-  #wake?: () => void;
+  readonly #idle = new WakeableSleep();
   #pausedUntil = 0;
 
   constructor(options: DispatcherOptions) {
@@ -51,14 +50,14 @@ export class Dispatcher {
 
   /** New events were written: deliver them now rather than at the next tick. */
   wake(): void {
-    this.#wake?.();
+    this.#idle.wake();
   }
 
   /** Starts deliveries for every due event (up to the concurrency) and returns what it started. */
   runOnce(): Promise<DeliveryOutcome>[] {
     const room = (this.#o.concurrency ?? 8) - this.#inFlight.size;
     if (room <= 0 || this.#now() < this.#pausedUntil) return [];
-    const due = this.#o.store.dueEvents(room, new Set(this.#inFlight.keys()));
+    const due = this.#o.outbox.due(room, new Set(this.#inFlight.keys()));
     // One event per job at a time keeps each job's events in order. The store already holds back
     // every event behind an undelivered one; this guards the order should that ever slip.
     const busyJobs = new Set([...this.#inFlight.values()].map((d) => d.jobId));
@@ -94,11 +93,7 @@ export class Dispatcher {
   async start(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       this.runOnce();
-      const wait = this.#idleFor();
-      const wake = new AbortController();
-      this.#wake = () => wake.abort();
-      await sleep(wait, AbortSignal.any([wake.signal, signal]));
-      this.#wake = undefined;
+      await this.#idle.sleep(this.#idleFor(), signal);
     }
     await this.drain();
   }
@@ -109,14 +104,14 @@ export class Dispatcher {
    */
   #idleFor(): number {
     const full = this.#inFlight.size >= (this.#o.concurrency ?? 8);
-    const next = full ? undefined : this.#o.store.nextEventAt(new Set(this.#inFlight.keys()));
+    const next = full ? undefined : this.#o.outbox.nextDueAt(new Set(this.#inFlight.keys()));
     if (next === undefined) return IDLE_WAIT;
     return Math.min(IDLE_WAIT, Math.max(10, Math.max(next, this.#pausedUntil) - this.#now()));
   }
 
   /** One delivery attempt of `event`; records the outcome in the outbox. */
   async deliver(event: OutboxEvent): Promise<DeliveryOutcome> {
-    const { store, log, metrics, timeout } = this.#o;
+    const { outbox, log, metrics, timeout } = this.#o;
     const timestamp = Math.floor(this.#now() / 1000);
     const headers: Record<string, string> = {
       "content-type": "application/json",
@@ -145,14 +140,17 @@ export class Dispatcher {
       retryAfter = parseRetryAfter(res.headers.get("retry-after"), this.#now());
       await res.body?.cancel();
       if (status >= 200 && status < 300) {
-        store.markDelivered(event.id, status);
+        this.#recorded(event, outbox.markDelivered(event.id, status));
         metrics.webhookDeliveries.inc({ outcome: "delivered" });
         log.debug("webhook delivered", { job_id: event.jobId, event_id: event.id, status });
         return "delivered";
       }
       if (status === 410) {
-        store.markDead(event.id, { status, error: "receiver answered 410 Gone" });
-        store.markJobEventsDead(event.jobId, "receiver answered 410 Gone");
+        this.#recorded(
+          event,
+          outbox.markDead(event.id, { status, error: "receiver answered 410 Gone" }),
+        );
+        outbox.markJobEventsDead(event.jobId, "receiver answered 410 Gone");
         metrics.webhookDeliveries.inc({ outcome: "dead" });
         log.warn("webhook receiver gone, deliveries for this job stopped", {
           job_id: event.jobId,
@@ -170,7 +168,7 @@ export class Dispatcher {
     }
     const attempts = event.attempts + 1;
     if (attempts >= this.#o.maxAttempts) {
-      store.markDead(event.id, { status, error });
+      this.#recorded(event, outbox.markDead(event.id, { status, error }));
       metrics.webhookDeliveries.inc({ outcome: "dead" });
       log.warn("webhook event dead after its last attempt", {
         job_id: event.jobId,
@@ -181,7 +179,10 @@ export class Dispatcher {
       return "dead";
     }
     const delay = retryAfter ?? this.#backoff(attempts);
-    store.markRetry(event.id, { status, error, nextAt: this.#now() + delay });
+    this.#recorded(
+      event,
+      outbox.markRetry(event.id, { status, error, nextAt: this.#now() + delay }),
+    );
     metrics.webhookDeliveries.inc({ outcome: "retry" });
     log.info("webhook delivery failed, will retry", {
       job_id: event.jobId,
@@ -191,6 +192,18 @@ export class Dispatcher {
       error,
     });
     return "retry";
+  }
+
+  /** A mark that found the event no longer pending changed nothing: said, never hidden. */
+  #recorded(event: OutboxEvent, recorded: boolean): void {
+    if (recorded) return;
+    this.#o.log.warn(
+      "webhook event was settled elsewhere, this attempt's outcome is not recorded",
+      {
+        job_id: event.jobId,
+        event_id: event.id,
+      },
+    );
   }
 
   /** Full jitter: uniform in [base/2, base × 2^(n-1)] so retries of many events spread out. */

@@ -3,7 +3,8 @@
 // (it carries the final metrics or a mid-stream {"error"}), up to a cap. One idle timer watches
 // both ends: a target silent for the timeout has stalled, a caller that read nothing for it is gone.
 
-import { AnswerTooLargeError, concat, IdleTimer } from "../ollama/client.ts";
+import { concat } from "../bytes.ts";
+import { AnswerTooLargeError, IdleTimer } from "../ollama/client.ts";
 
 export class StallError extends Error {
   override name = "StallError";

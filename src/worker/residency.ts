@@ -2,11 +2,11 @@
 // unloaded by foreman), slot 2 rotates among worker models. A swap is explicit: unload every other
 // worker model first, then load the next one, so the target never has to evict on its own.
 
-import type { Logger } from "../log.ts";
-import { errorMessage } from "../log.ts";
+import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { type TargetClient, TargetHttpError } from "../ollama/client.ts";
-import { type Inventory, type ModelInfo, sameModel } from "../ollama/inventory.ts";
+import type { Inventory } from "../ollama/inventory.ts";
+import { type ModelInfo, sameModel } from "../ollama/models.ts";
 import type { Endpoint } from "../queue/states.ts";
 import { keepAliveSeconds } from "../units.ts";
 
@@ -22,18 +22,31 @@ export interface ResidencyOptions {
 
 export class Residency {
   /** The worker model foreman last made resident; undefined after a failure or at start. */
-  current: string | undefined;
+  #current: string | undefined;
   readonly #o: ResidencyOptions;
 
   constructor(options: ResidencyOptions) {
     this.#o = options;
   }
 
+  /** The worker model foreman believes resident (drain-by-model prefers its jobs), if any. */
+  get current(): string | undefined {
+    return this.#current;
+  }
+
+  /**
+   * Forgets the resident model: after the target failed, what it holds is unknown, and the next
+   * job checks /api/ps instead of trusting foreman's memory.
+   */
+  forget(): void {
+    this.#current = undefined;
+  }
+
   /** Seeds `current` from the target's /api/ps: a resident model other than the embedder. */
   adopt(ps: ModelInfo[]): void {
-    if (this.current) return;
+    if (this.#current) return;
     const worker = ps.find((m) => !this.isEmbedder(m.name));
-    if (worker) this.current = worker.name;
+    if (worker) this.#current = worker.name;
   }
 
   isEmbedder(model: string): boolean {
@@ -46,35 +59,35 @@ export class Residency {
    */
   async ensure(
     model: string,
-    endpoint: Endpoint,
-    signal: AbortSignal,
+    options: { endpoint: Endpoint; signal: AbortSignal },
   ): Promise<"resident" | "loaded" | "swapped"> {
+    const { endpoint, signal } = options;
     const { client, inventory, log, metrics } = this.#o;
-    if (this.current && sameModel(this.current, model)) return "resident";
-    const ps = await client.json<{ models: ModelInfo[] }>("/api/ps", undefined, signal);
+    if (this.#current && sameModel(this.#current, model)) return "resident";
+    const ps = await client.json<{ models: ModelInfo[] }>("/api/ps", { signal });
     inventory.updatePs(ps);
     const others = (ps.models ?? []).filter((m) =>
       !sameModel(m.name, model) && !this.isEmbedder(m.name)
     );
     const alreadyLoaded = (ps.models ?? []).some((m) => sameModel(m.name, model));
-    const previous = this.current;
+    const previous = this.#current;
     if (alreadyLoaded && others.length === 0) {
-      this.current = model;
+      this.#current = model;
       return "resident";
     }
-    this.current = undefined;
+    this.#current = undefined;
     for (const m of others) {
       log.info("unloading worker model", { model: m.name, next: model });
-      await client.json("/api/generate", { model: m.name, keep_alive: 0 }, signal);
+      await client.json("/api/generate", { body: { model: m.name, keep_alive: 0 }, signal });
     }
     const swapped = others.length > 0 || (previous !== undefined && !sameModel(previous, model));
     log.info("loading worker model", { model, previous: previous ?? null });
     const started = performance.now();
-    await client.json(`/api/${endpoint}`, this.#loadRequest(model, endpoint), signal);
+    await client.json(`/api/${endpoint}`, { body: this.#loadRequest(model, endpoint), signal });
     metrics.loads.inc({ model });
     if (swapped) metrics.swaps.inc();
     log.info("worker model resident", { model, ms: Math.round(performance.now() - started) });
-    this.current = model;
+    this.#current = model;
     return swapped ? "swapped" : "loaded";
   }
 
@@ -90,7 +103,7 @@ export class Residency {
     const { client, log, embedModel } = this.#o;
     if (!embedModel) return false;
     try {
-      await client.json("/api/embed", { model: embedModel, input: [], keep_alive: -1 });
+      await client.json("/api/embed", { body: { model: embedModel, input: [], keep_alive: -1 } });
       log.info("embedder resident", { model: embedModel });
       return true;
     } catch (err) {

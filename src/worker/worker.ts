@@ -3,26 +3,46 @@
 // on /api/chat or /api/generate get the target's response relayed from the moment the job works.
 
 import { createHash } from "node:crypto";
-import type { Logger } from "../log.ts";
-import { errorMessage } from "../log.ts";
+import { WakeableSleep } from "../async.ts";
+import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import {
   AnswerTooLargeError,
   errorFromBody,
+  ollamaError,
   type TargetClient,
   TargetHttpError,
   TargetUnreachableError,
 } from "../ollama/client.ts";
-import { sleep } from "../ollama/inventory.ts";
 import { isDiskFull } from "../queue/disk_full.ts";
 import type { Artifact, Job, Store } from "../queue/store.ts";
 import { keepAliveSeconds } from "../units.ts";
 import { CallerGoneError, CallerStoppedReadingError, readAll, relay, StallError } from "./relay.ts";
 import type { Residency } from "./residency.ts";
 
-/** What a sync caller receives: the response to send, once the job works or ends. */
+/**
+ * The target's answer to a sync job, as the worker hands it over: the target's status and headers
+ * as sent, and its body as relayed (under the relay's deadlines; a failure after the first byte
+ * arrives as a final {"error"} line). How a caller sees it is the HTTP layer's business.
+ */
+export interface Answer {
+  status: number;
+  headers: Headers;
+  body: ReadableStream<Uint8Array>;
+}
+
+/** Why a sync caller gets no answer: its job failed or was cancelled, or foreman is stopping. */
+export interface Failure {
+  status: number;
+  message: string;
+}
+
+/** A caller waiting on a sync job. The worker calls one of these, once, and then forgets it. */
 export interface Caller {
-  respond(res: Response): void;
+  /** The job works: the target's answer starts streaming. */
+  answer(answer: Answer): void;
+  /** The job ended before the target answered. */
+  fail(failure: Failure): void;
 }
 
 export interface WorkerOptions {
@@ -55,12 +75,20 @@ class Cancelled extends Error {
   override name = "Cancelled";
 }
 
+/** Raised inside a run when foreman stops: not the job's fault, so the job goes back to the queue. */
+class Shutdown extends Error {
+  override name = "Shutdown";
+  constructor() {
+    super("foreman is shutting down");
+  }
+}
+
 export class Worker {
   readonly #o: WorkerOptions;
   readonly #now: () => number;
   readonly #callers = new Map<string, Caller>();
   #current?: { id: string; abort: AbortController; settled: Promise<unknown> };
-  #wake?: () => void;
+  readonly #idle = new WakeableSleep();
   #unreachableStreak = 0;
   /** No job is taken before this time: the target was unreachable (one backoff for all jobs). */
   #pausedUntil = 0;
@@ -83,7 +111,7 @@ export class Worker {
 
   /** Nudges an idle worker: new work arrived. */
   wake(): void {
-    this.#wake?.();
+    this.#idle.wake();
   }
 
   /** The job the worker is on, if any. */
@@ -104,26 +132,25 @@ export class Worker {
     }
     const job = this.#o.store.tryTransition("cancel", id, { error: reason });
     if (job) this.#finished(job);
-    this.#release(id, 499, "request canceled");
+    this.#release(id, CANCELED);
     return this.#o.store.get(id);
   }
 
   /** Answers every waiting sync caller (shutdown): nobody is left hanging on a dead worker. */
-  releaseCallers(status: number, error: string): void {
-    for (const id of [...this.#callers.keys()]) this.#release(id, status, error);
+  releaseCallers(failure: Failure): void {
+    for (const id of [...this.#callers.keys()]) this.#release(id, failure);
   }
 
-  #release(id: string, status: number, error: string): void {
-    this.#callers.get(id)?.respond(errorResponse(status, error, id));
+  #release(id: string, failure: Failure): void {
+    this.#callers.get(id)?.fail(failure);
     this.#callers.delete(id);
   }
 
   /** Runs jobs until `signal` aborts; sleeps while there is nothing to do. */
   async start(signal: AbortSignal): Promise<void> {
-    signal.addEventListener("abort", () => {
-      this.#current?.abort.abort(new Cancelled("foreman is shutting down"));
-      this.#wake?.();
-    }, { once: true });
+    signal.addEventListener("abort", () => this.#current?.abort.abort(new Shutdown()), {
+      once: true,
+    });
     while (!signal.aborted) {
       let did: Outcome | undefined;
       try {
@@ -140,12 +167,7 @@ export class Worker {
       let readyAt = this.#o.store.nextReadyAt();
       if (readyAt !== undefined) readyAt = Math.max(readyAt, this.#pausedUntil);
       const wait = readyAt === undefined ? 60_000 : Math.max(5, readyAt - this.#now());
-      await new Promise<void>((resolve) => {
-        const wake = new AbortController();
-        this.#wake = () => wake.abort();
-        sleep(wait, AbortSignal.any([wake.signal, signal])).then(resolve);
-      });
-      this.#wake = undefined;
+      await this.#idle.sleep(wait, signal);
     }
   }
 
@@ -156,7 +178,7 @@ export class Worker {
     if (this.#stranded) {
       // Not the job's fault: it gets its attempt back and runs again.
       const error = "foreman could not write its database; the job runs again";
-      store.tryTransition("requeue", this.#stranded, { error, refund: true });
+      store.tryTransition("requeue", this.#stranded, { error, notBefore: 0, refund: true });
       this.#stranded = undefined;
     }
     const next = store.next(residency.current, { maxWait });
@@ -191,7 +213,7 @@ export class Worker {
       attempt: job.attempt,
     });
     try {
-      await this.#o.residency.ensure(job.model, job.endpoint, signal);
+      await this.#o.residency.ensure(job.model, { endpoint: job.endpoint, signal });
       store.transition("startWorking", job.id);
       log.info("job working", { job_id: job.id, model: job.model, state: "working" });
       const outcome = job.kind === "sync"
@@ -202,14 +224,18 @@ export class Worker {
     } catch (err) {
       // A write that failed for lack of disk says nothing about the job: never fail it for that.
       if (isDiskFull(err)) throw err;
-      return this.#handleFailure(job, err, signal);
+      return this.#handleFailure(job, err, { signal });
     } finally {
       metrics.jobRun.observe((this.#now() - started) / 1000);
     }
   }
 
   /** Sends the job to the target; resolves with a 2xx response or throws TargetHttpError. */
-  async #send(job: Job, stream: boolean | undefined, signal: AbortSignal): Promise<Response> {
+  async #send(
+    job: Job,
+    options: { stream?: boolean; signal: AbortSignal },
+  ): Promise<Response> {
+    const { stream, signal } = options;
     const body = JSON.parse(job.request);
     body.keep_alive = keepAliveSeconds(this.#o.keepAlive);
     if (stream !== undefined) body.stream = stream;
@@ -220,13 +246,13 @@ export class Worker {
       signal,
     });
     if (res.ok) return res;
-    const text = await this.#o.client.readText(res, job.endpoint, signal).catch(() => "");
+    const text = await this.#o.client.readText(res, { path: job.endpoint, signal }).catch(() => "");
     throw new TargetHttpError(res.status, errorFromBody(text, res.status));
   }
 
   async #runSync(job: Job, signal: AbortSignal): Promise<Outcome> {
     const { store, targetTimeout, maxAnswer } = this.#o;
-    const res = await this.#send(job, undefined, signal);
+    const res = await this.#send(job, { signal });
     const caller = this.#callers.get(job.id);
     if (!caller) {
       await res.body?.cancel();
@@ -236,8 +262,9 @@ export class Worker {
     // treats a caller that read nothing for the target timeout as gone: the worker never waits
     // on a caller.
     const r = relay(res.body!, { idleTimeout: targetTimeout, maxLine: maxAnswer, signal });
-    const headers = relayHeaders(res.headers, job.id);
-    caller.respond(new Response(r.readable, { status: res.status, headers }));
+    // From here a failure reaches the caller inside the stream, never as a second answer.
+    this.#callers.delete(job.id);
+    caller.answer({ status: res.status, headers: res.headers, body: r.readable });
     let last: string;
     try {
       last = await r.done;
@@ -245,13 +272,13 @@ export class Worker {
       if (signal.aborted) throw signal.reason;
       if (err instanceof CallerStoppedReadingError) throw new Cancelled(err.message);
       if (err instanceof CallerGoneError) throw new Cancelled("caller went away");
-      if (err instanceof AnswerTooLargeError) return this.#failed(job.id, err.message, 502);
+      if (err instanceof AnswerTooLargeError) {
+        return this.#failed(job.id, err.message, { status: 502 });
+      }
       // Bytes may already be with the caller: a retry would repeat them, so the job ends here.
       return this.#failed(job.id, `the target stopped mid-response: ${errorMessage(err)}`);
-    } finally {
-      this.#callers.delete(job.id);
     }
-    const midStreamError = parseError(last);
+    const midStreamError = ollamaError(last);
     if (midStreamError !== undefined) return this.#failed(job.id, midStreamError);
     // Ollama can end a response early without its final done:true object; the caller has what was
     // sent, but the job did not complete.
@@ -263,7 +290,7 @@ export class Worker {
 
   async #runAsync(job: Job, signal: AbortSignal): Promise<Outcome> {
     const { store, targetTimeout, maxAnswer } = this.#o;
-    const res = await this.#send(job, false, signal);
+    const res = await this.#send(job, { stream: false, signal });
     let bytes: Uint8Array<ArrayBuffer>;
     try {
       bytes = await readAll(res.body!, { idleTimeout: targetTimeout, maxAnswer, signal });
@@ -279,7 +306,7 @@ export class Worker {
     } catch {
       throw new TargetHttpError(502, "the target sent a response that is not JSON");
     }
-    const err = parseError(text);
+    const err = ollamaError(text);
     if (err !== undefined || typeof parsed !== "object" || parsed === null) {
       throw new TargetHttpError(502, err ?? "the target sent an unexpected response");
     }
@@ -291,24 +318,29 @@ export class Worker {
       sha256: createHash("sha256").update(bytes).digest("hex"),
       body: bytes,
     };
-    const done = store.transition("complete", job.id, { result: text }, [completion]);
+    const done = store.transition("complete", job.id, { result: text, artifacts: [completion] });
     this.#finished(done);
     return { job: job.id, outcome: "done" };
   }
 
-  #handleFailure(job: Job, err: unknown, signal: AbortSignal): Outcome {
+  #handleFailure(job: Job, err: unknown, options: { signal: AbortSignal }): Outcome {
     const { log, maxAttempts, residency } = this.#o;
+    const { signal } = options;
     if (signal.aborted) {
-      const reason = signal.reason instanceof Cancelled ? signal.reason.message : "cancelled";
-      if (reason === "foreman is shutting down") return this.#requeue(job, reason, 0, true);
-      return this.#cancelled(job.id, reason);
+      const reason = signal.reason;
+      if (reason instanceof Shutdown) {
+        return this.#requeue(job, reason.message, { delay: 0, refund: true });
+      }
+      return this.#cancelled(job.id, reason instanceof Cancelled ? reason.message : "cancelled");
     }
     if (err instanceof Cancelled) return this.#cancelled(job.id, err.message);
     // The same answer would be as large again: no retry.
-    if (err instanceof AnswerTooLargeError) return this.#failed(job.id, err.message, 502);
+    if (err instanceof AnswerTooLargeError) {
+      return this.#failed(job.id, err.message, { status: 502 });
+    }
     if (err instanceof TargetUnreachableError || err instanceof StallError) {
       // Never the job's fault: give the attempt back and try again later.
-      residency.current = undefined;
+      residency.forget();
       this.#unreachableStreak++;
       const delay = Math.min(RETRY_CAP, this.#o.retryBase * 2 ** (this.#unreachableStreak - 1));
       // The target is down for every job, not just this one: trying the next queued job at once
@@ -321,7 +353,7 @@ export class Worker {
         retry_in_ms: delay,
         error: errorMessage(err),
       });
-      return this.#requeue(job, errorMessage(err), delay, true);
+      return this.#requeue(job, errorMessage(err), { delay, refund: true });
     }
     if (err instanceof TargetHttpError) {
       const retryable = err.status >= 500 || err.status === 408 || err.status === 429;
@@ -335,30 +367,37 @@ export class Worker {
           attempt: job.attempt,
           error: err.message,
         });
-        return this.#requeue(job, err.message, delay, false);
+        return this.#requeue(job, err.message, { delay, refund: false });
       }
-      return this.#failed(job.id, err.message, err.status);
+      return this.#failed(job.id, err.message, { status: err.status });
     }
     log.error("job failed unexpectedly", { job_id: job.id, error: errorMessage(err) });
-    return this.#failed(job.id, `foreman could not run the job: ${errorMessage(err)}`, 500);
+    return this.#failed(job.id, `foreman could not run the job: ${errorMessage(err)}`);
   }
 
-  #requeue(job: Job, error: string, delay: number, refund: boolean): Outcome {
+  /**
+   * Puts the job back in the queue for another try in `delay` ms; `refund` gives the attempt
+   * back when the failure was not the job's.
+   */
+  #requeue(job: Job, error: string, options: { delay: number; refund: boolean }): Outcome {
+    const { delay, refund } = options;
     this.#o.store.transition("requeue", job.id, { error, notBefore: this.#now() + delay, refund });
     return { job: job.id, outcome: "requeued", reason: error };
   }
 
-  #failed(id: string, error: string, status = 500): Outcome {
+  /** Fails the job; a waiting sync caller gets `status` (default 500) and the error. */
+  #failed(id: string, error: string, options: { status?: number } = {}): Outcome {
+    const { status = 500 } = options;
     const job = this.#o.store.tryTransition("fail", id, { error });
     if (job) this.#finished(job);
-    this.#release(id, status, error);
+    this.#release(id, { status, message: error });
     return { job: id, outcome: "failed" };
   }
 
   #cancelled(id: string, reason: string): Outcome {
     const job = this.#o.store.tryTransition("cancel", id, { error: reason });
     if (job) this.#finished(job);
-    this.#release(id, 499, "request canceled");
+    this.#release(id, CANCELED);
     return { job: id, outcome: "cancelled" };
   }
 
@@ -370,32 +409,8 @@ export class Worker {
   }
 }
 
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-  "content-length",
-  "content-encoding",
-]);
-
-/** The target's response headers minus hop-by-hop ones, plus X-Foreman-Job-Id. */
-export function relayHeaders(source: Headers, jobId?: string): Headers {
-  const out = new Headers();
-  for (const [k, v] of source) if (!HOP_BY_HOP.has(k)) out.set(k, v);
-  if (jobId) out.set("x-foreman-job-id", jobId);
-  return out;
-}
-
-export function errorResponse(status: number, error: string, jobId?: string): Response {
-  const headers = new Headers({ "content-type": "application/json; charset=utf-8" });
-  if (jobId) headers.set("x-foreman-job-id", jobId);
-  return new Response(JSON.stringify({ error }), { status, headers });
-}
+/** What a caller whose job was cancelled gets, as Ollama answers a request cancelled under it. */
+const CANCELED: Failure = { status: 499, message: "request canceled" };
 
 const INCOMPLETE = "the target ended its response without done:true";
 
@@ -405,16 +420,5 @@ function endsDone(line: string): boolean {
     return JSON.parse(line)?.done === true;
   } catch {
     return false;
-  }
-}
-
-/** The message of a final {"error": "..."} line, if `line` is one. */
-function parseError(line: string): string | undefined {
-  if (!line.includes('"error"')) return undefined;
-  try {
-    const v = JSON.parse(line);
-    return typeof v?.error === "string" ? v.error : undefined;
-  } catch {
-    return undefined;
   }
 }

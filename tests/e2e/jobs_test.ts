@@ -136,7 +136,7 @@ Deno.test(
             );
             assert.ok(states.includes("working") && states.at(-1) === "done", states.join(","));
             for (let i = 1; i < events.length; i++) {
-              assert.equal(events[i].json.previous_state, events[i - 1].json.state);
+              assert.equal(events[i]!.json.previous_state, events[i - 1]!.json.state);
             }
             for (const e of events) {
               assert.deepEqual(e.json.metadata, { ticket: 42 });

@@ -63,7 +63,7 @@ Deno.test("the npm ollama client works through foreman with a bearer header", e2
     await t.step("embed, list, ps and show", async () => {
       const emb = await client.embed({ model: "tiny-embed", input: ["a", "b", "c"] });
       assert.equal(emb.embeddings.length, 3);
-      assert.equal(emb.embeddings[0].length, 64);
+      assert.equal(emb.embeddings[0]!.length, 64);
       const list = await client.list();
       assert.equal(list.models.length, 4);
       const ps = await client.ps();

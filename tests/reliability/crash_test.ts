@@ -172,14 +172,14 @@ Deno.test(`SIGKILL at random moments loses no job, finishes none twice and deliv
         events.set(String(r.job_id), list);
       }
       const terminal = ["done", "failed", "cancelled"];
-      const counts: Record<string, number> = { done: 0, failed: 0, cancelled: 0 };
+      const counts = { done: 0, failed: 0, cancelled: 0 };
       for (const [id, job] of asyncJobs) {
-        const state = String(job.state);
+        const state = String(job.state) as keyof typeof counts;
         counts[state]++;
         const chain = events.get(id) ?? [];
         assert.equal(chain[0]?.state, "queued", `job ${id} starts with its queued event`);
         for (let i = 1; i < chain.length; i++) {
-          assert.equal(chain[i].previous, chain[i - 1].state, `job ${id}'s events chain up`);
+          assert.equal(chain[i]!.previous, chain[i - 1]!.state, `job ${id}'s events chain up`);
         }
         assert.equal(
           chain.filter((e) => terminal.includes(e.state)).length,

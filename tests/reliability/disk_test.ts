@@ -67,8 +67,8 @@ function assertOneLine(stderr: string, db: string) {
   const lines = stderr.trim().split("\n");
   const human = lines.filter((l) => l.startsWith("foreman: "));
   assert.equal(human.length, 1, `one line for people:\n${stderr}`);
-  assert.ok(human[0].includes(db), `it names the path: ${human[0]}`);
-  assert.match(human[0], /FOREMAN_DB/);
+  assert.ok(human[0]!.includes(db), `it names the path: ${human[0]}`);
+  assert.match(human[0]!, /FOREMAN_DB/);
   assert.ok(!/^\s+at /m.test(stderr), `no stack trace:\n${stderr}`);
   for (const l of lines.filter((l) => !l.startsWith("foreman: "))) JSON.parse(l);
 }

@@ -126,15 +126,16 @@ Deno.test("a sync caller that stops reading is gone after the target timeout: it
     const next = await syncChat(fm, chat("next"));
     const freedMs = Math.round(performance.now() - started);
     assert.equal(next.status, 200);
-    assert.equal(JSON.parse(next.lines[0]).done, true);
+    assert.equal(JSON.parse(next.lines[0]!).done, true);
     const [gone] = await jobs(fm, "cancelled");
+    assert.ok(gone);
     assert.match(String(gone.error), /caller read nothing for 500 ms/);
-    await waitFor(() => target.streams[0].cancelled, { what: "the target request aborted" });
+    await waitFor(() => target.streams[0]!.cancelled, { what: "the target request aborted" });
     assert.ok(freedMs < 5_000, `the next caller waited ${freedMs} ms`);
     await report("silent-caller", {
       target_timeout_ms: 500,
       next_caller_served_after_ms: freedMs,
-      flood_bytes_before_abort: target.streams[0].bytes,
+      flood_bytes_before_abort: target.streams[0]!.bytes,
     });
   } finally {
     silent?.close();
@@ -155,13 +156,14 @@ Deno.test("with a caller that stops reading, DELETE of its job returns at once a
     silent.push(await silentCaller(fm, "flood"));
     await waitUntilBlocked(() => target.streams[0]);
     const [running] = await jobs(fm, "working");
+    assert.ok(running);
     const t0 = performance.now();
     const del = await call(fm, "DELETE", `/jobs/${running.job_id}`);
     const deleteMs = Math.round(performance.now() - t0);
     assert.equal(del.status, 200, JSON.stringify(del.json));
     assert.equal(del.json.state, "cancelled");
     assert.ok(deleteMs < 2_000, `DELETE took ${deleteMs} ms`);
-    await waitFor(() => target.streams[0].cancelled, { what: "the target request aborted" });
+    await waitFor(() => target.streams[0]!.cancelled, { what: "the target request aborted" });
 
     // The worker is free: another silent caller takes it, then foreman is told to stop.
     silent.push(await silentCaller(fm, "flood"));
@@ -270,7 +272,7 @@ Deno.test("a 200 MB answer line without a newline fails its job at target.max_an
     assert.equal(syncJob.state, "failed");
     assert.match(syncJob.error, /FOREMAN_MAX_ANSWER/);
     await waitFor(() => target.streams[0]?.cancelled, { what: "the target stream aborted" });
-    const syncSent = target.streams[0].bytes;
+    const syncSent = target.streams[0]!.bytes;
 
     // Async: the answer is not held past the cap; the job fails at once, no retry.
     const submitted = await call(fm, "POST", "/jobs", chat("huge"));

@@ -10,7 +10,7 @@ import { alive, call, cleanup, report, rssMiB, scale, stopWithin } from "./suppo
 const CLIENTS = scale(200, 1000);
 
 function quantile(sorted: number[], q: number): number {
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 }
 
 /** Polls `path` every 50 ms until stopped; returns each answer's latency in ms. */

@@ -118,8 +118,8 @@ Deno.test("each receiver fault is retried by the rules and its dead events show 
     const limit = await settled(fm, ids.limit);
     assert.equal(limit.webhook.delivered, 4);
     const limited = sent("/limit");
-    const firstRetry = limited.find((d, i) => i > 0 && d.id === limited[0].id)!;
-    const waitedMs = firstRetry.at - limited[0].at;
+    const firstRetry = limited.find((d, i) => i > 0 && d.id === limited[0]!.id)!;
+    const waitedMs = firstRetry.at - limited[0]!.at;
     assert.ok(waitedMs >= 950, `retried ${waitedMs} ms after a 429 with Retry-After: 1`);
 
     // 410: that event and every later one of the job are dead; nothing more is sent.
@@ -169,9 +169,9 @@ Deno.test("a receiver that is down for a while gets every event in order once it
     await away.up();
     await away.down();
     const ids = [await submit(fm, `${away.url}/events`), await submit(fm, `${away.url}/events`)];
-    await waitFor(async () => (await job(fm, ids[1])).state === "done", { what: "jobs done" });
+    await waitFor(async () => (await job(fm, ids[1]!)).state === "done", { what: "jobs done" });
     // Down through at least one failed attempt per job, then back.
-    await waitFor(async () => (await job(fm, ids[1])).webhook.last_error !== null);
+    await waitFor(async () => (await job(fm, ids[1]!)).webhook.last_error !== null);
     await away.up();
     for (const id of ids) {
       const j = await settled(fm, id);

@@ -37,7 +37,9 @@ export class Rng {
     return min + Math.floor(this.next() * (max - min + 1));
   }
   pick<T>(items: readonly T[]): T {
-    return items[Math.floor(this.next() * items.length)];
+    const item = items[Math.floor(this.next() * items.length)];
+    if (item === undefined) throw new RangeError("Cannot pick from an empty list");
+    return item;
   }
   chance(p: number): boolean {
     return this.next() < p;

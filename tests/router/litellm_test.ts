@@ -167,7 +167,7 @@ Deno.test({
         const first = await call(router!, "/v1/chat/completions", chat("llama3.2"));
         assert.equal(first.status, 200, JSON.stringify(first.body));
         const choices = first.body.choices as { message: { content: string } }[];
-        assert.equal(choices[0].message.content, "w1 w2 w3 w4 w5 w6 w7 w8");
+        assert.equal(choices[0]!.message.content, "w1 w2 w3 w4 w5 w6 w7 w8");
         const second = await call(router!, "/v1/chat/completions", chat("qwen2.5-coder"));
         assert.equal(second.status, 200, JSON.stringify(second.body));
         // Streaming goes through foreman's queue the same way.
@@ -202,15 +202,15 @@ Deno.test({
           });
           assert.equal(ea.status, 401, JSON.stringify(ea.body));
           assert.match(JSON.stringify(ea.body), /missing bearer token/);
-          assert.deepEqual([await refused(a.fm), await refused(b.fm)], [before[0] + 1, before[1]]);
+          assert.deepEqual([await refused(a.fm), await refused(b.fm)], [before[0]! + 1, before[1]]);
           const eb = await call(router!, "/v1/embeddings", {
             model: "mxbai-embed-large",
             input: "x",
           });
           assert.equal(eb.status, 401, JSON.stringify(eb.body));
           assert.deepEqual([await refused(a.fm), await refused(b.fm)], [
-            before[0] + 1,
-            before[1] + 1,
+            before[0]! + 1,
+            before[1]! + 1,
           ]);
           assert.deepEqual(targetRequests(a.sim, "/api/embed"), []);
           assert.deepEqual(targetRequests(b.sim, "/api/embed"), []);

@@ -106,7 +106,7 @@ export async function rawHttp(
     for (let n; (n = await conn.read(buf)) !== null;) {
       text += new TextDecoder().decode(buf.subarray(0, n));
     }
-    const [headers, body] = text.split("\r\n\r\n");
+    const [headers = "", body = ""] = text.split("\r\n\r\n");
     return { status: Number(headers.split(" ")[1]), body };
   } finally {
     conn.close();

@@ -65,6 +65,6 @@ Deno.test("stream null means the default: chat, generate and pull answer NDJSON"
     assert.equal(generated.at(-1)!.done, true);
     assert.ok(generated.slice(0, -1).every((c: Obj) => c.done === false));
     const pulled = await ndjson(await post(sim, "/api/pull", { model: "tiny-a", stream: null }));
-    assert.equal(pulled[0].status, "pulling manifest");
+    assert.equal(pulled[0]!.status, "pulling manifest");
   });
 });

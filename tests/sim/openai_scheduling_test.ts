@@ -135,6 +135,7 @@ Deno.test("a looping answer ends the /v1 stream without [DONE] and the whole ans
     assert.ok(!events.includes("[DONE]"));
     const [, whole] = await encoded(await post(sim, "/v1/chat/completions", long));
     const [first] = whole.choices as Obj[];
+    assert.ok(first);
     assert.equal(first.finish_reason, null);
     assert.deepEqual(whole.usage, { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 });
   });
@@ -191,7 +192,7 @@ Deno.test("the middleware turns sampling options, stop, response_format and tool
       }),
     );
     assert.deepEqual(sim.requests.at(-1)!.native!.format, schema);
-    assert.deepEqual(((json.choices as Obj[])[0].message as Obj).content, '{"text":"w1 w2"}');
+    assert.deepEqual(((json.choices as Obj[])[0]!.message as Obj).content, '{"text":"w1 w2"}');
   });
 });
 
@@ -202,8 +203,10 @@ Deno.test("tool calls come back with ids, arguments as JSON text and finish reas
       await post(sim, "/v1/chat/completions", v1Chat("tiny-a", { tools })),
     );
     const [first] = whole.choices as Obj[];
+    assert.ok(first);
     assert.equal(first.finish_reason, "tool_calls");
     const [call0] = (first.message as Obj).tool_calls as Obj[];
+    assert.ok(call0);
     assert.match(call0.id as string, /^call_[a-z0-9]{8}$/);
     assert.deepEqual({ ...call0, id: "" }, {
       id: "",
@@ -215,7 +218,7 @@ Deno.test("tool calls come back with ids, arguments as JSON text and finish reas
       await post(sim, "/v1/chat/completions", v1Chat("tiny-a", { tools, stream: true })),
     );
     const chunks = events.filter((e): e is Obj => e !== "[DONE]");
-    assert.equal((chunks.at(-1)!.choices as Obj[])[0].finish_reason, "tool_calls");
+    assert.equal((chunks.at(-1)!.choices as Obj[])[0]!.finish_reason, "tool_calls");
 
     // A tool's answer, named by its call's id, is answered with words.
     const messages = [
@@ -226,9 +229,9 @@ Deno.test("tool calls come back with ids, arguments as JSON text and finish reas
     const [, answered] = await encoded(
       await post(sim, "/v1/chat/completions", { model: "tiny-a", messages, tools }),
     );
-    assert.equal(((answered.choices as Obj[])[0].message as Obj).content, simWords(8));
+    assert.equal(((answered.choices as Obj[])[0]!.message as Obj).content, simWords(8));
     const native = sim.requests.at(-1)!.native!.messages as Obj[];
     assert.deepEqual(native.at(-1), { role: "tool", content: "sunny", tool_name: "get_weather" });
-    assert.deepEqual(native[1].tool_calls, [{ function: { name: "get_weather", arguments: {} } }]);
+    assert.deepEqual(native[1]!.tool_calls, [{ function: { name: "get_weather", arguments: {} } }]);
   });
 });

@@ -8,7 +8,7 @@ import { call, encoded, type Event, type Obj, openaiError, post, sse, withSim } 
 
 const user = [{ role: "user", content: "say something" }];
 const chatBody = (extra: Obj = {}) => ({ model: "tiny-a", messages: user, ...extra });
-const choice = (o: Obj) => (o.choices as Obj[])[0];
+const choice = (o: Obj) => (o.choices as Obj[])[0]!;
 const dataOf = (events: Event[]) => events.filter((e): e is Obj => e !== "[DONE]");
 
 Deno.test("GET /v1/models lists the models on disk and /v1/models/{model} answers under the id as asked", async () => {
@@ -33,7 +33,7 @@ Deno.test("GET /v1/models lists the models on disk and /v1/models/{model} answer
       assert.deepEqual(one, {
         id: decodeURIComponent(id),
         object: "model",
-        created: list.data[0].created,
+        created: list.data[0]!.created,
         owned_by: "library",
       }, "the id as asked");
     }
@@ -86,7 +86,7 @@ Deno.test("a streamed chat completion sends chunks, the finish reason on the las
     assert.equal(events.at(-1), "[DONE]");
     const chunks = dataOf(events);
     assert.equal(chunks.length, 5, "four words, then the done chunk");
-    const id = chunks[0].id as string;
+    const id = chunks[0]!.id as string;
     assert.match(id, /^chatcmpl-\d{1,3}$/);
     for (const c of chunks) {
       assert.deepEqual(Object.keys(c), [

@@ -98,6 +98,7 @@ Deno.test("expires_at follows keep_alive and a model unloads by itself when it p
       stream: false,
     });
     const [hour] = await ps(sim);
+    assert.ok(hour);
     const left = Date.parse(hour.expires_at as string) - Date.now();
     assert.ok(Math.abs(left - 3_600_000) < 5_000, `expires in about an hour (${left} ms)`);
 

@@ -44,7 +44,7 @@ Deno.test("generate chunks carry response, and its final chunk adds context and 
     const body = { model: "tiny-b:latest", prompt: "hello world", options: { num_predict: 3 } };
     const chunks = await ndjson(await post(sim, "/api/generate", body));
     assert.equal(chunks.length, 4);
-    assert.deepEqual(Object.keys(chunks[0]), ["model", "created_at", "response", "done"]);
+    assert.deepEqual(Object.keys(chunks[0]!), ["model", "created_at", "response", "done"]);
     assert.equal(chunks.slice(0, -1).map((c) => c.response).join(""), "w1 w2 w3");
     const last = chunks.at(-1)!;
     assert.equal(last.model, "tiny-b:latest");
@@ -84,7 +84,7 @@ Deno.test("think adds thinking to the chunks and tools are answered with a tool 
     const streamed = await ndjson(
       await post(sim, "/api/generate", { model: "tiny-a", prompt: "x", think: true }),
     );
-    assert.equal(streamed[0].thinking, "t1");
+    assert.equal(streamed[0]!.thinking, "t1");
 
     const tools = [{ type: "function", function: { name: "get_weather", parameters: {} } }];
     const [, called] = await call(sim, "/api/chat", chat("tiny-a", { tools, stream: false }));
@@ -180,7 +180,7 @@ Deno.test("timestamps carry Go's nanoseconds and ps shows context_length and no 
 
     await call(sim, "/api/generate", { model: "tiny-b", prompt: "", options: { num_ctx: 2048 } });
     const rows = await ps(sim);
-    assert.deepEqual(Object.keys(rows[0]), [
+    assert.deepEqual(Object.keys(rows[0]!), [
       "name",
       "model",
       "size",
@@ -216,7 +216,7 @@ Deno.test("root, version, tags, ps and show answer Ollama's shapes", async () =>
       "tiny-c:latest",
       "embed-e:latest",
     ]);
-    assert.deepEqual(Object.keys(tags[0]), [
+    assert.deepEqual(Object.keys(tags[0]!), [
       "name",
       "model",
       "modified_at",
@@ -224,12 +224,13 @@ Deno.test("root, version, tags, ps and show answer Ollama's shapes", async () =>
       "digest",
       "details",
     ]);
-    assert.match(tags[0].digest as string, /^[0-9a-f]{64}$/);
-    assert.equal((tags[0].details as Obj).format, "gguf");
+    assert.match(tags[0]!.digest as string, /^[0-9a-f]{64}$/);
+    assert.equal((tags[0]!.details as Obj).format, "gguf");
 
     assert.deepEqual(await ps(sim), []);
     await (await post(sim, "/api/generate", { model: "tiny-a", prompt: "" })).body?.cancel();
     const [loaded] = await ps(sim);
+    assert.ok(loaded);
     assert.equal(loaded.name, "tiny-a:latest");
     assert.ok(Number.isInteger(loaded.size_vram));
     assert.ok(!Number.isNaN(Date.parse(loaded.expires_at as string)));

@@ -65,7 +65,7 @@ async function attempt(op: ProbeOp): Promise<void> {
 }
 
 if (import.meta.main) {
-  const ops = JSON.parse(Deno.args[0]) as ProbeOp[];
+  const ops = JSON.parse(Deno.args[0]!) as ProbeOp[];
   const results: ProbeResult[] = [];
   for (const op of ops) {
     try {

@@ -1,0 +1,77 @@
+// The SQLite connection the job store and the outbox share: opened in WAL mode and migrated, with
+// every statement prepared once, and one transaction helper that knows which commits may skip the
+// wait for the disk (ADR-0015).
+
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { migrate } from "./schema.ts";
+
+export type Params = Record<string, SQLInputValue>;
+
+export interface DbOptions {
+  /**
+   * SQLite's `synchronous` pragma. FULL (the default) makes every accepted job survive a power
+   * loss; NORMAL survives a crash of foreman but may lose the last commits if the machine dies.
+   */
+  synchronous?: "FULL" | "NORMAL";
+  /** Told when a transaction rolls back, so caches of what it wrote can be dropped. */
+  onRollback?: () => void;
+}
+
+export class Db {
+  readonly sqlite: DatabaseSync;
+  readonly #stmts = new Map<string, StatementSync>();
+  readonly #synchronous: "FULL" | "NORMAL";
+  readonly #onRollback?: () => void;
+
+  constructor(path: string, options: DbOptions = {}) {
+    this.sqlite = new DatabaseSync(path, { enableForeignKeyConstraints: true });
+    this.sqlite.exec("PRAGMA journal_mode = WAL");
+    this.#synchronous = options.synchronous ?? "FULL";
+    this.#onRollback = options.onRollback;
+    this.sqlite.exec(`PRAGMA synchronous = ${this.#synchronous}`);
+    this.sqlite.exec("PRAGMA busy_timeout = 5000");
+    migrate(this.sqlite);
+  }
+
+  close(): void {
+    if (this.sqlite.isOpen) this.sqlite.close();
+  }
+
+  /** The statement for `sql`, prepared on first use and reused after. */
+  stmt(sql: string): StatementSync {
+    let st = this.#stmts.get(sql);
+    if (!st) {
+      st = this.sqlite.prepare(sql);
+      this.#stmts.set(sql, st);
+    }
+    return st;
+  }
+
+  /**
+   * Runs `fn` in one IMMEDIATE transaction; rolls back when it throws. With `durable: false` the
+   * commit does not wait for the disk (synchronous=NORMAL for this transaction only): it survives a
+   * crash of foreman, and reaches the disk with the next durable commit or checkpoint (ADR-0015).
+   * Inside a transaction already, `fn` joins it.
+   */
+  tx<T>(fn: () => T, options: { durable?: boolean } = {}): T {
+    if (this.sqlite.isTransaction) return fn();
+    // SQLite refuses to change the safety level inside a transaction, so it is set around it.
+    const relaxed = options.durable === false && this.#synchronous === "FULL";
+    // Prepared once and reused: exec() would parse these statements on every transaction.
+    if (relaxed) this.stmt("PRAGMA synchronous = NORMAL").run();
+    try {
+      this.stmt("BEGIN IMMEDIATE").run();
+      try {
+        const out = fn();
+        this.stmt("COMMIT").run();
+        return out;
+      } catch (err) {
+        if (this.sqlite.isTransaction) this.sqlite.exec("ROLLBACK");
+        this.#onRollback?.();
+        throw err;
+      }
+    } finally {
+      if (relaxed) this.stmt("PRAGMA synchronous = FULL").run();
+    }
+  }
+}
