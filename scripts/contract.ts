@@ -14,7 +14,7 @@ const SPEC = `${root}docs/openapi.yaml`;
 
 /** The seed every run uses unless FOREMAN_SEED says otherwise, so a failure replays. */
 const SEED = 1114;
-/** Cases per operation and phase: about 1 000 requests, well under a minute on 2 cores. */
+/** Cases per operation and phase: about 850 requests, well under a minute on 2 cores. */
 const MAX_EXAMPLES = 40;
 
 class Unavailable extends Error {

@@ -37,12 +37,13 @@ export function markdown(): string {
     "| TOML key | env | flag | default | meaning |",
     "|---|---|---|---|---|",
   ];
+  // A pipe inside a cell would end it: GitHub renders `debug|info` as two cells.
+  const cell = (text: string) => text.replaceAll("|", "\\|");
   for (const s of SETTINGS) {
-    const file = secretFileVar(s) ? ` (or \`${secretFileVar(s)}\`)` : "";
     rows.push(
-      `| \`${s.toml}\` | \`${s.env}\`${file} | \`--${flagName(s)}\` | ${
-        s.default ? `\`${s.default}\`` : "empty"
-      } | ${s.help} |`,
+      `| \`${s.toml}\` | \`${s.env}\` | \`--${flagName(s)}\` | ${
+        s.default ? `\`${cell(s.default)}\`` : "empty"
+      } | ${cell(s.help)} |`,
     );
   }
   return rows.join("\n") + "\n";

@@ -1,3 +1,4 @@
+import { markdown } from "../scripts/settings-docs.ts";
 import assert from "node:assert/strict";
 import { ConfigError, flagName, loadConfig, secretFileVar, SETTINGS } from "../src/config.ts";
 import { formatDuration, keepAliveSeconds, parseDuration, parseSize } from "../src/units.ts";
@@ -231,4 +232,13 @@ Deno.test("durations and sizes parse like Go and Ollama", () => {
   assert.equal(keepAliveSeconds(-1000), -1);
   assert.equal(keepAliveSeconds(300_000), 300);
   assert.equal(formatDuration(5_400_000), "1h30m");
+});
+
+Deno.test("the table scripts/settings-docs.ts prints has the README's cells, row for row", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const printed = markdown().trim().split("\n").map(tableCells);
+  const inReadme = tableUnder(readme, "Configuration");
+  // Delimiter rows differ only in their dashes (deno fmt pads them).
+  assert.deepEqual(printed.slice(2), inReadme.slice(2));
+  assert.deepEqual(printed[0], inReadme[0]);
 });
