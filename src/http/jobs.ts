@@ -4,7 +4,14 @@
 
 import { createHash } from "node:crypto";
 import { normalizeModel } from "../ollama/models.ts";
-import { type Endpoint, isTerminal, JOB_STATES, type JobState } from "../queue/states.ts";
+import {
+  type Endpoint,
+  ENDPOINTS,
+  isOpenAI,
+  isTerminal,
+  JOB_STATES,
+  type JobState,
+} from "../queue/states.ts";
 import type { Job, ListFilter } from "../queue/store.ts";
 import { jobView } from "../views.ts";
 import { webhookUrlProblem } from "../webhooks/policy.ts";
@@ -55,11 +62,15 @@ export async function submit(req: Request, d: HttpDeps): Promise<Response> {
     ...request
   } = body;
   const endpoint = (rawEndpoint ?? "chat") as Endpoint;
-  if (endpoint !== "chat" && endpoint !== "generate") {
-    throw new HttpError(400, `endpoint must be "chat" or "generate"`);
+  if (!ENDPOINTS.includes(endpoint)) {
+    throw new HttpError(
+      400,
+      `endpoint must be one of ${ENDPOINTS.map((e) => `"${e}"`).join(", ")}`,
+    );
   }
   const model = validateInferenceBody(request, endpoint);
-  validateJobFields(request);
+  // An OpenAI-shaped body was checked as OpenAI's API defines it; these are Ollama's fields.
+  if (!isOpenAI(endpoint)) validateJobFields(request);
   if (webhook !== undefined && webhook !== null) {
     if (typeof webhook !== "string") throw new HttpError(400, "state_webhook_url must be a string");
     const problem = webhookUrlProblem(webhook, d.settings.webhookHosts);
