@@ -7,7 +7,6 @@ import { normalizeModel } from "../ollama/models.ts";
 import {
   type Endpoint,
   ENDPOINTS,
-  isOpenAI,
   isTerminal,
   JOB_STATES,
   type JobState,
@@ -69,8 +68,7 @@ export async function submit(req: Request, d: HttpDeps): Promise<Response> {
     );
   }
   const model = validateInferenceBody(request, endpoint);
-  // An OpenAI-shaped body was checked as OpenAI's API defines it; these are Ollama's fields.
-  if (!isOpenAI(endpoint)) validateJobFields(request);
+  validateJobFields(request, endpoint);
   if (webhook !== undefined && webhook !== null) {
     if (typeof webhook !== "string") throw new HttpError(400, "state_webhook_url must be a string");
     const problem = webhookUrlProblem(webhook, d.settings.webhookHosts);

@@ -130,7 +130,6 @@ const FIELDS: [string, (v: unknown) => boolean, string][] = [
 ];
 
 const MESSAGE_FIELDS: [string, (v: unknown) => boolean, string][] = [
-  ["content", isString, "a string"],
   ["thinking", isString, "a string"],
   ["images", arrayOf(isString), "an array of base64 strings"],
   ["tool_calls", arrayOf(isObject), "an array of objects"],
@@ -229,9 +228,24 @@ function validateOpenAIBody(
   }
 }
 
-/** 400 naming the first field of a job's Ollama payload whose type is not the documented one. */
-export function validateJobFields(request: Record<string, unknown>): void {
+/** A message's content: text natively; OpenAI's also takes content parts, or null beside tool calls. */
+const CONTENT: Record<"native" | "openai", [string, (v: unknown) => boolean, string]> = {
+  native: ["content", isString, "a string"],
+  openai: [
+    "content",
+    (v) => v === null || isString(v) || arrayOf(isObject)(v),
+    "a string, an array of content parts or null",
+  ],
+};
+
+/**
+ * 400 naming the first field of a job's payload whose type is not the one docs/openapi.yaml
+ * gives it. The Ollama fields are held to their types whatever the endpoint (Ollama's /v1 ignores
+ * them), so one job schema describes what /jobs refuses.
+ */
+export function validateJobFields(request: Record<string, unknown>, endpoint: Endpoint): void {
   checkFields(request, FIELDS, "");
+  const content = CONTENT[isOpenAI(endpoint) ? "openai" : "native"];
   const messages = Array.isArray(request.messages) ? request.messages : [];
-  messages.forEach((m, i) => checkFields(m, MESSAGE_FIELDS, `messages[${i}].`));
+  messages.forEach((m, i) => checkFields(m, [content, ...MESSAGE_FIELDS], `messages[${i}].`));
 }
