@@ -109,9 +109,18 @@ Deno.test("the official openai client works through foreman unchanged: models, c
     ) text += c.choices[0]?.text ?? "";
     assert.equal(text, "w1 w2");
 
-    const embedded = await client.embeddings.create({ model: "embed-e", input: ["a", "b"] });
-    assert.equal(embedded.data.length, 2);
-    assert.ok(embedded.data.every((e) => e.embedding.length > 0));
+    // Ollama 0.11.4 ignores encoding_format and always sends floats, which the client would read
+    // as base64 if it asked for that, its default: callers ask for floats (docs/api.md).
+    const embedded = await client.embeddings.create({
+      model: "embed-e",
+      input: ["a", "b"],
+      encoding_format: "float",
+    });
+    const direct = await (await fetch(`${sim.url}/api/embed`, {
+      method: "POST",
+      body: JSON.stringify({ model: "embed-e", input: ["a", "b"] }),
+    })).json();
+    assert.deepEqual(embedded.data.map((e) => e.embedding), direct.embeddings);
 
     assert.equal(
       await metric(fm, 'foreman_jobs_finished_total{outcome="done",endpoint="openai.chat"}'),

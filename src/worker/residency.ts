@@ -2,7 +2,7 @@
 // unloaded by foreman), slot 2 rotates among worker models. A swap is explicit: unload every other
 // worker model first, then load the next one, so the target never has to evict on its own. A /v1
 // job carries no keep_alive and may leave the model on Ollama's default expiry: the worker pins it
-// again before it goes idle (ADR-0016).
+// again once it has been idle a moment (ADR-0016).
 
 import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";

@@ -1,7 +1,7 @@
 // The single worker: takes one job at a time by drain-by-model, makes its model resident, runs it at
 // the target and records the outcome through the store's guarded transitions. Sync callers waiting
 // on /api/chat, /api/generate or the /v1 completions get the target's response relayed from the
-// moment the job works. Before it goes idle it pins again a model that /v1 jobs may have unpinned.
+// moment the job works. Once idle, it pins again a model that /v1 jobs may have unpinned.
 
 import { createHash } from "node:crypto";
 import { WakeableSleep } from "../async.ts";
@@ -78,6 +78,12 @@ export type Outcome =
   | { job: string; outcome: "requeued"; reason: string };
 
 const RETRY_CAP = 30_000;
+/**
+ * How long the worker stays idle before it pins again a model /v1 jobs may have unpinned: long
+ * enough that a client sending one request after another is not answered with a re-pin between
+ * each (measured in ADR-0016), far shorter than Ollama's default 5-minute expiry.
+ */
+const REPIN_IDLE = 1000;
 /** Pause after a step failed to write the database (a full disk) before trying again. */
 const STORE_RETRY = 1000;
 
@@ -107,6 +113,8 @@ export class Worker {
   #stranded?: string;
   /** The loop's signal (start): shutdown ends a re-pin in flight. */
   #signal?: AbortSignal;
+  /** Since when the worker has found nothing to do while a re-pin is pending. */
+  #idleSince?: number;
 
   constructor(options: WorkerOptions) {
     this.#o = options;
@@ -182,18 +190,26 @@ export class Worker {
         });
         this.#pausedUntil = this.#now() + STORE_RETRY;
       }
+      if (did) this.#idleSince = undefined;
       if (did || signal.aborted) continue;
       let readyAt = this.#o.store.nextReadyAt();
       if (readyAt !== undefined) readyAt = Math.max(readyAt, this.#pausedUntil);
-      const wait = readyAt === undefined ? 60_000 : Math.max(5, readyAt - this.#now());
+      let wait = readyAt === undefined ? 60_000 : Math.max(5, readyAt - this.#now());
+      if (this.#o.residency.unpinned) {
+        this.#idleSince ??= this.#now();
+        const due = this.#idleSince + REPIN_IDLE;
+        if (this.#now() >= due) {
+          await this.#repin();
+          this.#idleSince = undefined;
+          continue;
+        }
+        wait = Math.min(wait, due - this.#now());
+      }
       await this.#idle.sleep(wait, signal);
     }
   }
 
-  /**
-   * Takes and runs the next job, if one is ready. With none ready the worker is about to idle: it
-   * pins the resident model again first if /v1 jobs may have left it on Ollama's default expiry.
-   */
+  /** Takes and runs the next job, if one is ready. */
   async runOnce(): Promise<Outcome | undefined> {
     const { store, residency, maxWait } = this.#o;
     if (this.#now() < this.#pausedUntil) return undefined;
@@ -204,10 +220,7 @@ export class Worker {
       this.#stranded = undefined;
     }
     const next = store.next(residency.current, { maxWait });
-    if (!next) {
-      await this.#repin();
-      return undefined;
-    }
+    if (!next) return undefined;
     const job = store.tryTransition("claim", next.id);
     if (!job) return undefined;
     try {
@@ -228,8 +241,9 @@ export class Worker {
   }
 
   /**
-   * Sends the re-pin while nothing else runs: one request at a time at the target. A failure is
-   * logged; an unreachable target makes residency forget what it held, as for a job.
+   * Pins the resident model again after /v1 jobs, from the idle loop: nothing else runs, so the
+   * target still sees one request of the worker's at a time. A failure is logged; an unreachable
+   * target makes residency forget what it held, as for a job.
    */
   async #repin(): Promise<void> {
     const { residency, log } = this.#o;
