@@ -154,6 +154,7 @@ function plot(r: Results): string | undefined {
     });
   };
   pair("sync /api/chat, concurrency 1", r.proxy?.syncC1);
+  pair("sync /v1/chat/completions, concurrency 1", r.proxy?.v1SyncC1);
   pair("sync /api/chat, concurrency 32", r.proxy?.syncC32);
   pair("streaming /api/chat: time to first chunk", r.proxy?.ttfc);
   pair("/api/embed, concurrency 32", r.proxy?.embedC32);

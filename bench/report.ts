@@ -49,6 +49,7 @@ export function resultsTable(r: Results): string {
   const p = r.proxy;
   if (p) {
     rows.push(...latencyRows("sync chat, concurrency 1", p.syncC1));
+    if (p.v1SyncC1) rows.push(...latencyRows("sync /v1 chat, concurrency 1", p.v1SyncC1));
     rows.push(...latencyRows("sync chat, concurrency 32", p.syncC32));
     rows.push(
       `| streaming chat: time to first chunk p50 (ms) | ${f(p.ttfc.direct.p50)} | ${

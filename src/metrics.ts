@@ -34,25 +34,50 @@ class Counter {
   }
 }
 
+interface HistogramSeries {
+  labels: Labels;
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+function emptySeries(labels: Labels): HistogramSeries {
+  return { labels, counts: new Array<number>(DURATION_BUCKETS.length).fill(0), sum: 0, count: 0 };
+}
+
 class Histogram {
-  readonly counts = new Array<number>(DURATION_BUCKETS.length).fill(0);
-  sum = 0;
-  count = 0;
+  /** Observations by label set, in the order each set was first seen. */
+  readonly series = new Map<string, HistogramSeries>();
   constructor(readonly name: string, readonly help: string) {}
-  observe(seconds: number): void {
+  /** Starts the series of `labels` at zero, so it is exported before its first observation. */
+  declare(labels: Labels = {}): void {
+    const key = labelText(labels);
+    if (!this.series.has(key)) this.series.set(key, emptySeries(labels));
+  }
+  observe(seconds: number, labels: Labels = {}): void {
+    this.declare(labels);
+    const s = this.series.get(labelText(labels))!;
     for (let i = 0; i < DURATION_BUCKETS.length; i++) {
-      if (seconds <= DURATION_BUCKETS[i]!) this.counts[i]!++;
+      if (seconds <= DURATION_BUCKETS[i]!) s.counts[i]!++;
     }
-    this.sum += seconds;
-    this.count++;
+    s.sum += seconds;
+    s.count++;
   }
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
-    DURATION_BUCKETS.forEach((le, i) =>
-      lines.push(`${this.name}_bucket{le="${le}"} ${this.counts[i]}`)
-    );
-    lines.push(`${this.name}_bucket{le="+Inf"} ${this.count}`);
-    lines.push(`${this.name}_sum ${this.sum}`, `${this.name}_count ${this.count}`);
+    // Without a declared series, one unlabelled series of zeroes keeps the name exported.
+    const all = this.series.size > 0 ? this.series.values() : [emptySeries({})];
+    for (const { labels, counts, sum, count } of all) {
+      const bucket = (le: string) => labelText({ ...labels, le });
+      DURATION_BUCKETS.forEach((le, i) =>
+        lines.push(`${this.name}_bucket${bucket(String(le))} ${counts[i]}`)
+      );
+      lines.push(`${this.name}_bucket${bucket("+Inf")} ${count}`);
+      lines.push(
+        `${this.name}_sum${labelText(labels)} ${sum}`,
+        `${this.name}_count${labelText(labels)} ${count}`,
+      );
+    }
     return lines.join("\n");
   }
 }
@@ -67,15 +92,15 @@ export interface GaugeSource {
 export class Metrics {
   readonly jobsFinished = new Counter(
     "foreman_jobs_finished_total",
-    "Jobs that reached a terminal state, by outcome.",
+    "Jobs that reached a terminal state, by outcome and endpoint.",
   );
   readonly jobWait = new Histogram(
     "foreman_job_wait_seconds",
-    "Time from submission until the worker took the job.",
+    "Time from submission until the worker took the job, by endpoint.",
   );
   readonly jobRun = new Histogram(
     "foreman_job_run_seconds",
-    "Time the worker spent on a job (loading and working).",
+    "Time the worker spent on a job (loading and working), by endpoint.",
   );
   readonly swaps = new Counter(
     "foreman_model_swaps_total",

@@ -59,6 +59,50 @@ Deno.test("a silent target counts as stalled and the caller gets a final error l
   );
 });
 
+Deno.test("an SSE relay reports the last event's data line, blank lines and split events included", async () => {
+  const last = async (chunks: string[]) => {
+    const r = relay(source(chunks).stream, { idleTimeout: 1000, framing: "sse" });
+    for await (const _ of r.readable) { /* drain */ }
+    return await r.done;
+  };
+  assert.equal(await last(['data: {"a":1}\n\n', "data: [DONE]\n\n"]), "data: [DONE]");
+  assert.equal(await last(['data: {"a":1}\n\ndata: [DO', "NE]\n", "\n"]), "data: [DONE]");
+  assert.equal(await last(['data: {"a":1}\n\n', "\n"]), 'data: {"a":1}');
+});
+
+Deno.test("a stalled SSE stream ends with an OpenAI-shaped error event of its own", async () => {
+  for (const first of ['data: {"a":1}\n\n', 'data: {"a":1}\n', 'data: {"a"']) {
+    const r = relay(source([first], { stallAfter: 1 }).stream, {
+      idleTimeout: 50,
+      framing: "sse",
+    });
+    let text = "";
+    for await (const c of r.readable) text += new TextDecoder().decode(c);
+    await assert.rejects(r.done, StallError);
+    const events = text.split("\n\n").filter((e) => e !== "");
+    assert.equal(events.length, 2, `after ${JSON.stringify(first)}: ${JSON.stringify(text)}`);
+    assert.ok(text.endsWith("\n\n"));
+    const error = JSON.parse(events[1]!.replace(/^data: /, "")).error;
+    assert.match(error.message, /^foreman: the target sent nothing for 50 ms/);
+    assert.deepEqual([error.type, error.param, error.code], ["api_error", null, null]);
+  }
+});
+
+Deno.test("a JSON relay keeps the whole document, and a failure aborts the caller's stream", async () => {
+  const doc = ['{"id":"chatcmpl-1",\n', '"choices":[]}\n'];
+  const r = relay(source(doc).stream, { idleTimeout: 1000, framing: "json" });
+  for await (const _ of r.readable) { /* drain */ }
+  assert.equal(await r.done, doc.join(""));
+  const cut = relay(source(['{"id":'], { stallAfter: 1 }).stream, {
+    idleTimeout: 50,
+    framing: "json",
+  });
+  await assert.rejects(async () => {
+    for await (const _ of cut.readable) { /* drain */ }
+  }, StallError);
+  await assert.rejects(cut.done, StallError);
+});
+
 Deno.test("the caller going away cancels the target's stream", async () => {
   const src = source(['{"a":1}\n', '{"b":2}\n', '{"c":3}\n']);
   const r = relay(src.stream, { idleTimeout: 1000 });

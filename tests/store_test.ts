@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { MIGRATIONS, SCHEMA_VERSION } from "../src/queue/schema.ts";
-import { ACTIVE_STATES, EVENT_STATES, JOB_STATES, TERMINAL_STATES } from "../src/queue/states.ts";
+import {
+  ACTIVE_STATES,
+  ENDPOINTS,
+  EVENT_STATES,
+  JOB_STATES,
+  TERMINAL_STATES,
+} from "../src/queue/states.ts";
 import { Store, TransitionError } from "../src/queue/store.ts";
 
 function fixture(now = { t: 1_700_000_000_000 }) {
@@ -111,6 +117,9 @@ Deno.test("the schema's state CHECKs and indexes list exactly the states in stat
   assert.deepEqual(lists(sql("jobs")), [[...JOB_STATES], [...TERMINAL_STATES]]);
   assert.deepEqual(lists(sql("outbox")), [[...EVENT_STATES]]);
   assert.deepEqual(lists(sql("jobs_active")), [[...ACTIVE_STATES]]);
+  const endpoints = /endpoint IN \(([^)]*)\)/.exec(sql("jobs"))![1]!.split(",")
+    .map((s) => s.trim().replace(/^'|'$/g, ""));
+  assert.deepEqual(endpoints, [...ENDPOINTS], "and the endpoint CHECK lists exactly ENDPOINTS");
   store.close();
 });
 
@@ -355,6 +364,16 @@ Deno.test("a database from schema version 1 opens with its rows, bodies last, ev
   store.outbox.markDead("msg_2", { status: 500, error: "500" });
   assert.deepEqual(store.outbox.due(10).map((e) => e.id), ["msg_3"]);
   assert.equal(store.integrityCheck(), "ok");
+  const openai = store.insertJob({
+    kind: "async",
+    endpoint: "openai.chat",
+    model: "a:latest",
+    request: "{}",
+  });
+  assert.equal(store.get(openai.id)!.endpoint, "openai.chat", "schema 4 takes /v1 endpoints");
+  assert.throws(() =>
+    store.db.exec(`UPDATE jobs SET endpoint = 'openai.responses' WHERE id = '${id}'`)
+  );
   store.close();
 });
 

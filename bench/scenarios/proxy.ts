@@ -1,6 +1,6 @@
 // Proxy overhead: the same Ollama requests sent straight to the simulator and through foreman.
-// Sync chat (a queued job per request), streaming chat (time to first chunk, chunks relayed per
-// second) and the /api/embed bypass.
+// Sync chat (a queued job per request) natively and on /v1, streaming chat (time to first chunk,
+// chunks relayed per second) and the /api/embed bypass.
 
 import { startForeman } from "../../harness/foreman.ts";
 import { compare, type Comparison, type Path } from "../compare.ts";
@@ -30,6 +30,8 @@ export interface StreamRate {
 
 export interface ProxyResults {
   syncC1: Comparison;
+  /** /v1/chat/completions stream:false at concurrency 1, against the simulator's own /v1. */
+  v1SyncC1: Comparison;
   syncC32: Comparison;
   ttfc: Comparison;
   embedC32: Comparison;
@@ -74,6 +76,18 @@ export async function proxyBench(
       sizes.rounds,
       (p) => closedLoop(syncOp(p), { concurrency: 1, count: sizes.syncC1, warmup: 20 }),
     );
+    note("sync /v1/chat/completions stream:false, concurrency 1");
+    const v1Tiny = JSON.stringify({
+      model: "a",
+      messages: [{ role: "user", content: "hi" }],
+      stream: false,
+      max_tokens: 1,
+    });
+    const v1SyncC1 = await compare(sizes.rounds, (p) =>
+      closedLoop(async (_i, signal) => {
+        await (await postJson(`${base(p)}/v1/chat/completions`, v1Tiny, auth(p), signal))
+          .arrayBuffer();
+      }, { concurrency: 1, count: sizes.syncC1, warmup: 20 }));
     note("sync /api/chat stream:false, concurrency 32");
     const syncC32 = await compare(
       sizes.rounds,
@@ -142,6 +156,7 @@ export async function proxyBench(
     }
     return {
       syncC1,
+      v1SyncC1,
       syncC32,
       ttfc,
       embedC32,

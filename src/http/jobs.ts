@@ -4,7 +4,13 @@
 
 import { createHash } from "node:crypto";
 import { normalizeModel } from "../ollama/models.ts";
-import { type Endpoint, isTerminal, JOB_STATES, type JobState } from "../queue/states.ts";
+import {
+  type Endpoint,
+  ENDPOINTS,
+  isTerminal,
+  JOB_STATES,
+  type JobState,
+} from "../queue/states.ts";
 import type { Job, ListFilter } from "../queue/store.ts";
 import { jobView } from "../views.ts";
 import { webhookUrlProblem } from "../webhooks/policy.ts";
@@ -55,11 +61,14 @@ export async function submit(req: Request, d: HttpDeps): Promise<Response> {
     ...request
   } = body;
   const endpoint = (rawEndpoint ?? "chat") as Endpoint;
-  if (endpoint !== "chat" && endpoint !== "generate") {
-    throw new HttpError(400, `endpoint must be "chat" or "generate"`);
+  if (!ENDPOINTS.includes(endpoint)) {
+    throw new HttpError(
+      400,
+      `endpoint must be one of ${ENDPOINTS.map((e) => `"${e}"`).join(", ")}`,
+    );
   }
   const model = validateInferenceBody(request, endpoint);
-  validateJobFields(request);
+  validateJobFields(request, endpoint);
   if (webhook !== undefined && webhook !== null) {
     if (typeof webhook !== "string") throw new HttpError(400, "state_webhook_url must be a string");
     const problem = webhookUrlProblem(webhook, d.settings.webhookHosts);

@@ -10,11 +10,15 @@ import type { Endpoint } from "../queue/states.ts";
 import { relay } from "../worker/relay.ts";
 import { readBody, readJsonObject } from "./body.ts";
 import type { HttpDeps } from "./deps.ts";
-import { errorJson, HttpError, jsonResponse } from "./errors.ts";
+import { HttpError, jsonResponse } from "./errors.ts";
 import { JOB_ID_HEADER, relayedResponse } from "./relayed.ts";
 import { requireModel, requireRoom, validateInferenceBody } from "./validate.ts";
 
-/** POST /api/chat and /api/generate: a sync job whose response streams once it is working. */
+/**
+ * POST /api/chat and /api/generate, and /v1's chat and completions: a sync job whose response
+ * streams once it is working. A failure before the answer is thrown as HttpError, so the router
+ * gives it the shape of the caller's surface.
+ */
 export async function queued(
   req: Request,
   d: HttpDeps,
@@ -34,14 +38,14 @@ export async function queued(
   const response = Promise.withResolvers<Response>();
   d.worker.attach(job.id, {
     answer: (answer) => response.resolve(relayedResponse(answer, job.id)),
-    fail: (f) => response.resolve(errorJson(f.status, f.message, { [JOB_ID_HEADER]: job.id })),
+    fail: (f) => response.reject(new HttpError(f.status, f.message, { [JOB_ID_HEADER]: job.id })),
   });
   const leave = () => {
     d.worker.cancel(job.id, "caller went away").catch((err) => {
       // The cancel could not be written (a full disk): without a caller, the worker cancels the
       // job when it takes it instead. This handler must still end, or shutdown waits for it.
       d.worker.detach(job.id);
-      response.resolve(errorJson(499, "request canceled"));
+      response.reject(new HttpError(499, "request canceled"));
       d.log.warn("cannot cancel the job of a caller that left", {
         job_id: job.id,
         error: errorMessage(err),
@@ -59,7 +63,7 @@ export async function queued(
  */
 function relayed(res: Response, d: HttpDeps): Response {
   const body = res.body &&
-    relay(res.body, { idleTimeout: d.client.timeout, ndjson: false }).readable;
+    relay(res.body, { idleTimeout: d.client.timeout, framing: "bytes" }).readable;
   return relayedResponse({ status: res.status, headers: res.headers, body });
 }
 
@@ -76,7 +80,7 @@ function targetError(err: unknown): never {
   throw err;
 }
 
-/** POST /api/embed and /api/embeddings: never queued, concurrent with the worker. */
+/** POST /api/embed, /api/embeddings and /v1/embeddings: never queued, concurrent with the worker. */
 export async function embed(
   req: Request,
   d: HttpDeps,

@@ -1,13 +1,15 @@
 // The HTTP handler: a plain (Request) => Promise<Response> built from foreman's parts, so tests can
 // call it without a socket. One table (ROUTES) names every route, its methods and whether it needs
-// the token; every error a handler throws becomes Ollama's {"error": "..."} shape in one place.
+// the token; every error a handler throws is shaped here, in one place, as its surface speaks:
+// Ollama's {"error": "..."} on the native routes and /jobs, OpenAI's {"error": {…}} under /v1.
 
 import { errorMessage } from "../log.ts";
 import { DISK_FULL_MESSAGE, isDiskFull } from "../queue/disk_full.ts";
 import type { HttpDeps } from "./deps.ts";
-import { errorJson, HttpError, jsonResponse } from "./errors.ts";
+import { errorResponse, HttpError, jsonResponse, type Surface } from "./errors.ts";
 import * as jobs from "./jobs.ts";
 import * as native from "./native.ts";
+import * as openai from "./openai.ts";
 
 /** The names of a path's `:name` segments: "/jobs/:id/artifacts/:name" → "id" | "name". */
 type ParamNames<P extends string> = P extends `${string}:${infer Name}/${infer Rest}`
@@ -88,6 +90,13 @@ export const ROUTES: readonly Route[] = [
     ANY: (req, { d, url }) => native.management(req, d, { path: url.pathname }),
   }),
 
+  // The OpenAI-compatible API (ADR-0016).
+  route("/v1/chat/completions", { POST: (req, { d }) => openai.chatCompletions(req, d) }),
+  route("/v1/completions", { POST: (req, { d }) => openai.completions(req, d) }),
+  route("/v1/embeddings", { POST: (req, { d }) => openai.embeddings(req, d) }),
+  route("/v1/models", { GET: (_req, { d }) => openai.models(d) }),
+  route("/v1/models/:model", { GET: (_req, { d, params }) => openai.model(d, params.model) }),
+
   // The async surface.
   route("/jobs", {
     GET: (_req, { d, url }) => jobs.list(url, d),
@@ -109,14 +118,22 @@ export function createHandler(d: HttpDeps): (req: Request) => Promise<Response> 
     try {
       res = await dispatch(req, d, match);
     } catch (err) {
+      const surface = surfaceOf(new URL(req.url).pathname);
       if (err instanceof HttpError) {
-        res = errorJson(err.status, err.message, err.headers);
+        res = errorResponse(surface, err);
       } else if (isDiskFull(err)) {
         d.log.error("request refused: the disk is full", { method: req.method });
-        res = errorJson(503, DISK_FULL_MESSAGE, { "retry-after": "30" });
+        res = errorResponse(surface, {
+          status: 503,
+          message: DISK_FULL_MESSAGE,
+          headers: { "retry-after": "30" },
+        });
       } else {
         d.log.error("request failed", { method: req.method, error: errorMessage(err) });
-        res = errorJson(500, `internal error: ${errorMessage(err)}`);
+        res = errorResponse(surface, {
+          status: 500,
+          message: `internal error: ${errorMessage(err)}`,
+        });
       }
     }
     d.metrics.httpRequests.inc({ code: `${Math.floor(res.status / 100)}xx` });
@@ -130,17 +147,14 @@ async function dispatch(req: Request, d: HttpDeps, match: Matcher): Promise<Resp
   const found = match(url.pathname);
   // Every route but the open ones needs the token, and so does learning that a path is no route.
   if (!found?.route.open && !d.auth.check(req.headers.get("authorization"))) {
-    return unauthorized(req);
+    return unauthorized(req, surfaceOf(url.pathname));
   }
   if (!found) {
-    if (url.pathname === "/v1" || url.pathname.startsWith("/v1/")) {
-      throw new HttpError(
-        404,
-        "foreman serves Ollama's native API (/api/*); the OpenAI-compatible /v1 API is not " +
-          "supported yet (ADR-0003)",
-      );
+    const path = url.pathname.slice(0, 200);
+    if (surfaceOf(url.pathname) === "openai") {
+      throw new HttpError(404, `no route for ${m} ${path}: foreman serves ${openai.SERVED}`);
     }
-    throw new HttpError(404, `no route for ${m} ${url.pathname.slice(0, 200)}`);
+    throw new HttpError(404, `no route for ${m} ${path}`);
   }
   const { methods } = found.route;
   const handler = methods[m as keyof Methods] ?? (m === "HEAD" ? methods.GET : undefined) ??
@@ -149,15 +163,20 @@ async function dispatch(req: Request, d: HttpDeps, match: Matcher): Promise<Resp
   return await handler(req, { d, url, params: found.params });
 }
 
-function unauthorized(req: Request): Response {
+/** The surface a path belongs to: everything under /v1, known route or not, speaks OpenAI. */
+function surfaceOf(path: string): Surface {
+  return path === "/v1" || path.startsWith("/v1/") ? "openai" : "ollama";
+}
+
+function unauthorized(req: Request, surface: Surface): Response {
   const message = req.headers.has("authorization")
     ? "invalid bearer token"
     : "missing bearer token: send Authorization: Bearer <token>";
+  const headers = { "www-authenticate": 'Bearer realm="foreman"' };
+  if (surface === "openai") return errorResponse(surface, { status: 401, message, headers });
   // Ollama's Go client from v0.12 shows a 401's "status" in place of its "error" (older clients
   // and the other SDKs read "error").
-  return jsonResponse({ error: message, status: `401 Unauthorized: ${message}` }, 401, {
-    "www-authenticate": 'Bearer realm="foreman"',
-  });
+  return jsonResponse({ error: message, status: `401 Unauthorized: ${message}` }, 401, headers);
 }
 
 /** 405 naming the methods a route takes; HEAD is answered wherever GET is. */

@@ -1,21 +1,24 @@
-// The checks a request passes before it becomes a job, shared by the native surface and /jobs: the
-// fields foreman relies on (and the types the API documents), the model known at the target, and
-// room in the queue. Each failure is an HttpError in Ollama's shape naming the offending field.
+// The checks a request passes before it becomes a job, shared by the native surface, /v1 and /jobs:
+// the fields foreman relies on (and the types the API documents), the model known at the target,
+// and room in the queue. Each failure is an HttpError naming the offending field; the router gives
+// it the shape of the route's surface.
 
 import type { Inventory } from "../ollama/inventory.ts";
-import type { Endpoint } from "../queue/states.ts";
+import { type Endpoint, isOpenAI } from "../queue/states.ts";
 import type { Store } from "../queue/store.ts";
 import { parseDuration } from "../units.ts";
 import { HttpError } from "./errors.ts";
 
-/** Validates the fields foreman relies on; everything else is the target's business. */
+/**
+ * Validates the fields foreman relies on and returns the model; everything else is the target's
+ * business. A /v1 body is checked as OpenAI's API defines it (validateOpenAIBody).
+ */
 export function validateInferenceBody(body: Record<string, unknown>, endpoint: Endpoint): string {
-  const model = body.model;
-  if (model === undefined || model === null || model === "") {
-    throw new HttpError(400, "model is required");
+  const model = requireModelName(body);
+  if (isOpenAI(endpoint)) {
+    validateOpenAIBody(body, endpoint);
+    return model;
   }
-  if (typeof model !== "string") throw new HttpError(400, "model must be a string");
-  if (model.length > 512) throw new HttpError(400, "model name is too long");
   // null is the default (streamed), as in Ollama.
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== "boolean") {
     throw new HttpError(400, "stream must be true or false");
@@ -48,6 +51,16 @@ export function validateInferenceBody(body: Record<string, unknown>, endpoint: E
         `itself when the worker switches models (keep_alive 0 with an empty prompt is refused)`,
     );
   }
+  return model;
+}
+
+function requireModelName(body: Record<string, unknown>): string {
+  const model = body.model;
+  if (model === undefined || model === null || model === "") {
+    throw new HttpError(400, "model is required");
+  }
+  if (typeof model !== "string") throw new HttpError(400, "model must be a string");
+  if (model.length > 512) throw new HttpError(400, "model name is too long");
   return model;
 }
 
@@ -117,7 +130,6 @@ const FIELDS: [string, (v: unknown) => boolean, string][] = [
 ];
 
 const MESSAGE_FIELDS: [string, (v: unknown) => boolean, string][] = [
-  ["content", isString, "a string"],
   ["thinking", isString, "a string"],
   ["images", arrayOf(isString), "an array of base64 strings"],
   ["tool_calls", arrayOf(isObject), "an array of objects"],
@@ -136,9 +148,104 @@ function checkFields(
   }
 }
 
-/** 400 naming the first field of a job's Ollama payload whose type is not the documented one. */
-export function validateJobFields(request: Record<string, unknown>): void {
+const isInteger = (v: unknown) => Number.isInteger(v);
+const isNumber = (v: unknown) => typeof v === "number" && Number.isFinite(v);
+/** OpenAI's optional fields take null for absent, as Ollama's Go binding does. */
+const orNull = (ok: (v: unknown) => boolean) => (v: unknown) => v === null || ok(v);
+
+/**
+ * The fields of an OpenAI chat or completion body that Ollama's /v1 binds, with their types; a
+ * mistake gets foreman's 400 before the job is queued instead of the target's once it runs.
+ */
+const OPENAI_FIELDS: [string, (v: unknown) => boolean, string][] = [
+  ["stream", orNull((v) => typeof v === "boolean"), "true or false"],
+  ["stream_options", orNull(isObject), "an object"],
+  ["max_tokens", orNull(isInteger), "an integer"],
+  ["seed", orNull(isInteger), "an integer"],
+  ["temperature", orNull(isNumber), "a number"],
+  ["top_p", orNull(isNumber), "a number"],
+  ["frequency_penalty", orNull(isNumber), "a number"],
+  ["presence_penalty", orNull(isNumber), "a number"],
+  ["stop", orNull((v) => isString(v) || arrayOf(isString)(v)), "a string or an array of strings"],
+];
+
+const OPENAI_CHAT_FIELDS: [string, (v: unknown) => boolean, string][] = [
+  ["response_format", orNull(isObject), "an object"],
+  ["tools", orNull(arrayOf(isObject)), "an array of objects"],
+];
+
+const OPENAI_COMPLETION_FIELDS: [string, (v: unknown) => boolean, string][] = [
+  ["suffix", orNull(isString), "a string"],
+];
+
+/** 400 naming the first field of a /v1 chat or completion body that OpenAI's API would refuse. */
+function validateOpenAIBody(
+  body: Record<string, unknown>,
+  endpoint: "openai.chat" | "openai.completions",
+): void {
+  if (endpoint === "openai.chat") {
+    const { messages } = body;
+    if (messages === undefined || messages === null) {
+      throw new HttpError(400, "messages is required: an array of message objects");
+    }
+    if (!Array.isArray(messages)) {
+      throw new HttpError(
+        400,
+        "invalid request body: messages must be an array of message objects",
+      );
+    }
+    if (messages.length === 0) throw new HttpError(400, "messages must not be empty");
+    messages.forEach((m, i) => {
+      if (!isObject(m) || typeof (m as { role?: unknown }).role !== "string") {
+        throw new HttpError(
+          400,
+          `invalid request body: messages[${i}] must be an object with a string role`,
+        );
+      }
+    });
+  } else {
+    const { prompt } = body;
+    if (prompt === undefined || prompt === null || prompt === "") {
+      throw new HttpError(400, "prompt is required");
+    }
+    if (typeof prompt !== "string") {
+      throw new HttpError(400, "invalid request body: prompt must be a string");
+    }
+  }
+  checkFields(body, OPENAI_FIELDS, "");
+  checkFields(
+    body,
+    endpoint === "openai.chat" ? OPENAI_CHAT_FIELDS : OPENAI_COMPLETION_FIELDS,
+    "",
+  );
+  const include = (body.stream_options as { include_usage?: unknown } | null | undefined)
+    ?.include_usage;
+  if (include !== undefined && include !== null && typeof include !== "boolean") {
+    throw new HttpError(
+      400,
+      "invalid request body: stream_options.include_usage must be true or false",
+    );
+  }
+}
+
+/** A message's content: text natively; OpenAI's also takes content parts, or null beside tool calls. */
+const CONTENT: Record<"native" | "openai", [string, (v: unknown) => boolean, string]> = {
+  native: ["content", isString, "a string"],
+  openai: [
+    "content",
+    (v) => v === null || isString(v) || arrayOf(isObject)(v),
+    "a string, an array of content parts or null",
+  ],
+};
+
+/**
+ * 400 naming the first field of a job's payload whose type is not the one docs/openapi.yaml
+ * gives it. The Ollama fields are held to their types whatever the endpoint (Ollama's /v1 ignores
+ * them), so one job schema describes what /jobs refuses.
+ */
+export function validateJobFields(request: Record<string, unknown>, endpoint: Endpoint): void {
   checkFields(request, FIELDS, "");
+  const content = CONTENT[isOpenAI(endpoint) ? "openai" : "native"];
   const messages = Array.isArray(request.messages) ? request.messages : [];
-  messages.forEach((m, i) => checkFields(m, MESSAGE_FIELDS, `messages[${i}].`));
+  messages.forEach((m, i) => checkFields(m, [content, ...MESSAGE_FIELDS], `messages[${i}].`));
 }

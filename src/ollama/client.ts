@@ -222,8 +222,30 @@ export function ollamaError(text: string): string | undefined {
   }
 }
 
-/** The `error` field of an Ollama error body, or a description of the status when absent. */
+/**
+ * The message of OpenAI's error shape, {"error": {"message": "..."}}, which Ollama's /v1 routes
+ * answer: an error body, or the data of a Server-Sent Event.
+ */
+export function openaiError(text: string): string | undefined {
+  if (!text.includes('"error"')) return undefined;
+  try {
+    const v = JSON.parse(text);
+    return typeof v?.error?.message === "string" ? v.error.message : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** OpenAI's error shape, which foreman's /v1 answers and its mid-stream /v1 failures use. */
+export function openaiErrorBody(
+  message: string,
+  type = "api_error",
+): { error: { message: string; type: string; param: null; code: null } } {
+  return { error: { message, type, param: null, code: null } };
+}
+
+/** The message of an error body in Ollama's or OpenAI's shape, or a description of the status. */
 export function errorFromBody(text: string, status: number): string {
-  return ollamaError(text) ??
+  return ollamaError(text) ?? openaiError(text) ??
     (text.trim() ? text.trim().slice(0, 500) : `target answered HTTP ${status}`);
 }

@@ -26,3 +26,13 @@ export function normalizeModel(name: string): string {
 export function sameModel(a: string, b: string): boolean {
   return normalizeModel(a) === normalizeModel(b);
 }
+
+/**
+ * The namespace in a model's name, as Ollama's /v1/models reports it in `owned_by`: "library"
+ * for the default namespace ("llama3", "library/llama3"), else the segment before the model
+ * ("someone/llama3", "hf.co/someone/repo:q4" → "someone").
+ */
+export function namespaceOf(name: string): string {
+  const parts = normalizeModel(name).split("/");
+  return parts.length >= 2 ? parts.at(-2)! : "library";
+}

@@ -119,6 +119,48 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX jobs_active ON jobs (state) WHERE state IN ('loading', 'working');
   CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
   `,
+  // 4: jobs rebuilt to take the OpenAI-compatible endpoints (ADR-0016) in the endpoint CHECK,
+  // which SQLite cannot alter in place; columns, order and the other constraints are those of 3.
+  `
+  CREATE TABLE jobs_v4 (
+    id              TEXT PRIMARY KEY CHECK (length(id) = 26),
+    kind            TEXT NOT NULL CHECK (kind IN ('sync', 'async')),
+    endpoint        TEXT NOT NULL
+                    CHECK (endpoint IN ('chat', 'generate', 'openai.chat', 'openai.completions')),
+    model           TEXT NOT NULL CHECK (length(model) > 0),
+    state           TEXT NOT NULL
+                    CHECK (state IN ('queued', 'loading', 'working', 'done', 'failed', 'cancelled')),
+    webhook_url     TEXT,
+    idempotency_key TEXT UNIQUE,
+    request_hash    TEXT,
+    attempt         INTEGER NOT NULL DEFAULT 0 CHECK (attempt >= 0),
+    not_before      INTEGER NOT NULL DEFAULT 0,
+    error           TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    started_at      INTEGER,
+    finished_at     INTEGER,
+    metadata        TEXT,
+    request         TEXT NOT NULL,
+    result          TEXT,
+    CHECK ((state IN ('done', 'failed', 'cancelled')) = (finished_at IS NOT NULL)),
+    CHECK (state <> 'done' OR result IS NOT NULL),
+    CHECK (kind = 'async' OR (webhook_url IS NULL AND idempotency_key IS NULL)),
+    CHECK ((idempotency_key IS NULL) = (request_hash IS NULL))
+  ) STRICT;
+  INSERT INTO jobs_v4 (id, kind, endpoint, model, state, webhook_url, idempotency_key,
+    request_hash, attempt, not_before, error, created_at, updated_at, started_at, finished_at,
+    metadata, request, result)
+  SELECT id, kind, endpoint, model, state, webhook_url, idempotency_key, request_hash, attempt,
+    not_before, error, created_at, updated_at, started_at, finished_at, metadata, request, result
+  FROM jobs;
+  DROP TABLE jobs;
+  ALTER TABLE jobs_v4 RENAME TO jobs;
+  CREATE INDEX jobs_queued_by_model ON jobs (model, id) WHERE state = 'queued';
+  CREATE INDEX jobs_queued_fifo ON jobs (id) WHERE state = 'queued';
+  CREATE INDEX jobs_active ON jobs (state) WHERE state IN ('loading', 'working');
+  CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -43,11 +43,22 @@ export type EventState = (typeof EVENT_STATES)[number];
 
 export const EVENT_STATES = ["pending", "delivered", "dead"] as const;
 
-/** Sync jobs come from /api/chat and /api/generate; async ones from POST /jobs. */
+/** Sync jobs come from /api/chat, /api/generate and the /v1 completions; async ones from /jobs. */
 export type JobKind = "sync" | "async";
 
-/** Which target route runs the job. */
-export type Endpoint = "chat" | "generate";
+/**
+ * Which target route runs the job: Ollama's native /api/chat and /api/generate, or its
+ * OpenAI-compatible /v1/chat/completions and /v1/completions (ADR-0016), whose answers are
+ * relayed and stored in OpenAI's shape.
+ */
+export type Endpoint = (typeof ENDPOINTS)[number];
+
+export const ENDPOINTS = ["chat", "generate", "openai.chat", "openai.completions"] as const;
+
+/** Whether a job of `endpoint` speaks OpenAI's dialect (a /v1 route at the target). */
+export function isOpenAI(endpoint: Endpoint): endpoint is "openai.chat" | "openai.completions" {
+  return endpoint === "openai.chat" || endpoint === "openai.completions";
+}
 
 /** A list of states as SQL: ('queued', 'loading'). States are fixed words, never user input. */
 export function sqlList(states: readonly string[]): string {

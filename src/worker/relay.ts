@@ -1,10 +1,11 @@
 // Relays a target response body to a caller chunk by chunk, without parsing it: bytes go out as
 // they arrive, pulled by the caller so backpressure reaches the target. Only the last line is kept
-// (it carries the final metrics or a mid-stream {"error"}), up to a cap. One idle timer watches
-// both ends: a target silent for the timeout has stalled, a caller that read nothing for it is gone.
+// (it carries the final metrics, `data: [DONE]` or a mid-stream error), up to a cap. One idle timer
+// watches both ends: a target silent for the timeout has stalled, a caller that read nothing for it
+// is gone.
 
 import { concat } from "../bytes.ts";
-import { AnswerTooLargeError, IdleTimer } from "../ollama/client.ts";
+import { AnswerTooLargeError, IdleTimer, openaiErrorBody } from "../ollama/client.ts";
 
 export class StallError extends Error {
   override name = "StallError";
@@ -40,22 +41,33 @@ export interface RelayOptions {
   /** Ends the relay at once (cancel, shutdown), even while the caller is not reading. */
   signal?: AbortSignal;
   /**
-   * Whether the body is Ollama's NDJSON (the default): its last line is kept for `done`, and a
-   * failure reaches the caller as a final {"error"} line. Otherwise nothing is kept, `done`
-   * resolves with "", and a failure aborts the caller's stream.
+   * How the body is framed, which decides what `done` resolves with and how a failure after the
+   * first byte reaches the caller:
+   * - "ndjson" (the default), Ollama's lines: the last line is kept; a failure is a final
+   *   {"error"} line.
+   * - "sse", OpenAI's Server-Sent Events (/v1 with stream:true): the last non-empty line is kept
+   *   (`data: [DONE]` when the stream is whole); a failure is a final `data: {"error": {…}}` event,
+   *   which OpenAI's SDKs raise as an error.
+   * - "json", one JSON document (/v1 with stream:false): kept whole, up to `maxLine`; a failure
+   *   aborts the caller's stream, since a document has no room for a second one.
+   * - "bytes": nothing is kept, `done` resolves with ""; a failure aborts the caller's stream.
    */
-  ndjson?: boolean;
+  framing?: Framing;
 }
+
+export type Framing = "ndjson" | "sse" | "json" | "bytes";
 
 const NL = 10;
 
 export function relay(body: ReadableStream<Uint8Array>, options: RelayOptions): Relay {
-  const { idleTimeout, maxLine = Infinity, signal, ndjson = true } = options;
+  const { idleTimeout, maxLine = Infinity, signal, framing = "ndjson" } = options;
   const reader = body.getReader();
   let sent = 0;
   let tail: Uint8Array[] = [];
   let tailBytes = 0;
   let tailComplete = false;
+  /** Newlines at the end of what was sent: 2 or more means an SSE event boundary. */
+  let trailingNewlines = 0;
   let settled = false;
   /** A read from the target is in progress (the caller asked for more). */
   let pulling = false;
@@ -85,7 +97,7 @@ export function relay(body: ReadableStream<Uint8Array>, options: RelayOptions): 
     settled = true;
     idle.stop();
     signal?.removeEventListener("abort", onAbort);
-    if (err === undefined) resolveDone(lastLine(tail));
+    if (err === undefined) resolveDone(framing === "json" ? whole(tail) : lastLine(tail));
     else rejectDone(err);
   };
 
@@ -101,19 +113,32 @@ export function relay(body: ReadableStream<Uint8Array>, options: RelayOptions): 
   function fail(err: unknown) {
     finish(err);
     try {
-      if (ndjson && !(err instanceof CallerGoneError)) {
-        // Ollama's convention for a failure after the first byte: one last {"error"} line, on a
-        // line of its own even when the target was cut mid-line.
-        const sep = sent > 0 && !tailComplete ? "\n" : "";
-        const line = sep + JSON.stringify({ error: `foreman: ${(err as Error).message}` }) + "\n";
-        controller.enqueue(new TextEncoder().encode(line));
+      const last = err instanceof CallerGoneError ? undefined : lastWords(err);
+      if (last === undefined) controller.error(err);
+      else {
+        controller.enqueue(new TextEncoder().encode(last));
         controller.close();
-      } else {
-        controller.error(err);
       }
     } catch {
       // the caller's stream was cancelled already
     }
+  }
+
+  /** The caller's last bytes after `err`, in the body's framing; undefined where it has none. */
+  function lastWords(err: unknown): string | undefined {
+    const message = `foreman: ${(err as Error).message}`;
+    if (framing === "ndjson") {
+      // Ollama's convention for a failure after the first byte: one last {"error"} line, on a
+      // line of its own even when the target was cut mid-line.
+      const sep = sent > 0 && !tailComplete ? "\n" : "";
+      return sep + JSON.stringify({ error: message }) + "\n";
+    }
+    if (framing === "sse") {
+      // An event of its own: after a blank line, even when the target was cut mid-event.
+      const sep = sent === 0 ? "" : "\n".repeat(Math.max(0, 2 - trailingNewlines));
+      return `${sep}data: ${JSON.stringify(openaiErrorBody(message))}\n\n`;
+    }
+    return undefined;
   }
 
   const readable = new ReadableStream<Uint8Array>({
@@ -132,7 +157,9 @@ export function relay(body: ReadableStream<Uint8Array>, options: RelayOptions): 
           return;
         }
         sent += value.byteLength;
-        if (ndjson) keepTail(value);
+        countNewlines(value);
+        if (framing === "json") keepWhole(value);
+        else if (framing !== "bytes") keepTail(value);
         c.enqueue(value);
         // From here the caller's silence is timed.
         idle.touch();
@@ -149,31 +176,55 @@ export function relay(body: ReadableStream<Uint8Array>, options: RelayOptions): 
     },
   }, { highWaterMark: 0 });
 
-  // Keeps the bytes of the last line: after the last newline that is not the chunk's final byte.
+  function countNewlines(chunk: Uint8Array) {
+    const n = trailingNewlinesOf(chunk);
+    trailingNewlines = n === chunk.byteLength ? trailingNewlines + n : n;
+  }
+
+  // Keeps the bytes of the last non-empty line: after the last newline before the chunk's final
+  // newlines (SSE ends each event with a blank line; NDJSON has none).
   function keepTail(chunk: Uint8Array) {
-    if (chunk.byteLength === 0) return;
-    let cut = -1;
-    for (let i = chunk.byteLength - 2; i >= 0; i--) {
-      if (chunk[i] === NL) {
-        cut = i;
-        break;
-      }
+    const end = chunk.byteLength - trailingNewlinesOf(chunk);
+    if (end === 0) {
+      // Only newlines: the line kept so far is complete.
+      if (chunk.byteLength > 0) tailComplete = true;
+      return;
     }
+    const cut = chunk.lastIndexOf(NL, end - 1);
     if (cut >= 0 || tailComplete) {
-      tail = [chunk.subarray(cut + 1)];
-      tailBytes = chunk.byteLength - cut - 1;
+      tail = [chunk.subarray(cut + 1, end)];
+      tailBytes = end - cut - 1;
     } else {
-      tail.push(chunk);
-      tailBytes += chunk.byteLength;
+      tail.push(chunk.subarray(0, end));
+      tailBytes += end;
     }
-    tailComplete = chunk[chunk.byteLength - 1] === NL;
+    tailComplete = end < chunk.byteLength;
     if (tailBytes > maxLine) {
       tail = [];
       throw new AnswerTooLargeError(maxLine, "line");
     }
   }
 
+  function keepWhole(chunk: Uint8Array) {
+    tail.push(chunk);
+    tailBytes += chunk.byteLength;
+    if (tailBytes > maxLine) {
+      tail = [];
+      throw new AnswerTooLargeError(maxLine);
+    }
+  }
+
   return { readable, done, sent: () => sent };
+}
+
+function trailingNewlinesOf(chunk: Uint8Array): number {
+  let n = 0;
+  while (n < chunk.byteLength && chunk[chunk.byteLength - 1 - n] === NL) n++;
+  return n;
+}
+
+function whole(parts: Uint8Array[]): string {
+  return new TextDecoder().decode(concat(parts));
 }
 
 function lastLine(parts: Uint8Array[]): string {
@@ -191,8 +242,8 @@ export async function readAll(
   options: { idleTimeout: number; maxAnswer?: number; signal?: AbortSignal },
 ): Promise<Uint8Array<ArrayBuffer>> {
   const maxAnswer = options.maxAnswer ?? Infinity;
-  // Not read as NDJSON: the parts are the answer, no last line is kept beside them.
-  const r = relay(body, { ...options, ndjson: false });
+  // Not read as lines: the parts are the answer, no last line is kept beside them.
+  const r = relay(body, { ...options, framing: "bytes" });
   const parts: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of r.readable) {

@@ -1,13 +1,15 @@
 // Two-slot residency at the target: slot 1 holds the embedder (warmed with keep_alive -1 and never
 // unloaded by foreman), slot 2 rotates among worker models. A swap is explicit: unload every other
-// worker model first, then load the next one, so the target never has to evict on its own.
+// worker model first, then load the next one, so the target never has to evict on its own. A /v1
+// job carries no keep_alive and may leave the model on Ollama's default expiry: the worker pins it
+// again once it has been idle a moment (ADR-0016).
 
 import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { type TargetClient, TargetHttpError } from "../ollama/client.ts";
 import type { Inventory } from "../ollama/inventory.ts";
 import { type ModelInfo, sameModel } from "../ollama/models.ts";
-import type { Endpoint } from "../queue/states.ts";
+import { type Endpoint, isOpenAI } from "../queue/states.ts";
 import { keepAliveSeconds } from "../units.ts";
 
 export interface ResidencyOptions {
@@ -23,6 +25,11 @@ export interface ResidencyOptions {
 export class Residency {
   /** The worker model foreman last made resident; undefined after a failure or at start. */
   #current: string | undefined;
+  /**
+   * The native route of the /v1 job that ran on `current` since foreman last pinned it: Ollama
+   * gave the model its default expiry if that job (re)loaded it. Undefined while the pin holds.
+   */
+  #unpinnedBy: "chat" | "generate" | undefined;
   readonly #o: ResidencyOptions;
 
   constructor(options: ResidencyOptions) {
@@ -40,6 +47,49 @@ export class Residency {
    */
   forget(): void {
     this.#current = undefined;
+    this.#unpinnedBy = undefined;
+  }
+
+  /** Whether a /v1 job may have left the resident model on Ollama's default expiry. */
+  get unpinned(): boolean {
+    return this.#unpinnedBy !== undefined;
+  }
+
+  /**
+   * Notes that a job of `endpoint` is about to run on the resident model. A /v1 job sends no
+   * keep_alive: if it (re)loads the model, Ollama gives it the default 5 minutes. A native job
+   * that completes carries foreman's keep_alive and pins the model itself (`pinned`).
+   */
+  running(endpoint: Endpoint): void {
+    if (isOpenAI(endpoint)) this.#unpinnedBy = nativeEndpoint(endpoint);
+  }
+
+  /** A native job carrying foreman's keep_alive ran on the resident model: the pin holds again. */
+  pinned(): void {
+    this.#unpinnedBy = undefined;
+  }
+
+  /**
+   * Pins the resident model again after /v1 jobs: a load request with foreman's keep_alive, which
+   * Ollama answers without a reload while the runner's options match (a /v1 request sets no runner
+   * option). Returns whether it sent one.
+   */
+  async repin(options: { signal?: AbortSignal } = {}): Promise<boolean> {
+    const model = this.#current;
+    const endpoint = this.#unpinnedBy;
+    if (model === undefined || endpoint === undefined) return false;
+    const { client, log } = this.#o;
+    const started = performance.now();
+    await client.json(`/api/${endpoint}`, {
+      body: this.#loadRequest(model, endpoint),
+      signal: options.signal,
+    });
+    this.#unpinnedBy = undefined;
+    log.info("worker model pinned again after /v1 jobs", {
+      model,
+      ms: Math.round(performance.now() - started),
+    });
+    return true;
   }
 
   /** Seeds `current` from the target's /api/ps: a resident model other than the embedder. */
@@ -61,7 +111,8 @@ export class Residency {
     model: string,
     options: { endpoint: Endpoint; signal: AbortSignal },
   ): Promise<"resident" | "loaded" | "swapped"> {
-    const { endpoint, signal } = options;
+    const { signal } = options;
+    const endpoint = nativeEndpoint(options.endpoint);
     const { client, inventory, log, metrics } = this.#o;
     if (this.#current && sameModel(this.#current, model)) return "resident";
     const ps = await client.json<{ models: ModelInfo[] }>("/api/ps", { signal });
@@ -76,6 +127,7 @@ export class Residency {
       return "resident";
     }
     this.#current = undefined;
+    this.#unpinnedBy = undefined;
     for (const m of others) {
       log.info("unloading worker model", { model: m.name, next: model });
       await client.json("/api/generate", { body: { model: m.name, keep_alive: 0 }, signal });
@@ -91,7 +143,7 @@ export class Residency {
     return swapped ? "swapped" : "loaded";
   }
 
-  #loadRequest(model: string, endpoint: Endpoint): Record<string, unknown> {
+  #loadRequest(model: string, endpoint: "chat" | "generate"): Record<string, unknown> {
     const keep_alive = keepAliveSeconds(this.#o.keepAlive);
     return endpoint === "chat"
       ? { model, messages: [], keep_alive, stream: false }
@@ -117,4 +169,9 @@ export class Residency {
   embedderResident(ps: ModelInfo[]): boolean {
     return ps.some((m) => this.isEmbedder(m.name));
   }
+}
+
+/** The native route that loads a model for a job of `endpoint`: /v1 chat is Ollama's chat. */
+function nativeEndpoint(endpoint: Endpoint): "chat" | "generate" {
+  return endpoint === "chat" || endpoint === "openai.chat" ? "chat" : "generate";
 }

@@ -1,6 +1,7 @@
 // The single worker: takes one job at a time by drain-by-model, makes its model resident, runs it at
 // the target and records the outcome through the store's guarded transitions. Sync callers waiting
-// on /api/chat or /api/generate get the target's response relayed from the moment the job works.
+// on /api/chat, /api/generate or the /v1 completions get the target's response relayed from the
+// moment the job works. Once idle, it pins again a model that /v1 jobs may have unpinned.
 
 import { createHash } from "node:crypto";
 import { WakeableSleep } from "../async.ts";
@@ -10,20 +11,30 @@ import {
   AnswerTooLargeError,
   errorFromBody,
   ollamaError,
+  openaiError,
   type TargetClient,
   TargetHttpError,
   TargetUnreachableError,
 } from "../ollama/client.ts";
 import { isDiskFull } from "../queue/disk_full.ts";
+import { type Endpoint, ENDPOINTS, isOpenAI } from "../queue/states.ts";
 import type { Artifact, Job, Store } from "../queue/store.ts";
 import { keepAliveSeconds } from "../units.ts";
-import { CallerGoneError, CallerStoppedReadingError, readAll, relay, StallError } from "./relay.ts";
+import {
+  CallerGoneError,
+  CallerStoppedReadingError,
+  type Framing,
+  readAll,
+  relay,
+  StallError,
+} from "./relay.ts";
 import type { Residency } from "./residency.ts";
 
 /**
  * The target's answer to a sync job, as the worker hands it over: the target's status and headers
  * as sent, and its body as relayed (under the relay's deadlines; a failure after the first byte
- * arrives as a final {"error"} line). How a caller sees it is the HTTP layer's business.
+ * arrives as a final {"error"} line, or a `data: {"error": …}` event on /v1). How a caller sees
+ * it is the HTTP layer's business.
  */
 export interface Answer {
   status: number;
@@ -67,6 +78,12 @@ export type Outcome =
   | { job: string; outcome: "requeued"; reason: string };
 
 const RETRY_CAP = 30_000;
+/**
+ * How long the worker stays idle before it pins again a model /v1 jobs may have unpinned: long
+ * enough that a client sending one request after another is not answered with a re-pin between
+ * each (measured in ADR-0016), far shorter than Ollama's default 5-minute expiry.
+ */
+const REPIN_IDLE = 1000;
 /** Pause after a step failed to write the database (a full disk) before trying again. */
 const STORE_RETRY = 1000;
 
@@ -94,10 +111,19 @@ export class Worker {
   #pausedUntil = 0;
   /** A job a failed database write left loading or working; put back in the queue first. */
   #stranded?: string;
+  /** The loop's signal (start): shutdown ends a re-pin in flight. */
+  #signal?: AbortSignal;
+  /** Since when the worker has found nothing to do while a re-pin is pending. */
+  #idleSince?: number;
 
   constructor(options: WorkerOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
+    // Every endpoint's series exists from the start, so a rate over it never begins with a gap.
+    for (const endpoint of ENDPOINTS) {
+      options.metrics.jobWait.declare({ endpoint });
+      options.metrics.jobRun.declare({ endpoint });
+    }
   }
 
   /** Registers the caller waiting for sync job `id`. */
@@ -148,6 +174,7 @@ export class Worker {
 
   /** Runs jobs until `signal` aborts; sleeps while there is nothing to do. */
   async start(signal: AbortSignal): Promise<void> {
+    this.#signal = signal;
     signal.addEventListener("abort", () => this.#current?.abort.abort(new Shutdown()), {
       once: true,
     });
@@ -163,10 +190,21 @@ export class Worker {
         });
         this.#pausedUntil = this.#now() + STORE_RETRY;
       }
+      if (did) this.#idleSince = undefined;
       if (did || signal.aborted) continue;
       let readyAt = this.#o.store.nextReadyAt();
       if (readyAt !== undefined) readyAt = Math.max(readyAt, this.#pausedUntil);
-      const wait = readyAt === undefined ? 60_000 : Math.max(5, readyAt - this.#now());
+      let wait = readyAt === undefined ? 60_000 : Math.max(5, readyAt - this.#now());
+      if (this.#o.residency.unpinned) {
+        this.#idleSince ??= this.#now();
+        const due = this.#idleSince + REPIN_IDLE;
+        if (this.#now() >= due) {
+          await this.#repin();
+          this.#idleSince = undefined;
+          continue;
+        }
+        wait = Math.min(wait, due - this.#now());
+      }
       await this.#idle.sleep(wait, signal);
     }
   }
@@ -202,10 +240,32 @@ export class Worker {
     }
   }
 
+  /**
+   * Pins the resident model again after /v1 jobs, from the idle loop: nothing else runs, so the
+   * target still sees one request of the worker's at a time. A failure is logged; an unreachable
+   * target makes residency forget what it held, as for a job.
+   */
+  async #repin(): Promise<void> {
+    const { residency, log } = this.#o;
+    if (!residency.unpinned) return;
+    try {
+      await residency.repin({ signal: this.#signal });
+    } catch (err) {
+      if (this.#signal?.aborted) return;
+      log.warn("cannot pin the worker model again after /v1 jobs", {
+        model: residency.current,
+        error: errorMessage(err),
+      });
+      if (err instanceof TargetUnreachableError) residency.forget();
+      else residency.pinned(); // the target refused it: asking again would be refused again
+    }
+  }
+
   async #run(job: Job, signal: AbortSignal): Promise<Outcome> {
     const { store, log, metrics } = this.#o;
     const started = this.#now();
-    metrics.jobWait.observe((started - job.createdAt) / 1000);
+    const endpoint = { endpoint: job.endpoint };
+    metrics.jobWait.observe((started - job.createdAt) / 1000, endpoint);
     log.info("job loading", {
       job_id: job.id,
       model: job.model,
@@ -214,6 +274,7 @@ export class Worker {
     });
     try {
       await this.#o.residency.ensure(job.model, { endpoint: job.endpoint, signal });
+      this.#o.residency.running(job.endpoint);
       store.transition("startWorking", job.id);
       log.info("job working", { job_id: job.id, model: job.model, state: "working" });
       const outcome = job.kind === "sync"
@@ -226,7 +287,7 @@ export class Worker {
       if (isDiskFull(err)) throw err;
       return this.#handleFailure(job, err, { signal });
     } finally {
-      metrics.jobRun.observe((this.#now() - started) / 1000);
+      metrics.jobRun.observe((this.#now() - started) / 1000, endpoint);
     }
   }
 
@@ -237,9 +298,10 @@ export class Worker {
   ): Promise<Response> {
     const { stream, signal } = options;
     const body = JSON.parse(job.request);
-    body.keep_alive = keepAliveSeconds(this.#o.keepAlive);
+    // Ollama's /v1 routes take no keep_alive; the worker pins again after them (#repin).
+    if (!isOpenAI(job.endpoint)) body.keep_alive = keepAliveSeconds(this.#o.keepAlive);
     if (stream !== undefined) body.stream = stream;
-    const res = await this.#o.client.fetch(`/api/${job.endpoint}`, {
+    const res = await this.#o.client.fetch(TARGET_PATHS[job.endpoint], {
       method: "POST",
       body: JSON.stringify(body),
       contentType: "application/json",
@@ -261,7 +323,8 @@ export class Worker {
     // The relay ends on an abort (cancel, shutdown) even while the caller is not reading, and
     // treats a caller that read nothing for the target timeout as gone: the worker never waits
     // on a caller.
-    const r = relay(res.body!, { idleTimeout: targetTimeout, maxLine: maxAnswer, signal });
+    const framing = framingOf(job.endpoint, res.headers);
+    const r = relay(res.body!, { idleTimeout: targetTimeout, maxLine: maxAnswer, signal, framing });
     // From here a failure reaches the caller inside the stream, never as a second answer.
     this.#callers.delete(job.id);
     caller.answer({ status: res.status, headers: res.headers, body: r.readable });
@@ -278,13 +341,12 @@ export class Worker {
       // Bytes may already be with the caller: a retry would repeat them, so the job ends here.
       return this.#failed(job.id, `the target stopped mid-response: ${errorMessage(err)}`);
     }
-    const midStreamError = ollamaError(last);
-    if (midStreamError !== undefined) return this.#failed(job.id, midStreamError);
-    // Ollama can end a response early without its final done:true object; the caller has what was
-    // sent, but the job did not complete.
-    if (!endsDone(last)) return this.#failed(job.id, INCOMPLETE);
-    const done = store.transition("complete", job.id, { result: last || "{}" });
-    this.#finished(done);
+    const problem = incomplete(last, framing);
+    if (problem !== undefined) return this.#failed(job.id, problem);
+    // A sync job's result is never shown; a stream of events has no final object to keep.
+    const result = framing === "sse" ? "{}" : last || "{}";
+    const done = store.transition("complete", job.id, { result });
+    this.#completed(done);
     return { job: job.id, outcome: "done" };
   }
 
@@ -300,17 +362,13 @@ export class Worker {
       throw new TargetUnreachableError(`the target stopped mid-response: ${errorMessage(err)}`);
     }
     const text = new TextDecoder().decode(bytes);
-    let parsed: unknown;
     try {
-      parsed = JSON.parse(text);
+      JSON.parse(text);
     } catch {
-      throw new TargetHttpError(502, "the target sent a response that is not JSON");
+      throw new TargetHttpError(502, NOT_JSON);
     }
-    const err = ollamaError(text);
-    if (err !== undefined || typeof parsed !== "object" || parsed === null) {
-      throw new TargetHttpError(502, err ?? "the target sent an unexpected response");
-    }
-    if ((parsed as { done?: unknown }).done !== true) throw new TargetHttpError(502, INCOMPLETE);
+    const problem = incomplete(text, isOpenAI(job.endpoint) ? "json" : "ndjson");
+    if (problem !== undefined) throw new TargetHttpError(502, problem);
     const completion: Artifact = {
       name: "completion",
       contentType: "application/json",
@@ -319,7 +377,7 @@ export class Worker {
       body: bytes,
     };
     const done = store.transition("complete", job.id, { result: text, artifacts: [completion] });
-    this.#finished(done);
+    this.#completed(done);
     return { job: job.id, outcome: "done" };
   }
 
@@ -401,8 +459,14 @@ export class Worker {
     return { job: id, outcome: "cancelled" };
   }
 
+  /** A job is done: a native one carried foreman's keep_alive, so the model is pinned again. */
+  #completed(job: Job): void {
+    if (!isOpenAI(job.endpoint)) this.#o.residency.pinned();
+    this.#finished(job);
+  }
+
   #finished(job: Job): void {
-    this.#o.metrics.jobsFinished.inc({ outcome: job.state });
+    this.#o.metrics.jobsFinished.inc({ outcome: job.state, endpoint: job.endpoint });
     const fields = { job_id: job.id, model: job.model, state: job.state, attempt: job.attempt };
     if (job.state === "failed") this.#o.log.warn("job failed", { ...fields, error: job.error });
     else this.#o.log.info(`job ${job.state}`, fields);
@@ -412,13 +476,53 @@ export class Worker {
 /** What a caller whose job was cancelled gets, as Ollama answers a request cancelled under it. */
 const CANCELED: Failure = { status: 499, message: "request canceled" };
 
-const INCOMPLETE = "the target ended its response without done:true";
+/** The target's route for each endpoint. */
+const TARGET_PATHS: Record<Endpoint, string> = {
+  chat: "/api/chat",
+  generate: "/api/generate",
+  "openai.chat": "/v1/chat/completions",
+  "openai.completions": "/v1/completions",
+};
 
-/** Whether the final line is Ollama's closing object. */
-function endsDone(line: string): boolean {
-  try {
-    return JSON.parse(line)?.done === true;
-  } catch {
-    return false;
-  }
+/** How a sync job's answer is framed: NDJSON (native), or by its content type on /v1. */
+function framingOf(endpoint: Endpoint, headers: Headers): Framing {
+  if (!isOpenAI(endpoint)) return "ndjson";
+  return headers.get("content-type")?.startsWith("text/event-stream") ? "sse" : "json";
 }
+
+/**
+ * Why an answer that ended does not complete its job, or undefined when it does: `last` is the
+ * last line (ndjson, sse) or the whole document (json).
+ * - ndjson: Ollama's closing object has done:true, and a mid-stream failure is an {"error"} line.
+ *   Ollama can end a response early without it; the caller has what was sent, but the job did
+ *   not complete.
+ * - sse: a whole stream ends with `data: [DONE]`. Ollama 0.11.4's /v1 writer turns a native
+ *   mid-stream {"error"} line into an empty chunk and stops without `[DONE]`, so the missing
+ *   marker is how a failure shows; an error event (a proxy's, or a later Ollama's) names it.
+ * - json: one object without "error".
+ */
+function incomplete(last: string, framing: Framing): string | undefined {
+  if (framing === "sse") {
+    if (last === "data: [DONE]") return undefined;
+    return openaiError(last.replace(/^data: ?/, "")) ?? SSE_INCOMPLETE;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(last);
+  } catch {
+    return framing === "json" ? NOT_JSON : INCOMPLETE;
+  }
+  const error = framing === "json" ? openaiError(last) : ollamaError(last);
+  if (error !== undefined) return error;
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    return "the target sent an unexpected response";
+  }
+  if (framing === "json") {
+    return "error" in parsed ? "the target sent an unexpected response" : undefined;
+  }
+  return (parsed as { done?: unknown }).done === true ? undefined : INCOMPLETE;
+}
+
+const INCOMPLETE = "the target ended its response without done:true";
+const NOT_JSON = "the target sent a response that is not JSON";
+const SSE_INCOMPLETE = "the target ended its event stream without data: [DONE]";

@@ -1,7 +1,7 @@
 // Hostile-input suite: a seeded generator (hostile_requests.ts) throws malformed, mistyped,
 // oversized, deeply nested, non-UTF-8 and path-tricking requests, and abusive headers, at every
-// route. foreman must answer each with a 4xx in Ollama's {"error"} shape (or accept what is merely
-// unusual), never 5xx, never crash, and keep its memory bounded. Then the auth matrix, across a
+// route. foreman must answer each with a 4xx in its surface's shape (Ollama's {"error"}, OpenAI's
+// under /v1) or accept what is merely unusual, never 5xx, never crash, and keep its memory bounded. Then the auth matrix, across a
 // token rotation.
 
 import assert from "node:assert/strict";
@@ -24,7 +24,7 @@ import {
   deep,
   enc,
   generator,
-  isOllamaError,
+  isShapedError,
   MAX_BODY,
   raw,
   send,
@@ -32,7 +32,7 @@ import {
 
 const SEED = seedFor(4_004);
 const CASES = scale(500, 6000);
-Deno.test(`${CASES} seeded hostile requests get 4xx in Ollama's shape, no 5xx, no crash, bounded memory (seed ${SEED})`, async () => {
+Deno.test(`${CASES} seeded hostile requests get 4xx in their surface's shape, no 5xx, no crash, bounded memory (seed ${SEED})`, async () => {
   const rng = new Rng(SEED);
   const sim = await OllamaSim.start({ loadMs: 2, tokenMs: 1 });
   const fm = await startForeman({
@@ -65,7 +65,7 @@ Deno.test(`${CASES} seeded hostile requests get 4xx in Ollama's shape, no 5xx, n
         const counts = byKind.get(c.kind) ?? new Map<number, number>();
         counts.set(a.status, (counts.get(a.status) ?? 0) + 1);
         byKind.set(c.kind, counts);
-        const shaped = a.status < 400 || c.method === "HEAD" || isOllamaError(a.text);
+        const shaped = a.status < 400 || c.method === "HEAD" || isShapedError(c.path, a.text);
         const fromTarget = a.status < 500 || (c.relayed?.test(a.text) ?? false);
         if (a.status >= 500 && fromTarget) relayed5xx++;
         if (!c.expect.includes(a.status) || !shaped || !fromTarget) {
@@ -190,6 +190,10 @@ function protectedRoutes(jobId: string): [string, string, unknown][] {
     ["GET", `/jobs/${jobId}/artifacts/completion`, undefined],
     ["GET", "/metrics", undefined],
     ["GET", "/v1/models", undefined],
+    ["GET", "/v1/models/tiny-a", undefined],
+    ["POST", "/v1/chat/completions", { ...chatOk, max_tokens: 1 }],
+    ["POST", "/v1/completions", { model: "tiny-a", prompt: "x", max_tokens: 1 }],
+    ["POST", "/v1/embeddings", { model: "embed-e", input: "x" }],
   ];
 }
 
@@ -215,7 +219,7 @@ async function authMatrix(
           'Bearer realm="foreman"',
           `${method} ${path}`,
         );
-        assert.ok(isOllamaError(text), `${method} ${path}: ${text}`);
+        assert.ok(isShapedError(path, text), `${method} ${path}: ${text}`);
       }
     }
     out[`${method} ${path.replace(jobId, "{id}")}`] = row;

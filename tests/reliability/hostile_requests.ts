@@ -35,7 +35,8 @@ export function deep(depth: number, open: string, close: string, inner = "1"): s
 /** The seeded generator: every call returns a new hostile request. */
 export function generator(rng: Rng, ctx: { doneJob: string; webhookHost: string }) {
   const inferenceRoutes = ["/api/chat", "/api/generate", "/jobs"];
-  const jsonRoutes = [...inferenceRoutes, "/api/embed", "/api/embeddings"];
+  const openaiRoutes = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
+  const jsonRoutes = [...inferenceRoutes, "/api/embed", "/api/embeddings", ...openaiRoutes];
   const wrongTypes: [string, unknown][] = [
     ["model", 5],
     ["model", ["tiny-a"]],
@@ -54,6 +55,28 @@ export function generator(rng: Rng, ctx: { doneJob: string; webhookHost: string 
     ["messages", [1, 2]],
     ["messages", [null]],
     ["messages", [{ role: 7, content: "x" }]],
+  ];
+  const openaiWrongTypes: [string, unknown][] = [
+    ["model", 5],
+    ["model", ""],
+    ["stream", "yes"],
+    ["stream_options", "usage"],
+    ["stream_options", { include_usage: 1 }],
+    ["max_tokens", 1.5],
+    ["max_tokens", "10"],
+    ["seed", "s"],
+    ["temperature", "hot"],
+    ["top_p", [1]],
+    ["stop", 5],
+    ["stop", [1, 2]],
+  ];
+  const openaiChatWrongTypes: [string, unknown][] = [
+    ["messages", []],
+    ["messages", "hello"],
+    ["messages", [null]],
+    ["messages", [{ content: "x" }]],
+    ["tools", { type: "function" }],
+    ["response_format", "json"],
   ];
   const jobsWrongTypes: [string, unknown][] = [
     ["metadata", []],
@@ -139,6 +162,31 @@ export function generator(rng: Rng, ctx: { doneJob: string; webhookHost: string 
       const text = JSON.stringify({ ...chatOk, [field]: value });
       return bodyCase(`wrong-type:${field}`, path, text, expect);
     },
+    // Wrong types on the OpenAI-compatible routes, and an unknown model there.
+    () => {
+      const chat = rng.pick([true, false]);
+      const ok = chat
+        ? { model: "tiny-a", messages: [{ role: "user", content: "hi" }], max_tokens: 2 }
+        : { model: "tiny-a", prompt: "hi", max_tokens: 2 };
+      const pool = [...openaiWrongTypes, ...(chat ? openaiChatWrongTypes : [["prompt", 5]])];
+      const [field, value] = rng.pick(pool as [string, unknown][]);
+      const path = chat ? "/v1/chat/completions" : "/v1/completions";
+      return bodyCase(
+        `openai-wrong-type:${field}`,
+        path,
+        JSON.stringify({ ...ok, [field]: value }),
+        [
+          400,
+        ],
+      );
+    },
+    () =>
+      bodyCase(
+        "openai-unknown-model",
+        rng.pick(["/v1/chat/completions", "/v1/completions"]),
+        JSON.stringify({ model: "nope", prompt: "x", messages: [{ role: "user", content: "x" }] }),
+        [404],
+      ),
     // Wrong types foreman leaves to the target: the target's 400, or success.
     () => {
       const [field, value] = rng.pick<[string, unknown]>([
@@ -254,6 +302,8 @@ export function generator(rng: Rng, ctx: { doneJob: string; webhookHost: string 
         ["/jobs", ["GET", "POST"]],
         [`/jobs/${ULID_UNKNOWN}`, ["GET", "DELETE"]],
         ["/metrics", ["GET"]],
+        ["/v1/chat/completions", ["POST"]],
+        ["/v1/models", ["GET", "HEAD"]],
         ["/healthz", ["GET", "HEAD"]],
         ["/", ["GET", "HEAD"]],
       ]);
@@ -279,7 +329,10 @@ export function generator(rng: Rng, ctx: { doneJob: string; webhookHost: string 
         "/apix",
         "//jobs",
         "/jobs/a/b",
-        "/v1/chat/completions",
+        "/v1",
+        "/v1/responses",
+        "/v1/chat/completions/",
+        "/v1/models/a/b",
         "/%2e%2e/etc/passwd",
       ]),
       body: "{}",
@@ -384,6 +437,21 @@ export async function raw(
     return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), text };
   } finally {
     conn.close();
+  }
+}
+
+/** Whether `text` is an error in the shape of the surface `path` belongs to. */
+export function isShapedError(path: string, text: string): boolean {
+  return path === "/v1" || path.startsWith("/v1/") ? isOpenAIError(text) : isOllamaError(text);
+}
+
+export function isOpenAIError(text: string): boolean {
+  try {
+    const e = JSON.parse(text)?.error;
+    return typeof e?.message === "string" && e.message.length > 0 && typeof e.type === "string" &&
+      e.param === null && e.code === null;
+  } catch {
+    return false;
   }
 }
 

@@ -103,7 +103,7 @@ function bodyOf(text: string): string {
 
 const ms = (n: number | null) => n === null ? null : Math.round(n);
 
-Deno.test("a request body that stops arriving gets a 408 in Ollama's shape after FOREMAN_BODY_TIMEOUT", async () => {
+Deno.test("a request body that stops arriving gets a 408 in its surface's shape after FOREMAN_BODY_TIMEOUT", async () => {
   const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
   const fm = await startForeman({ ollamaUrl: sim.url, args: ["--body-timeout", "500ms"] });
   try {
@@ -111,13 +111,19 @@ Deno.test("a request body that stops arriving gets a 408 in Ollama's shape after
       `POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${fm.token}\r\n` +
       `Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{"model":`;
     const stalled: Record<string, number | null> = {};
-    for (const path of ["/api/chat", "/api/generate", "/api/embed", "/api/show", "/jobs"]) {
+    const message =
+      "request body not received in time: 9 of 200 bytes after 0.5s (FOREMAN_BODY_TIMEOUT)";
+    const paths = ["/api/chat", "/api/generate", "/api/embed", "/api/show", "/jobs"];
+    for (const path of [...paths, "/v1/chat/completions", "/v1/completions", "/v1/embeddings"]) {
       const r = await hold(fm.port, head(path), { wait: 10_000, untilResponse: true });
       assert.equal(r.status, 408, `${path}: ${r.text || "no answer in 10 s"}`);
-      assert.deepEqual(JSON.parse(bodyOf(r.text)), {
-        error:
-          "request body not received in time: 9 of 200 bytes after 0.5s (FOREMAN_BODY_TIMEOUT)",
-      });
+      // Each surface in its own shape.
+      assert.deepEqual(
+        JSON.parse(bodyOf(r.text)),
+        path.startsWith("/v1/")
+          ? { error: { message, type: "invalid_request_error", param: null, code: null } }
+          : { error: message },
+      );
       assert.ok(r.firstByteAfter! >= 450, `${path} answered after ${r.firstByteAfter} ms`);
       stalled[path] = ms(r.firstByteAfter);
     }
