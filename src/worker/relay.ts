@@ -45,12 +45,17 @@ export interface RelayOptions {
    * resolves with "", and a failure aborts the caller's stream.
    */
   ndjson?: boolean;
+  /**
+   * Sees each chunk as it goes to the caller (a progress counter); it must be quick and never
+   * keep the chunk.
+   */
+  onChunk?: (chunk: Uint8Array) => void;
 }
 
 const NL = 10;
 
 export function relay(body: ReadableStream<Uint8Array>, options: RelayOptions): Relay {
-  const { idleTimeout, maxLine = Infinity, signal, ndjson = true } = options;
+  const { idleTimeout, maxLine = Infinity, signal, ndjson = true, onChunk } = options;
   const reader = body.getReader();
   let sent = 0;
   let tail: Uint8Array[] = [];
@@ -134,6 +139,7 @@ export function relay(body: ReadableStream<Uint8Array>, options: RelayOptions): 
         sent += value.byteLength;
         if (ndjson) keepTail(value);
         c.enqueue(value);
+        onChunk?.(value);
         // From here the caller's silence is timed.
         idle.touch();
       } catch (err) {

@@ -17,6 +17,7 @@ import {
 import { isDiskFull } from "../queue/disk_full.ts";
 import type { Artifact, Job, Store } from "../queue/store.ts";
 import { keepAliveSeconds } from "../units.ts";
+import { type Progress, recordCounter } from "./progress.ts";
 import { CallerGoneError, CallerStoppedReadingError, readAll, relay, StallError } from "./relay.ts";
 import type { Residency } from "./residency.ts";
 
@@ -94,6 +95,8 @@ export class Worker {
   #pausedUntil = 0;
   /** A job a failed database write left loading or working; put back in the queue first. */
   #stranded?: string;
+  /** How far the working job has got, for watchers. */
+  #progress?: Progress;
 
   constructor(options: WorkerOptions) {
     this.#o = options;
@@ -117,6 +120,11 @@ export class Worker {
   /** The job the worker is on, if any. */
   get currentJob(): string | undefined {
     return this.#current?.id;
+  }
+
+  /** How far the job in `working` has got (time, and records where the answer streams). */
+  get progress(): Readonly<Progress> | undefined {
+    return this.#progress;
   }
 
   /**
@@ -215,6 +223,7 @@ export class Worker {
     try {
       await this.#o.residency.ensure(job.model, { endpoint: job.endpoint, signal });
       store.transition("startWorking", job.id);
+      this.#progress = { jobId: job.id, since: this.#now(), records: null };
       log.info("job working", { job_id: job.id, model: job.model, state: "working" });
       const outcome = job.kind === "sync"
         ? await this.#runSync(job, signal)
@@ -226,6 +235,7 @@ export class Worker {
       if (isDiskFull(err)) throw err;
       return this.#handleFailure(job, err, { signal });
     } finally {
+      this.#progress = undefined;
       metrics.jobRun.observe((this.#now() - started) / 1000);
     }
   }
@@ -258,10 +268,20 @@ export class Worker {
       await res.body?.cancel();
       throw new Cancelled("caller went away");
     }
+    // Where the answer streams, its records are counted as they pass, for watchers: a byte search
+    // per chunk, whether or not anyone watches, so one who comes late sees the whole count.
+    const count = recordCounter(res.headers.get("content-type"));
+    const progress = this.#progress;
+    if (count && progress) progress.records = 0;
     // The relay ends on an abort (cancel, shutdown) even while the caller is not reading, and
     // treats a caller that read nothing for the target timeout as gone: the worker never waits
     // on a caller.
-    const r = relay(res.body!, { idleTimeout: targetTimeout, maxLine: maxAnswer, signal });
+    const r = relay(res.body!, {
+      idleTimeout: targetTimeout,
+      maxLine: maxAnswer,
+      signal,
+      onChunk: count && progress ? (chunk) => progress.records! += count(chunk) : undefined,
+    });
     // From here a failure reaches the caller inside the stream, never as a second answer.
     this.#callers.delete(job.id);
     caller.answer({ status: res.status, headers: res.headers, body: r.readable });
