@@ -405,6 +405,12 @@ class EventStream implements Subscriber {
 }
 
 /**
+ * A wait as `?wait=` takes it: a Go duration without a sign ("30s", "1m30s", "250ms") or zero.
+ * docs/openapi.yaml gives the parameter this pattern, so the spec and the server agree exactly.
+ */
+const WAIT = /^(0+|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$/;
+
+/**
  * How long GET /jobs/{id} may wait for a change: `?wait=` (a duration, 400 when it is not one),
  * else RFC 7240's `Prefer: wait=<seconds>` (ignored when malformed, as the RFC asks); 0 for none.
  * Clamped to MAX_WAIT.
@@ -412,8 +418,8 @@ class EventStream implements Subscriber {
 export function requestedWait(req: Request, url: URL): number {
   const text = url.searchParams.get("wait");
   if (text !== null) {
-    const ms = parseDuration(text);
-    if (ms === undefined || ms < 0) {
+    const ms = WAIT.test(text) ? parseDuration(text) : undefined;
+    if (ms === undefined) {
       throw new HttpError(
         400,
         `invalid wait '${text.slice(0, 64)}': expected a duration such as 30s (at most 60s)`,
