@@ -339,6 +339,7 @@ Deno.test("a watcher that never reads is dropped without holding the worker or o
     });
     assert.match(fm.output(), /event stream dropped: its reader stopped reading/);
   } finally {
+    gate.resolve(); // a target still holding the answer would hold its own shutdown
     conn?.close();
     await fm.stop();
     await target.close();
