@@ -262,8 +262,9 @@ function frame(e: JobEvent): Frame {
 /**
  * One watcher's stream. The reader pulls; what it has not taken waits here, in pieces, and the
  * server is handed one piece per read, so a reader that stops reading is seen here within one
- * piece of the socket's buffers. Unread bytes arm a timer (the only one a stream ever has): a
- * reader that takes nothing for the drain timeout, or falls too far behind, is dropped.
+ * piece of the socket's buffers. While the reader owes a read (a piece handed and not asked past,
+ * or pieces waiting) one timer runs, the only one a stream ever has: a reader that takes nothing
+ * for the drain timeout, or falls too far behind, is dropped. An idle stream has no timer.
  */
 class EventStream implements Subscriber {
   seq: number;
@@ -338,11 +339,15 @@ class EventStream implements Subscriber {
     if (this.#pending.length > 0) this.#stall ??= setTimeout(this.#stalled, this.#drainTimeout);
   }
 
-  /** Hands the next piece to the server (a read is waiting for it). */
+  /**
+   * Hands the next piece to the server (a read is waiting for it). Until the server asks for the
+   * next one it is writing this one, which a reader that reads nothing never lets it finish.
+   */
   #hand(c: ReadableStreamDefaultController<Uint8Array>): void {
     const piece = this.#pending.shift()!;
     this.#pendingBytes -= piece.byteLength;
     c.enqueue(piece);
+    this.#stall ??= setTimeout(this.#stalled, this.#drainTimeout);
   }
 
   #pull(c: ReadableStreamDefaultController<Uint8Array>): Promise<void> | void {
@@ -351,7 +356,6 @@ class EventStream implements Subscriber {
     this.#stall = undefined;
     if (this.#pending.length > 0) {
       this.#hand(c);
-      if (this.#pending.length > 0) this.#stall = setTimeout(this.#stalled, this.#drainTimeout);
       return;
     }
     if (this.#ending) {
