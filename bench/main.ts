@@ -1,4 +1,4 @@
-// `deno task bench [--quick] [--only proxy,jobs,swaps,memory,webhooks]`: measures foreman against
+// `deno task bench [--quick] [--only proxy,jobs,swaps,memory,webhooks,watchers]`: measures foreman against
 // the Ollama simulator on 127.0.0.1 and writes the figures (JSON and Markdown) to bench/results/
 // and the latency plot to docs/. It measures only: a missed target is reported, never a failure.
 
@@ -11,6 +11,7 @@ import { jobsBench, type JobsSizes } from "./scenarios/jobs.ts";
 import { memoryBench, type MemorySizes } from "./scenarios/memory.ts";
 import { proxyBench, type ProxySizes } from "./scenarios/proxy.ts";
 import { swapBench, type SwapSizes } from "./scenarios/swaps.ts";
+import { watcherBench, type WatcherSizes } from "./scenarios/watchers.ts";
 import { webhookBench, type WebhookSizes } from "./scenarios/webhooks.ts";
 
 interface Sizes {
@@ -19,6 +20,7 @@ interface Sizes {
   swaps: SwapSizes;
   memory: MemorySizes;
   webhooks: WebhookSizes;
+  watchers: WatcherSizes;
 }
 
 const SIZES: Record<"quick" | "full", Sizes> = {
@@ -37,6 +39,7 @@ const SIZES: Record<"quick" | "full", Sizes> = {
     swaps: { jobs: 300, loadMs: 20, orders: ["round-robin"] },
     memory: { queued: 20_000, startups: 3 },
     webhooks: { latencyJobs: 100, burstJobs: 500 },
+    watchers: { idle: 1000, quietMs: 20_000, delayJobs: 100, fanOut: 100 },
   },
   full: {
     proxy: {
@@ -53,10 +56,11 @@ const SIZES: Record<"quick" | "full", Sizes> = {
     swaps: { jobs: 300, loadMs: 20, orders: ["round-robin", "random"] },
     memory: { queued: 100_000, startups: 5 },
     webhooks: { latencyJobs: 300, burstJobs: 2000 },
+    watchers: { idle: 1000, quietMs: 60_000, delayJobs: 300, fanOut: 1000 },
   },
 };
 
-const PARTS = ["proxy", "jobs", "swaps", "memory", "webhooks"] as const;
+const PARTS = ["proxy", "jobs", "swaps", "memory", "webhooks", "watchers"] as const;
 type Part = typeof PARTS[number];
 
 const repo = (p: string) => fileURLToPath(new URL(`../${p}`, import.meta.url));
@@ -73,7 +77,8 @@ async function main(args: string[]): Promise<number> {
   });
   if (values.help) {
     console.log(
-      "usage: deno task bench [--quick] [--only proxy,jobs,swaps,memory,webhooks] [--out DIR]",
+      "usage: deno task bench [--quick] [--only proxy,jobs,swaps,memory,webhooks,watchers] " +
+        "[--out DIR]",
     );
     return 0;
   }
@@ -115,6 +120,7 @@ async function main(args: string[]): Promise<number> {
   results.swaps = await run("swaps", () => swapBench(sizes.swaps, note("swaps")));
   results.memory = await run("memory", () => memoryBench(sizes.memory, note("memory")));
   results.webhooks = await run("webhooks", () => webhookBench(sizes.webhooks, note("webhooks")));
+  results.watchers = await run("watchers", () => watcherBench(sizes.watchers, note("watchers")));
   results.finishedAt = new Date().toISOString();
 
   const md = markdown(results);

@@ -8,6 +8,7 @@ import type { JobsResults } from "./scenarios/jobs.ts";
 import type { MemoryResults } from "./scenarios/memory.ts";
 import type { ProxyResults } from "./scenarios/proxy.ts";
 import type { SwapResult } from "./scenarios/swaps.ts";
+import type { WatcherResults } from "./scenarios/watchers.ts";
 import type { WebhookResults } from "./scenarios/webhooks.ts";
 
 export interface Results {
@@ -23,6 +24,7 @@ export interface Results {
   swaps?: SwapResult[];
   memory?: MemoryResults;
   webhooks?: WebhookResults;
+  watchers?: WatcherResults;
 }
 
 const f = (v: number, digits = 2) => Number.isFinite(v) ? v.toFixed(digits) : "–";
@@ -128,7 +130,29 @@ export function resultsTable(r: Results): string {
       } | ×${f(w.burst.perSecond / w.floor.rate)} |`,
     );
   }
+  if (r.watchers) rows.push(...watcherRows(r.watchers));
   return rows.join("\n");
+}
+
+/** Watching jobs: idle event streams' cost, and state change to watcher. */
+function watcherRows(w: WatcherResults): string[] {
+  const i = w.idle;
+  return [
+    `| ${n(i.watchers)} idle event streams: RSS before / with them (MiB) | | ${
+      f(i.rssBeforeMiB, 1)
+    } / ${f(i.rssAfterMiB, 1)} | +${
+      f((i.rssAfterMiB - i.rssBeforeMiB) * 1024 / i.watchers, 1)
+    } KiB each |`,
+    `| ${n(i.watchers)} idle event streams: CPU over ${f(i.quietMs / 1000, 0)} s quiet (ms) | | ${
+      f(i.cpuBeforeMs, 0)
+    } / ${f(i.cpuAfterMs, 0)} | ${f(i.cpuAfterMs / i.quietMs * 100, 2)} % of a core |`,
+    `| watch: state change → watcher p50 / p99 (ms, ${w.delay.events} events) | | ${
+      f(w.delay.p50)
+    } / ${f(w.delay.p99)} | |`,
+    `| watch: state change → each of ${n(w.fanOut.watchers)} watchers p50 / p99 (ms) | | ${
+      f(w.fanOut.p50)
+    } / ${f(w.fanOut.p99)} | |`,
+  ];
 }
 
 interface Target {

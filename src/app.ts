@@ -10,6 +10,7 @@ import { addrUrl, type Config } from "./config.ts";
 import { BearerAuth } from "./http/auth.ts";
 import type { HttpSettings } from "./http/deps.ts";
 import { createHandler } from "./http/router.ts";
+import { Watchers } from "./http/watch.ts";
 import type { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { TargetClient } from "./ollama/client.ts";
@@ -95,6 +96,14 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
     timeout: config.webhookTimeout,
   });
   const pruner = new Pruner({ store, log, ttl: config.jobTtl });
+  // A watcher that takes nothing for as long as a sync caller may is as gone as that caller.
+  const watchers = new Watchers({
+    store,
+    progress: () => worker.progress,
+    log,
+    max: config.maxWatchers,
+    drainTimeout: config.targetTimeout,
+  });
 
   // News travels up: a part tells the loops built after it, which depend on it.
   // The dispatcher's wake only schedules; it reads the outbox after the writing transaction commits.
@@ -119,6 +128,11 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
     });
   }
   registerGauges(metrics, store, inventory, config.maxQueue);
+  metrics.gauges.push({
+    name: "foreman_watchers",
+    help: "Event streams and long polls of jobs open now (FOREMAN_MAX_WATCHERS caps them).",
+    read: () => [{ value: watchers.count }],
+  });
 
   const settings: HttpSettings = {
     maxBody: config.maxBody,
@@ -137,6 +151,7 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
     residency,
     worker,
     dispatcher,
+    watchers,
     client,
     views,
     metrics,
@@ -169,6 +184,8 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
         status: 503,
         message: "foreman is shutting down; try again shortly",
       });
+      // Long polls answer now; event streams end, and their clients resume with Last-Event-ID.
+      watchers.close();
       // server.shutdown() waits for every open response, and a caller that stops reading would
       // hold one open for ever. Like a running caller, it gets the target timeout (at most
       // SHUTDOWN_GRACE) to finish; the process then ends and the kernel closes what is left.

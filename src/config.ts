@@ -77,6 +77,15 @@ export const SETTINGS: readonly Setting[] = [
     help: "time a request body may take to arrive in full before the request gets 408",
   },
   {
+    field: "maxWatchers",
+    toml: "server.max_watchers",
+    env: "FOREMAN_MAX_WATCHERS",
+    kind: "int",
+    default: "1000",
+    min: 1,
+    help: "event streams and long polls of jobs open at once before new ones get 503",
+  },
+  {
     field: "healthDetail",
     toml: "server.health_detail",
     env: "FOREMAN_HEALTH_DETAIL",
@@ -285,6 +294,7 @@ export interface Config {
   publicUrl: string;
   maxBody: number;
   bodyTimeout: number;
+  maxWatchers: number;
   healthDetail: boolean;
   logLevel: LogLevel;
   ollamaUrl: string;

@@ -224,6 +224,45 @@ Deno.test("the foreman CLI drives a running foreman", async (t) => {
   }
 });
 
+Deno.test("submit --wait follows the job's event stream, resuming it across a restart of foreman", async () => {
+  const sim = await OllamaSim.start({ loadMs: 10, tokenMs: 250, tokens: 12 });
+  const fm = await startForeman({ ollamaUrl: sim.url });
+  try {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["task", "-q", "cli", "submit", "-m", "tiny-a", "-p", "slow", "--wait"],
+      cwd: ROOT,
+      clearEnv: true,
+      env: { ...baseEnv(), FOREMAN_URL: fm.url, FOREMAN_TOKEN: fm.token },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let stderr = "";
+    const reading = (async () => {
+      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
+    })();
+    // Only the event stream says a job is still working: a poll sees no change to report.
+    await waitFor(() => / still working \(/.test(stderr), {
+      timeout: 20_000,
+      what: "a progress line",
+    });
+    await fm.restart();
+    const out = await new Response(child.stdout).text();
+    const status = await child.status;
+    await reading;
+    assert.equal(status.code, 0, stderr);
+    assert.equal(out, simWords(12) + "\n");
+    const progress = lines(stderr);
+    const id = progress[0]!.split(" ")[0]!;
+    assert.ok(progress.every((l) => l.startsWith(`${id} `)), stderr);
+    assert.match(progress.at(-1)!, / done \(\d+\.\ds\)$/);
+    assert.ok(progress.some((l) => / queued /.test(l)), "the restart requeued the job: " + stderr);
+  } finally {
+    await fm.stop();
+    await sim.close();
+  }
+});
+
 Deno.test("an unreachable foreman is one line and exit code 1", async () => {
   const port = await freePort();
   for (const command of [["jobs"], ["ps"], ["submit", "-m", "m", "-p", "hi"]]) {

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { GroupCommit } from "../src/queue/group_commit.ts";
 import { type NewJob, Store } from "../src/queue/store.ts";
+import { openStore } from "./support/store.ts";
 
 const job = (model = "a:latest"): NewJob => ({
   kind: "async",
@@ -13,7 +14,7 @@ const job = (model = "a:latest"): NewJob => ({
 });
 
 function open(): Store {
-  return new Store(`${Deno.makeTempDirSync()}/q.db`);
+  return openStore(`${Deno.makeTempDirSync()}/q.db`);
 }
 
 Deno.test("inserts asked for in one turn are stored together, after the turn", async () => {

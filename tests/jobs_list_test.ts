@@ -8,10 +8,10 @@ import { createHash } from "node:crypto";
 import { StatementSync } from "node:sqlite";
 import { list } from "../src/http/jobs.ts";
 import type { HttpDeps } from "../src/http/deps.ts";
-import { Store } from "../src/queue/store.ts";
 import { startForeman } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
 import { report } from "./reliability/support.ts";
+import { openStore } from "./support/store.ts";
 
 /** A /proc/<pid>/status figure in MiB: VmRSS now, or VmHWM, the peak so far. */
 function memoryMiB(pid: number, field: "VmRSS" | "VmHWM"): number {
@@ -45,7 +45,7 @@ Deno.test("listing 20 jobs of 15 MB reads none of their bodies", async () => {
   const dir = await Deno.makeTempDir({ prefix: "foreman-list-" });
   await Deno.mkdir(`${dir}/data`);
   // Written before foreman starts, as a day of large async jobs would have left them.
-  const store = new Store(`${dir}/data/foreman.db`);
+  const store = openStore(`${dir}/data/foreman.db`);
   const request = JSON.stringify({
     model: "tiny-a:latest",
     messages: [{ role: "user", content: "x".repeat(15 * 1024 * 1024) }],
@@ -119,7 +119,7 @@ Deno.test("listing 20 jobs of 15 MB reads none of their bodies", async () => {
 
 Deno.test("a page of 500 queued jobs gets its positions from a constant number of queries", async () => {
   const dir = await Deno.makeTempDir({ prefix: "foreman-list-" });
-  const store = new Store(`${dir}/q.db`);
+  const store = openStore(`${dir}/q.db`);
   const models = ["m-a:latest", "m-b:latest", "m-c:latest"];
   const queued: { id: string; model: string }[] = [];
   store.tx(() => {

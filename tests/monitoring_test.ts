@@ -5,9 +5,9 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
-import { Store } from "../src/queue/store.ts";
 import { freePort, startForeman, waitFor } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
+import { openStore } from "./support/store.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const RULES = `${ROOT}deploy/prometheus/foreman.rules.yml`;
@@ -351,7 +351,7 @@ Deno.test("foreman exports its queue limit and how long its oldest queued job ha
 
 Deno.test("the oldest queued job is the earliest submitted still queued, requeued ones included", () => {
   const now = { t: 1_700_000_000_000 };
-  const store = new Store(`${Deno.makeTempDirSync()}/q.db`, { now: () => now.t });
+  const store = openStore(`${Deno.makeTempDirSync()}/q.db`, { now: () => now.t });
   const add = () => store.insertJob({ kind: "async", endpoint: "chat", model: "m", request: "{}" });
   try {
     assert.equal(store.oldestQueuedAt(), null);

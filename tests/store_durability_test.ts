@@ -3,13 +3,14 @@
 
 import assert from "node:assert/strict";
 import { Store, TransitionError } from "../src/queue/store.ts";
+import { openStore } from "./support/store.ts";
 
 const level = (store: Store) => Number(store.db.prepare("PRAGMA synchronous").get()!.synchronous);
 const FULL = 2;
 const NORMAL = 1;
 
 function open(): Store {
-  return new Store(`${Deno.makeTempDirSync()}/q.db`);
+  return openStore(`${Deno.makeTempDirSync()}/q.db`);
 }
 
 Deno.test("a non-durable transaction commits at NORMAL and leaves the connection at FULL", () => {
@@ -43,7 +44,7 @@ Deno.test("sync and async jobs both move through their transitions with the safe
 });
 
 Deno.test("a store opened at NORMAL stays at NORMAL", () => {
-  const store = new Store(`${Deno.makeTempDirSync()}/q.db`, { synchronous: "NORMAL" });
+  const store = openStore(`${Deno.makeTempDirSync()}/q.db`, { synchronous: "NORMAL" });
   assert.equal(store.tx(() => level(store), { durable: false }), NORMAL);
   assert.equal(level(store), NORMAL);
   store.close();

@@ -9,6 +9,7 @@ import {
   TERMINAL_STATES,
 } from "../src/queue/states.ts";
 import { Store, TransitionError } from "../src/queue/store.ts";
+import { openStore } from "./support/store.ts";
 
 function fixture(now = { t: 1_700_000_000_000 }) {
   const dir = Deno.makeTempDirSync();
@@ -115,7 +116,7 @@ Deno.test("the schema's state CHECKs and indexes list exactly the states in stat
       m[1]!.split(",").map((s) => s.trim().replace(/^'|'$/g, ""))
     );
   assert.deepEqual(lists(sql("jobs")), [[...JOB_STATES], [...TERMINAL_STATES]]);
-  assert.deepEqual(lists(sql("outbox")), [[...EVENT_STATES]]);
+  assert.deepEqual(lists(sql("outbox")), [[...JOB_STATES], [...EVENT_STATES]]);
   assert.deepEqual(lists(sql("jobs_active")), [[...ACTIVE_STATES]]);
   const endpoints = /endpoint IN \(([^)]*)\)/.exec(sql("jobs"))![1]!.split(",")
     .map((s) => s.trim().replace(/^'|'$/g, ""));
@@ -141,12 +142,99 @@ Deno.test("the schema's CHECK constraints refuse impossible rows", () => {
   store.close();
 });
 
-Deno.test("sync jobs never produce webhook events", () => {
+Deno.test("a job without a webhook leaves local events that are never sent or counted", () => {
   const { store, events } = fixture();
   const job = store.insertJob({ kind: "sync", endpoint: "chat", model: "a:latest", request: "{}" });
   store.transition("claim", job.id);
   store.transition("cancel", job.id, { error: "gone" });
-  assert.deepEqual(events, []);
+  assert.deepEqual(events, ["null->queued", "queued->loading", "loading->cancelled"]);
+  const rows = store.db.prepare(
+    `SELECT job_state, url, state, held, attempts, next_attempt_at, last_status, last_error
+     FROM outbox WHERE job_id = ? ORDER BY seq`,
+  ).all(job.id);
+  assert.deepEqual(rows.map((r) => [r.job_state, r.url, r.state, r.next_attempt_at]), [
+    ["queued", null, "local", null],
+    ["loading", null, "local", null],
+    ["cancelled", null, "local", null],
+  ]);
+  assert.deepEqual(store.outbox.due(10), []);
+  assert.equal(store.outbox.nextDueAt(), undefined);
+  assert.deepEqual(store.outbox.countByState(), { pending: 0, delivered: 0, dead: 0 });
+  assert.equal(store.outbox.summary(job.id), null, "no webhook, no webhook summary");
+  store.close();
+});
+
+Deno.test("the schema keeps a local event's delivery columns empty", () => {
+  const { store } = fixture();
+  const job = store.insertJob({ kind: "sync", endpoint: "chat", model: "a:latest", request: "{}" });
+  const where = `WHERE job_id = '${job.id}'`;
+  for (
+    const set of [
+      "state = 'pending'",
+      "url = 'http://127.0.0.1/hook'",
+      "next_attempt_at = 1",
+      "attempts = 1",
+      "held = 1",
+      "last_error = 'x'",
+      "job_state = 'exploded'",
+    ]
+  ) {
+    assert.throws(() => store.db.exec(`UPDATE outbox SET ${set} ${where}`), /CHECK/, set);
+  }
+  const hooked = store.insertJob({
+    kind: "async",
+    endpoint: "chat",
+    model: "a:latest",
+    request: "{}",
+    webhookUrl: "http://127.0.0.1/hook",
+  });
+  assert.throws(
+    () => store.db.exec(`UPDATE outbox SET state = 'local' WHERE job_id = '${hooked.id}'`),
+    /CHECK/,
+  );
+  store.close();
+});
+
+Deno.test("a job's events read back in order: the latest, those after one, and where one sits", () => {
+  const { store, add } = fixture();
+  const job = add("a:latest");
+  const other = add("b:latest");
+  store.transition("claim", job.id);
+  store.transition("startWorking", job.id);
+  const all = store.outbox.eventsAfter(job.id, 0);
+  assert.deepEqual(all.map((e) => e.state), ["queued", "loading", "working"]);
+  assert.ok(all.every((e) => /^msg_[0-9A-Z]{26}$/.test(e.id)));
+  assert.deepEqual(all.map((e) => JSON.parse(e.body).state), ["queued", "loading", "working"]);
+  assert.deepEqual(store.outbox.latestEvent(job.id), all[2]);
+  const [, second] = all;
+  assert.equal(store.outbox.eventSeq(job.id, second!.id), second!.seq);
+  assert.deepEqual(store.outbox.eventsAfter(job.id, second!.seq), [all[2]]);
+  assert.equal(store.outbox.eventSeq(other.id, second!.id), undefined, "not the other job's");
+  assert.equal(store.outbox.eventSeq(job.id, "msg_nope"), undefined);
+  assert.equal(store.outbox.latestEvent("01HF7YAT00QJ9A35Z6DQVV42M1"), undefined);
+  store.close();
+});
+
+Deno.test("listeners hear of a job's event after its transaction commits, never of a rollback", () => {
+  const { store, add } = fixture();
+  const heard: string[] = [];
+  store.onEvent((id) => heard.push(`${id}:${store.get(id)?.state}`));
+  const job = add("a:latest");
+  assert.deepEqual(heard, [`${job.id}:queued`]);
+  store.tx(() => {
+    store.transition("claim", job.id);
+    store.transition("startWorking", job.id);
+    assert.equal(heard.length, 1, "nothing is heard inside the transaction");
+  });
+  assert.deepEqual(heard.slice(1), [`${job.id}:working`, `${job.id}:working`]);
+  assert.throws(() =>
+    store.tx(() => {
+      store.transition("complete", job.id, { result: "{}" });
+      throw new Error("roll back");
+    })
+  );
+  assert.equal(heard.length, 3, "a rolled-back change is never heard");
+  assert.equal(store.get(job.id)!.state, "working");
   store.close();
 });
 
@@ -339,22 +427,36 @@ Deno.test("a database from schema version 1 opens with its rows, bodies last, ev
   old.exec(`INSERT INTO jobs (id, kind, endpoint, model, state, request, webhook_url, attempt,
     started_at, created_at, updated_at) VALUES ('${id}', 'async', 'chat', 'a:latest', 'working',
     '{}', 'http://127.0.0.1/hook', 1, 1, 1, 1)`);
-  for (const [seq, state, at] of [[1, "delivered", 1], [2, "pending", 9000], [3, "pending", 2]]) {
+  const events = [[1, "delivered", 1, "queued"], [2, "pending", 9000, "loading"], [
+    3,
+    "pending",
+    2,
+    "working",
+  ]] as const;
+  for (const [seq, state, at, jobState] of events) {
     old.exec(`INSERT INTO outbox (seq, id, job_id, url, body, state, next_attempt_at, created_at,
-      delivered_at) VALUES (${seq}, 'msg_${seq}', '${id}', 'http://127.0.0.1/hook', '{}',
-      '${state}', ${at}, 1, ${state === "delivered" ? 1 : "NULL"})`);
+      delivered_at) VALUES (${seq}, 'msg_${seq}', '${id}', 'http://127.0.0.1/hook',
+      '{"state":"${jobState}"}', '${state}', ${at}, 1,
+      ${state === "delivered" ? 1 : "NULL"})`);
   }
   old.exec(`INSERT INTO artifacts VALUES ('${id}', 'completion', 'application/json', 2,
     '${"0".repeat(64)}', x'7b7d')`);
   old.close();
   const now = { t: 5000 };
-  const store = new Store(`${dir}/q.db`, { now: () => now.t });
+  const store = openStore(`${dir}/q.db`, { now: () => now.t });
   assert.equal(store.getMeta("schema_version"), String(SCHEMA_VERSION));
   const columns = store.db.prepare("PRAGMA table_info(jobs)").all().map((c) => c.name);
   assert.deepEqual(columns.slice(-3), ["metadata", "request", "result"]);
   assert.equal(store.get(id)!.state, "working");
   assert.equal(store.artifacts(id).length, 1, "the rebuild did not cascade to artifacts");
   assert.equal(store.outbox.summary(id)!.pending, 2, "nor to events");
+  assert.deepEqual(
+    store.outbox.eventsAfter(id, 0).map((e) => [e.id, e.state]),
+    [["msg_1", "queued"], ["msg_2", "loading"], ["msg_3", "working"]],
+    "each event names the state it reports",
+  );
+  const outboxColumns = store.db.prepare("PRAGMA table_info(outbox)").all().map((c) => c.name);
+  assert.equal(outboxColumns.at(-1), "body", "the event body is stored last");
   assert.equal(store.db.prepare("PRAGMA foreign_keys").get()!.foreign_keys, 1);
   assert.deepEqual(store.db.prepare("PRAGMA foreign_key_check").all(), []);
   assert.deepEqual(store.outbox.due(10), [], "msg_2 retries at 9000; msg_3 waits behind it");

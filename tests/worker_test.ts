@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
-import { Store } from "../src/queue/store.ts";
+import { openStore } from "./support/store.ts";
 
 function chatBody(model: string, stream = false) {
   return JSON.stringify({
@@ -107,7 +107,7 @@ Deno.test("stopping foreman mid-job puts the job back in the queue with its atte
       await (await fetch(`${fm.url}/jobs/${job_id}`, { headers: fm.headers() })).json();
     await waitFor(async () => (await job()).state === "working", { what: "the job to work" });
     await fm.stop();
-    const store = new Store(fm.dbPath);
+    const store = openStore(fm.dbPath);
     try {
       const stopped = store.get(job_id)!;
       assert.deepEqual(

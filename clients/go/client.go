@@ -4,8 +4,9 @@
 // The native routes (/api/chat, /api/generate, /api/embed, ...) are Ollama's own, so any Ollama
 // client works against foreman once it sends the token: wrap its HTTP transport in a
 // [BearerTransport]. This package adds what Ollama clients lack: submitting jobs ([Client.Submit]),
-// following them ([Client.Get], [Client.List], [Client.Cancel], [Client.Artifact]), waiting for
-// them ([Client.Run]) and verifying the webhooks foreman sends ([VerifyWebhook]).
+// following them ([Client.Get], [Client.List], [Client.Cancel], [Client.Artifact],
+// [Client.Watch]), waiting for them ([Client.Run]) and verifying the webhooks foreman sends
+// ([VerifyWebhook]).
 //
 // Every call takes a context first; failures reported by foreman come back as a *[StatusError].
 package foreman
@@ -15,6 +16,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,8 +25,8 @@ import (
 	"time"
 )
 
-// DefaultPollInterval is how often [Client.Run] asks foreman for a job's state when no webhook
-// can reach it.
+// DefaultPollInterval is how often [Client.Run] asks foreman for a job's state when neither a
+// webhook nor the job's event stream can tell it.
 const DefaultPollInterval = time.Second
 
 // maxLineSize bounds one NDJSON line, as go-llm's Ollama provider does: a final chat chunk carries
@@ -46,15 +48,18 @@ type Client struct {
 // Option configures a [Client].
 type Option func(*Client)
 
-// WithHTTPClient sets the HTTP client used for every request (default http.DefaultClient). The
-// client adds the bearer token itself, so hc needs no special transport.
+// WithHTTPClient sets the HTTP client used for every request (default: one like
+// http.DefaultClient). The client adds the bearer token itself, so hc needs no special
+// transport. hc is copied, never changed: the copy drops the token from a redirect that leaves
+// foreman's origin (scheme, host and port), then applies hc's own CheckRedirect, if any. net/http
+// alone would send it on to the same host name on another port.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) { c.http = hc }
 }
 
-// WithPollInterval sets how often [Client.Run] polls GET /jobs/{id} (default
-// [DefaultPollInterval]). While a webhook is registered Run polls ten times less often: the poll
-// then only guards against callbacks that never arrive.
+// WithPollInterval sets how often [Client.Run] polls GET /jobs/{id} when foreman will not stream
+// the job's events (default [DefaultPollInterval]). While a webhook is registered Run polls ten
+// times less often: the poll then only guards against callbacks that never arrive.
 func WithPollInterval(d time.Duration) Option {
 	return func(c *Client) {
 		if d > 0 {
@@ -65,12 +70,14 @@ func WithPollInterval(d time.Duration) Option {
 
 // WithWebhookAddr sets the address [Client.Run] listens on for job webhooks, such as
 // "0.0.0.0:0" when foreman runs on another host. Port 0 picks a free port. An empty addr turns the
-// listener off, so Run only polls. Without this option Run listens on 127.0.0.1:0 when foreman's
-// URL is a loopback address and polls otherwise.
+// listener off, so Run follows the job's event stream ([Client.Watch]). Without this option Run
+// listens on 127.0.0.1:0 when foreman's URL is a loopback address and follows the event stream
+// otherwise.
 //
 // foreman posts to http://<host>:<port> of the listener; if the host is unspecified (0.0.0.0 or
 // ::) the local address this machine uses to reach foreman is sent instead. foreman only calls
-// hosts on its FOREMAN_WEBHOOK_HOSTS allowlist; when it refuses the URL, Run polls.
+// hosts on its FOREMAN_WEBHOOK_HOSTS allowlist; when it refuses the URL, Run follows the event
+// stream.
 func WithWebhookAddr(addr string) Option {
 	return func(c *Client) {
 		c.webhookAddr = addr
@@ -91,7 +98,7 @@ func WithWebhookSecret(secret string) Option {
 // authenticates with token. An empty token sends no Authorization header, for a foreman started
 // with allow_unauthenticated. A malformed baseURL is reported by the first call.
 func New(baseURL, token string, opts ...Option) *Client {
-	c := &Client{token: token, http: http.DefaultClient, pollInterval: DefaultPollInterval}
+	c := &Client{token: token, pollInterval: DefaultPollInterval}
 	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
 	switch {
 	case err != nil:
@@ -103,7 +110,33 @@ func New(baseURL, token string, opts ...Option) *Client {
 	for _, opt := range opts {
 		opt(c)
 	}
+	c.http = c.guarded(c.http)
 	return c
+}
+
+// guarded is a copy of hc that never sends the token on a redirect away from foreman's origin.
+// net/http copies the Authorization header the client set to a redirect that keeps the host
+// name, whatever the port: the copy's CheckRedirect removes it there, then does what hc's own
+// CheckRedirect (or net/http's default: at most 10 redirects) would.
+func (c *Client) guarded(hc *http.Client) *http.Client {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	guarded := *hc
+	check := hc.CheckRedirect
+	guarded.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if c.base == nil || origin(req.URL) != origin(c.base) {
+			req.Header.Del("Authorization")
+		}
+		if check != nil {
+			return check(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &guarded
 }
 
 // StatusError is an error response from foreman (or from Ollama behind it), such as 401 for a

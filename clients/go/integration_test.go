@@ -415,12 +415,13 @@ func TestArtifactsAboveTheInlineLimitTravelByURL(t *testing.T) {
 	}
 }
 
-func TestRunPollsWhenForemanRefusesTheWebhookHost(t *testing.T) {
+func TestRunFollowsTheEventStreamWhenForemanRefusesTheWebhookHost(t *testing.T) {
 	t.Parallel()
 	f := testenv.Start(t, testenv.Options{WebhookHosts: "-"})
 	model, _ := f.Models(t)
-	c := foreman.New(f.URL, f.Token, foreman.WithPollInterval(100*time.Millisecond))
-	ctx := testCtx(t, 60*time.Second)
+	// A poll a minute would outlast the context: only the event stream can end this wait.
+	c := foreman.New(f.URL, f.Token, foreman.WithPollInterval(time.Minute))
+	ctx := testCtx(t, 45*time.Second)
 
 	// What Run does under the hood: foreman refuses the listener's URL with a 400.
 	_, err := c.Submit(ctx, chat(model, "x"), foreman.WithWebhookURL("http://127.0.0.1:9/hook"))
@@ -428,7 +429,7 @@ func TestRunPollsWhenForemanRefusesTheWebhookHost(t *testing.T) {
 	if !errors.As(err, &se) || se.StatusCode != http.StatusBadRequest || !strings.Contains(se.ErrorMessage, "FOREMAN_WEBHOOK_HOSTS") {
 		t.Fatalf("want a 400 naming FOREMAN_WEBHOOK_HOSTS, got %v", err)
 	}
-	job, err := c.Run(ctx, chat(model, "poll instead"))
+	job, err := c.Run(ctx, chat(model, "stream instead"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,6 @@
 // Client.Run: submit a job and wait for its end. foreman's state webhook arrives on a listener
-// that lives as long as the call; polling GET /jobs/{id} covers callbacks that cannot arrive.
+// that lives as long as the call; where none can, the job's event stream says when it ends;
+// polling GET /jobs/{id} covers what neither can.
 package foreman
 
 import (
@@ -37,10 +38,13 @@ const webhookPollFactor = 10
 // artifact). A failed or cancelled job returns the job and a *[JobError].
 //
 // Run learns of the end from foreman's state webhook, received on a listener that exists for
-// this call only (see [WithWebhookAddr]; signatures are checked with [WithWebhookSecret]). When
-// no listener can be used, foreman refuses its URL, or the events do not arrive, Run polls
-// GET /jobs/{id} every poll interval ([WithPollInterval]). A webhook given with [WithWebhookURL]
-// replaces the listener and Run polls.
+// this call only (see [WithWebhookAddr]; signatures are checked with [WithWebhookSecret]); if
+// the events do not arrive, a slow poll of GET /jobs/{id} finds the end. When no listener can be
+// used (foreman on another host, or it refuses the listener's URL) Run follows the job's event
+// stream instead ([Client.Watch]), over its own connection. Only a foreman that will not stream
+// the job (one from before event streams, or one with too many watchers) is polled every poll
+// interval ([WithPollInterval]). A webhook given with [WithWebhookURL] replaces the listener, and
+// Run follows the event stream.
 //
 // If ctx ends first, Run cancels the job (it has no other owner) and returns ctx's error.
 func (c *Client) Run(ctx context.Context, req JobRequest, opts ...SubmitOption) (*Job, error) {
@@ -81,6 +85,17 @@ func (c *Client) Run(ctx context.Context, req JobRequest, opts ...SubmitOption) 
 	}
 	if err != nil {
 		return nil, err
+	}
+
+	if hook == nil {
+		// Nothing can call this process back: the job's event stream says when it ends (the
+		// poll below then reads it at once). An error status means foreman will not stream it,
+		// and the poll takes over.
+		err := c.watch(ctx, id, func(Event) error { return nil }, true)
+		if err != nil && ctx.Err() != nil {
+			c.abandon(ctx, id)
+			return nil, fmt.Errorf("foreman: stopped waiting for job %s: %w", id, ctx.Err())
+		}
 	}
 
 	interval := c.pollInterval

@@ -190,7 +190,7 @@ func TestRunWaitsForTheJobsEnd(t *testing.T) {
 			wantState: foreman.StateDone,
 		},
 		{
-			name:      "no listener: polling only, and a large result comes from the completion artifact",
+			name:      "no listener and a foreman without event streams: polling, and a large result comes from the artifact",
 			fake:      fakeJob{after: 200 * time.Millisecond, finalState: foreman.StateDone},
 			opts:      []foreman.Option{foreman.WithPollInterval(50 * time.Millisecond), foreman.WithWebhookAddr("")},
 			wantState: foreman.StateDone,

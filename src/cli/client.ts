@@ -85,11 +85,20 @@ export class ForemanClient {
     }
   }
 
-  /** Sends a request and returns the 2xx response; non-2xx answers become a CliError. */
+  /**
+   * Sends a request and returns the 2xx response; non-2xx answers become a CliError. With
+   * `stream`, the time limit covers only the answer's headers: the body is open-ended and its
+   * reader watches it.
+   */
   async fetch(
     method: string,
     path: string,
-    options: { body?: unknown; headers?: Record<string, string>; auth?: boolean } = {},
+    options: {
+      body?: unknown;
+      headers?: Record<string, string>;
+      auth?: boolean;
+      stream?: boolean;
+    } = {},
   ): Promise<Response> {
     const headers: Record<string, string> = { ...options.headers };
     if (options.auth !== false && this.#token) headers.authorization = `Bearer ${this.#token}`;
@@ -99,15 +108,23 @@ export class ForemanClient {
       body = JSON.stringify(options.body);
     }
     let res: Response;
+    // A plain request's deadline covers its body; a stream's ends once its headers are in.
+    const headersDue = options.stream ? new AbortController() : undefined;
+    const timer = headersDue && setTimeout(
+      () => headersDue.abort(new DOMException("request timed out", "TimeoutError")),
+      REQUEST_TIMEOUT_MS,
+    );
     try {
       res = await fetch(this.url + path, {
         method,
         headers,
         body,
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+        signal: headersDue?.signal ?? AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
     } catch (err) {
       throw new CliError(unreachable(this.url, err));
+    } finally {
+      clearTimeout(timer);
     }
     if (res.ok) return res;
     const message = await errorText(res);

@@ -1,9 +1,11 @@
 // `foreman submit`: queues a job on POST /jobs from flags or from a request piped on stdin, and with
-// --wait follows it to the end, showing each state change on stderr and printing the answer on
-// stdout so the command composes in shell pipelines.
+// --wait follows it to the end on its event stream (polling where there is none), showing each
+// state change and its progress on stderr and printing the answer on stdout so the command
+// composes in shell pipelines.
 
 import { parseArgs } from "node:util";
 import { CliError, type ForemanClient, UsageError } from "./client.ts";
+import { readEvents, type StreamEvent } from "./events.ts";
 import type { Io } from "./io.ts";
 
 export const SUBMIT_USAGE = `usage: foreman submit [flags] [prompt...]
@@ -19,9 +21,10 @@ as the whole request body (any /jobs payload); --model then overrides its model.
       --webhook URL       state_webhook_url (its host must be in the daemon's FOREMAN_WEBHOOK_HOSTS)
       --metadata JSON     a JSON object stored with the job and echoed in webhooks
       --idempotency-key K send Idempotency-Key: K
-  -w, --wait              follow the job: state changes on stderr, the answer on stdout
+  -w, --wait              follow the job: state changes and progress on stderr, the answer on
+                          stdout (from the job's event stream; polls a foreman without one)
       --json              with --wait, print the final job object instead of the answer
-      --interval MS       polling period for --wait (default 250)
+      --interval MS       polling period for --wait when it cannot stream (default 250)
 
 env: FOREMAN_URL (default http://127.0.0.1:8080), FOREMAN_TOKEN`;
 
@@ -110,7 +113,12 @@ export async function submit(args: string[], io: Io, client: () => ForemanClient
   return await follow(fm, id, io, { interval, json: values.json ?? false });
 }
 
-/** Polls GET /jobs/{id} until the job ends; returns the exit code. */
+/** A progress line at most this often: a long job shows it is alive without flooding stderr. */
+const PROGRESS_EVERY = 5000;
+/** Reconnections to a stream that broke (foreman restarting) before the command gives up. */
+const RECONNECTS = 10;
+
+/** Follows job `id` until it ends, prints what it produced; returns the exit code. */
 async function follow(
   fm: ForemanClient,
   id: string,
@@ -118,18 +126,34 @@ async function follow(
   options: { interval: number; json: boolean },
 ): Promise<number> {
   const started = io.now();
-  let shown = "";
-  let job: Job;
-  for (;;) {
-    job = (await fm.json<Job>("GET", `/jobs/${id}`)).body;
-    const line = describe(job);
-    if (line !== shown) {
-      const elapsed = ((io.now() - started) / 1000).toFixed(1);
-      io.err(`${id} ${line} (${elapsed}s)`);
-      shown = line;
-    }
-    if (TERMINAL.has(job.state)) break;
-    await io.sleep(options.interval);
+  let shownState = "";
+  let progressAt = -Infinity;
+  const show = (line: string) => {
+    const elapsed = ((io.now() - started) / 1000).toFixed(1);
+    io.err(`${id} ${line} (${elapsed}s)`);
+  };
+  const onState = (state: string, line: string) => {
+    if (state === shownState) return;
+    shownState = state;
+    show(line);
+  };
+  // The job as it is first, with its queue position, which events do not carry.
+  let job = (await fm.json<Job>("GET", `/jobs/${id}`)).body;
+  onState(job.state, describe(job));
+  if (!TERMINAL.has(job.state)) {
+    const streamed = await streamEvents(fm, id, io, (e) => {
+      if (e.event === "progress") {
+        if (io.now() - progressAt < PROGRESS_EVERY) return;
+        progressAt = io.now();
+        show(describeProgress(JSON.parse(e.data)));
+        return;
+      }
+      const event = JSON.parse(e.data) as Job;
+      onState(event.state, describe(event));
+    });
+    job = streamed
+      ? (await fm.json<Job>("GET", `/jobs/${id}`)).body
+      : await poll(fm, id, io, { interval: options.interval, onState });
   }
   if (job.state !== "done") {
     if (options.json) io.out(JSON.stringify(job, null, 2));
@@ -142,6 +166,72 @@ async function follow(
   const result = job.result ?? await completion(fm, job);
   io.out(answer(result));
   return 0;
+}
+
+/**
+ * Reads the job's event stream until its terminal event, resuming with Last-Event-ID when the
+ * connection breaks (a restart of foreman). Returns false when foreman will not stream it (too
+ * many watchers, or a foreman from before event streams): the caller polls instead.
+ */
+async function streamEvents(
+  fm: ForemanClient,
+  id: string,
+  io: Io,
+  onEvent: (e: StreamEvent) => void,
+): Promise<boolean> {
+  let lastId: string | undefined;
+  let broken = 0;
+  for (;;) {
+    let res: Response;
+    try {
+      res = await fm.fetch("GET", `/jobs/${id}/events`, {
+        stream: true,
+        headers: lastId === undefined ? {} : { "last-event-id": lastId },
+      });
+    } catch (err) {
+      if (err instanceof CliError && err.status !== undefined) return false;
+      if (++broken > RECONNECTS) throw err;
+      await io.sleep(1000);
+      continue;
+    }
+    // 204: the job ended and nothing came after the last event seen.
+    if (res.status === 204 || !res.body) return true;
+    try {
+      for await (const e of readEvents(res.body)) {
+        broken = 0;
+        if (e.id !== undefined) lastId = e.id;
+        onEvent(e);
+        if (TERMINAL.has(e.event)) return true;
+      }
+    } catch (err) {
+      if (++broken > RECONNECTS) {
+        throw new CliError(`the event stream of job ${id} broke: ${(err as Error).message}`);
+      }
+    }
+    await io.sleep(1000);
+  }
+}
+
+/** Polls GET /jobs/{id} until the job ends. */
+async function poll(
+  fm: ForemanClient,
+  id: string,
+  io: Io,
+  options: { interval: number; onState: (state: string, line: string) => void },
+): Promise<Job> {
+  for (;;) {
+    await io.sleep(options.interval);
+    const job = (await fm.json<Job>("GET", `/jobs/${id}`)).body;
+    options.onState(job.state, describe(job));
+    if (TERMINAL.has(job.state)) return job;
+  }
+}
+
+/** A progress event as a line: tokens where the answer streams, else only that it goes on. */
+function describeProgress(p: { tokens: number | null; tokens_per_second: number | null }): string {
+  if (p.tokens === null) return "still working";
+  const rate = p.tokens_per_second === null ? "" : `, ${p.tokens_per_second} tokens/s`;
+  return `working: ${p.tokens} tokens${rate}`;
 }
 
 function describe(job: Job): string {

@@ -14,6 +14,7 @@ import type { Residency } from "../worker/residency.ts";
 import type { Worker } from "../worker/worker.ts";
 import type { BearerAuth } from "./auth.ts";
 import type { BodyLimits } from "./body.ts";
+import type { Watchers } from "./watch.ts";
 
 /** The settings the handlers read (each named by the variable that sets it). */
 export interface HttpSettings extends BodyLimits {
@@ -37,6 +38,8 @@ export interface HttpDeps {
   residency: Residency;
   worker: Worker;
   dispatcher: Dispatcher;
+  /** Long polls and event streams of jobs. */
+  watchers: Watchers;
   client: TargetClient;
   views: ViewOptions;
   metrics: Metrics;

@@ -1,6 +1,7 @@
 // The async surface: POST /jobs answers with a job ID at once; the job runs through the same queue
-// and worker as a sync request; its state changes go to the caller's webhook; results and
-// artifacts stay readable until the retention period ends.
+// and worker as a sync request; its state changes go to the caller's webhook, or to a caller who
+// watches it (long poll, event stream; watch.ts); results and artifacts stay readable until the
+// retention period ends.
 
 import { createHash } from "node:crypto";
 import { normalizeModel } from "../ollama/models.ts";
@@ -11,13 +12,14 @@ import {
   JOB_STATES,
   type JobState,
 } from "../queue/states.ts";
-import type { Job, ListFilter } from "../queue/store.ts";
-import { jobView } from "../views.ts";
+import type { Job, JobEvent, ListFilter } from "../queue/store.ts";
+import { eventBody, jobView } from "../views.ts";
 import { webhookUrlProblem } from "../webhooks/policy.ts";
 import { parseJsonObject, readBody } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
 import type { HttpDeps } from "./deps.ts";
 import { requireModel, requireRoom, validateInferenceBody, validateJobFields } from "./validate.ts";
+import { requestedWait } from "./watch.ts";
 
 /**
  * A ULID in Crockford base32: 26 characters, the first at most 7 (48 bits of time). Crockford
@@ -34,7 +36,7 @@ export function parseJobId(raw: string, what = "job id"): string {
   return id;
 }
 
-function findJob(d: HttpDeps, raw: string): Job {
+export function findJob(d: HttpDeps, raw: string): Job {
   const job = d.store.get(parseJobId(raw));
   if (!job) throw new HttpError(404, `job ${raw} not found`);
   return job;
@@ -119,9 +121,67 @@ function accepted(job: Job, headers: Record<string, string> = {}): Response {
   return jsonResponse({ job_id: job.id }, 202, { location: `/jobs/${job.id}`, ...headers });
 }
 
-/** GET /jobs/{id} */
-export function get(id: string, d: HttpDeps): Response {
-  return jsonResponse(renderJob(d, findJob(d, id)));
+/**
+ * GET /jobs/{id}, and with `?wait=` (or `Prefer: wait=`) a long poll: a job that is not finished
+ * is answered once it changes state or the wait runs out (ADR-0017).
+ */
+export async function get(
+  req: Request,
+  d: HttpDeps,
+  options: { id: string; url: URL },
+): Promise<Response> {
+  const wait = requestedWait(req, options.url);
+  let job = findJob(d, options.id);
+  if (wait > 0 && !isTerminal(job.state)) {
+    await d.watchers.waitForChange(job.id, { ms: wait, signal: req.signal });
+    // A job is pruned only long after it ended, so it is still there.
+    job = d.store.get(job.id) ?? job;
+  }
+  return jsonResponse(renderJob(d, job));
+}
+
+/**
+ * GET /jobs/{id}/events: the job's events as Server-Sent Events (ADR-0017). Without Last-Event-ID
+ * (the header, or `?last_event_id=` for clients that cannot set one) it starts with the latest
+ * event; with one, it replays what came after it. An id that is not one of this job's events is
+ * 400: starting over would repeat events the client has handled. A finished job with nothing after
+ * the id is 204, which tells an EventSource to stop reconnecting.
+ */
+export function events(req: Request, d: HttpDeps, options: { id: string; url: URL }): Response {
+  const job = findJob(d, options.id);
+  const lastId = req.headers.get("last-event-id") || options.url.searchParams.get("last_event_id");
+  let initial: JobEvent[];
+  let seq: number;
+  if (lastId) {
+    const after = d.store.outbox.eventSeq(job.id, lastId);
+    if (after === undefined) {
+      throw new HttpError(
+        400,
+        `invalid Last-Event-ID '${lastId.slice(0, 64)}': not an event of job ${job.id}`,
+      );
+    }
+    initial = d.store.outbox.eventsAfter(job.id, after);
+    seq = after;
+    if (initial.length === 0 && isTerminal(job.state)) return new Response(null, { status: 204 });
+  } else {
+    const latest = d.store.outbox.latestEvent(job.id);
+    initial = latest ? [latest] : [];
+    seq = latest?.seq ?? 0;
+  }
+  const headers = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    // nginx would otherwise buffer the stream and deliver its events late, all at once.
+    "x-accel-buffering": "no",
+  };
+  if (req.method === "HEAD") return new Response(null, { headers });
+  // A job from before schema 5 may have no event yet: it is shown as it is, without an id.
+  const synthetic = lastId || initial.length > 0 ? undefined : eventBody(job, {
+    previous: null,
+    artifacts: job.state === "done" ? d.store.artifactsWithBodies(job.id) : [],
+  }, d.views);
+  const body = d.watchers.stream(job.id, { seq, initial, synthetic, state: job.state });
+  return new Response(body, { headers });
 }
 
 /** A list filter as the query gives it; the metadata limit is the server's. */

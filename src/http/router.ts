@@ -103,8 +103,11 @@ export const ROUTES: readonly Route[] = [
     POST: (req, { d }) => jobs.submit(req, d),
   }),
   route("/jobs/:id", {
-    GET: (_req, { d, params }) => jobs.get(params.id, d),
+    GET: (req, { d, url, params }) => jobs.get(req, d, { id: params.id, url }),
     DELETE: (_req, { d, params }) => jobs.cancel(params.id, d),
+  }),
+  route("/jobs/:id/events", {
+    GET: (req, { d, url, params }) => jobs.events(req, d, { id: params.id, url }),
   }),
   route("/jobs/:id/artifacts/:name", {
     GET: (req, { d, params }) => jobs.artifact(req, d, params),

@@ -22,6 +22,8 @@ export class Db {
   readonly #stmts = new Map<string, StatementSync>();
   readonly #synchronous: "FULL" | "NORMAL";
   readonly #onRollback?: () => void;
+  /** What runs once the transaction under way has committed (afterCommit). */
+  #committed: (() => void)[] = [];
 
   constructor(path: string, options: DbOptions = {}) {
     this.sqlite = new DatabaseSync(path, { enableForeignKeyConstraints: true });
@@ -48,6 +50,17 @@ export class Db {
   }
 
   /**
+   * Runs `fn` once the transaction under way commits, or at once outside a transaction; dropped
+   * if it rolls back. For news that must not be heard before the change is durable and visible
+   * (a watcher told inside the transaction could read a row that is then rolled back). `fn` must
+   * not throw: the commit it follows stands either way.
+   */
+  afterCommit(fn: () => void): void {
+    if (this.sqlite.isTransaction) this.#committed.push(fn);
+    else fn();
+  }
+
+  /**
    * Runs `fn` in one IMMEDIATE transaction; rolls back when it throws. With `durable: false` the
    * commit does not wait for the disk (synchronous=NORMAL for this transaction only): it survives a
    * crash of foreman, and reaches the disk with the next durable commit or checkpoint (ADR-0015).
@@ -59,19 +72,24 @@ export class Db {
     const relaxed = options.durable === false && this.#synchronous === "FULL";
     // Prepared once and reused: exec() would parse these statements on every transaction.
     if (relaxed) this.stmt("PRAGMA synchronous = NORMAL").run();
+    let out: T;
     try {
       this.stmt("BEGIN IMMEDIATE").run();
       try {
-        const out = fn();
+        out = fn();
         this.stmt("COMMIT").run();
-        return out;
       } catch (err) {
         if (this.sqlite.isTransaction) this.sqlite.exec("ROLLBACK");
+        this.#committed = [];
         this.#onRollback?.();
         throw err;
       }
     } finally {
       if (relaxed) this.stmt("PRAGMA synchronous = FULL").run();
     }
+    const committed = this.#committed;
+    this.#committed = [];
+    for (const after of committed) after();
+    return out;
   }
 }

@@ -1,9 +1,10 @@
-// The webhook outbox: one row per event, written by the store in the transaction of the job change
-// it reports, read and settled by the dispatcher. A job's events go out in order: each waits
-// (`held`) until the one before it is delivered or dead. The states are EventState in states.ts.
+// The outbox: one row per job change of every job, written by the store in the transaction of the
+// change it reports. Watchers read a job's rows in order (ADR-0017); the dispatcher sends and
+// settles the rows of jobs with a webhook, in order: each waits (`held`) until the one before it is
+// delivered or dead. The other rows are `local` and never change. See EventState in states.ts.
 
 import type { Db } from "./db.ts";
-import { EVENT_STATES, type EventState } from "./states.ts";
+import { DELIVERY_STATES, type DeliveryState, type EventState, type JobState } from "./states.ts";
 
 export interface OutboxEvent {
   seq: number;
@@ -13,6 +14,16 @@ export interface OutboxEvent {
   body: string;
   attempts: number;
   createdAt: number;
+}
+
+/** A job's event as watchers read it: its place in the outbox, its id and the state it reports. */
+export interface JobEvent {
+  seq: number;
+  id: string;
+  /** The state the job entered. */
+  state: JobState;
+  /** The webhook event JSON, on one line. */
+  body: string;
 }
 
 export interface WebhookSummary {
@@ -58,11 +69,21 @@ export class Outbox {
   }
 
   /**
-   * Writes the event reporting a change of job `jobId`. The store calls it inside the transaction
-   * of that change, so an event is never lost or invented.
+   * Writes the event reporting that job `jobId` entered `jobState`, to be sent to `url`, or kept
+   * for watchers only (`local`) when the job has no webhook. The store calls it inside the
+   * transaction of that change, so an event is never lost or invented.
    */
-  append(event: { jobId: string; url: string; body: string }): void {
+  append(event: { jobId: string; jobState: JobState; url: string | null; body: string }): void {
     const now = this.#now();
+    const id = `msg_${this.#newId()}`;
+    if (event.url === null) {
+      // Nothing to deliver: one INSERT, no look at the job's earlier events.
+      this.#db.stmt(
+        `INSERT INTO outbox (id, job_id, job_state, url, state, next_attempt_at, created_at, body)
+         VALUES (?, ?, ?, NULL, 'local', NULL, ?, ?)`,
+      ).run(id, event.jobId, event.jobState, now, event.body);
+      return;
+    }
     const prior = this.#db.stmt(
       `SELECT max(last_status = 410) AS gone, max(state = 'pending') AS waiting
        FROM outbox WHERE job_id = ?`,
@@ -74,22 +95,47 @@ export class Outbox {
     const held = !gone && prior.waiting === 1;
     const state: EventState = gone ? "dead" : "pending";
     this.#db.stmt(
-      `INSERT INTO outbox (id, job_id, url, body, state, next_attempt_at, created_at, last_error,
-         held)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO outbox (id, job_id, job_state, url, state, next_attempt_at, created_at,
+         last_error, held, body)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
-      `msg_${this.#newId()}`,
+      id,
       event.jobId,
+      event.jobState,
       event.url,
-      event.body,
       state,
       now,
       now,
       gone ? "receiver answered 410 Gone" : null,
       held ? 1 : 0,
+      event.body,
     );
     // A held event becomes sendable when its predecessor settles, which wakes the dispatcher.
     if (!gone && !held) { for (const listener of this.#listeners) listener(); }
+  }
+
+  /**
+   * The events of job `jobId` written after the one at `seq` (0: from the first), oldest first:
+   * one step down the job's index, for a watcher catching up.
+   */
+  eventsAfter(jobId: string, seq: number): JobEvent[] {
+    return this.#db.stmt(
+      `SELECT seq, id, job_state, body FROM outbox WHERE job_id = ? AND seq > ? ORDER BY seq`,
+    ).all(jobId, seq).map(toJobEvent);
+  }
+
+  /** The last event of job `jobId`: the change that put it in its current state. */
+  latestEvent(jobId: string): JobEvent | undefined {
+    const row = this.#db.stmt(
+      "SELECT seq, id, job_state, body FROM outbox WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
+    ).get(jobId);
+    return row ? toJobEvent(row) : undefined;
+  }
+
+  /** Where event `id` sits in the outbox, if it is an event of job `jobId`. */
+  eventSeq(jobId: string, id: string): number | undefined {
+    const row = this.#db.stmt("SELECT seq FROM outbox WHERE id = ? AND job_id = ?").get(id, jobId);
+    return row ? Number(row.seq) : undefined;
   }
 
   /**
@@ -188,7 +234,7 @@ export class Outbox {
     return this.summaries([jobId]).get(jobId) ?? null;
   }
 
-  /** summary() for several jobs in one query; jobs without events are absent. */
+  /** summary() for several jobs in one query; jobs without a webhook are absent. */
   summaries(jobIds: readonly string[]): Map<string, WebhookSummary> {
     const out = new Map<string, WebhookSummary>();
     if (jobIds.length === 0) return out;
@@ -198,7 +244,8 @@ export class Outbox {
          sum(state = 'dead') AS dead,
          (SELECT last_error FROM outbox e WHERE e.job_id = o.job_id AND last_error IS NOT NULL
             ORDER BY seq DESC LIMIT 1) AS last_error
-       FROM outbox o WHERE job_id IN (SELECT value FROM json_each(?)) GROUP BY job_id`,
+       FROM outbox o WHERE job_id IN (SELECT value FROM json_each(?)) AND url IS NOT NULL
+       GROUP BY job_id`,
     ).all(JSON.stringify(jobIds));
     for (const row of rows) {
       out.set(String(row.job_id), {
@@ -212,11 +259,25 @@ export class Outbox {
     return out;
   }
 
-  countByState(): Record<EventState, number> {
-    const out = Object.fromEntries(EVENT_STATES.map((s) => [s, 0])) as Record<EventState, number>;
-    for (const r of this.#db.stmt("SELECT state, count(*) AS n FROM outbox GROUP BY state").all()) {
-      out[r.state as EventState] = Number(r.n);
-    }
+  /** Events with a receiver, by state (local events are nobody's delivery). */
+  countByState(): Record<DeliveryState, number> {
+    const out = Object.fromEntries(DELIVERY_STATES.map((s) => [s, 0])) as Record<
+      DeliveryState,
+      number
+    >;
+    const rows = this.#db.stmt(
+      "SELECT state, count(*) AS n FROM outbox WHERE url IS NOT NULL GROUP BY state",
+    ).all();
+    for (const r of rows) out[r.state as DeliveryState] = Number(r.n);
     return out;
   }
+}
+
+function toJobEvent(r: Record<string, unknown>): JobEvent {
+  return {
+    seq: Number(r.seq),
+    id: String(r.id),
+    state: r.job_state as JobState,
+    body: String(r.body),
+  };
 }

@@ -161,6 +161,48 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX jobs_active ON jobs (state) WHERE state IN ('loading', 'working');
   CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
   `,
+  // 5: the outbox holds an event for every change of every job (ADR-0017), so a job can be watched
+  // whether or not it has a webhook. An event of a job without one is `local`: no URL, no due
+  // time, and delivery columns that stay empty. `job_state` names the state the event reports,
+  // for watchers, without parsing the body; the body moves last (see 3). Webhook figures count
+  // only events with a URL, through their own index, so they cost what they did before.
+  `
+  CREATE TABLE outbox_v5 (
+    seq             INTEGER PRIMARY KEY,
+    id              TEXT NOT NULL UNIQUE,
+    job_id          TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    job_state       TEXT NOT NULL
+                    CHECK (job_state IN ('queued', 'loading', 'working', 'done', 'failed', 'cancelled')),
+    url             TEXT,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead', 'local')),
+    held            INTEGER NOT NULL DEFAULT 0 CHECK (held IN (0, 1)),
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at INTEGER,
+    last_status     INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    delivered_at    INTEGER,
+    body            TEXT NOT NULL,
+    CHECK ((state = 'delivered') = (delivered_at IS NOT NULL)),
+    CHECK ((state = 'local') = (url IS NULL)),
+    CHECK ((state = 'local') = (next_attempt_at IS NULL)),
+    CHECK (state <> 'local' OR
+      (held = 0 AND attempts = 0 AND last_status IS NULL AND last_error IS NULL))
+  ) STRICT;
+  INSERT INTO outbox_v5 (seq, id, job_id, job_state, url, state, held, attempts, next_attempt_at,
+    last_status, last_error, created_at, delivered_at, body)
+  SELECT seq, id, job_id,
+    coalesce(CASE WHEN json_valid(body) THEN json_extract(body, '$.state') END,
+      (SELECT state FROM jobs WHERE jobs.id = outbox.job_id)),
+    url, state, held, attempts,
+    next_attempt_at, last_status, last_error, created_at, delivered_at, body
+  FROM outbox;
+  DROP TABLE outbox;
+  ALTER TABLE outbox_v5 RENAME TO outbox;
+  CREATE INDEX outbox_sendable ON outbox (next_attempt_at, seq) WHERE state = 'pending' AND held = 0;
+  CREATE INDEX outbox_by_job ON outbox (job_id, seq);
+  CREATE INDEX outbox_deliveries ON outbox (state) WHERE url IS NOT NULL;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,4 +1,4 @@
-// The lifecycles: of a job, and of the webhook event that reports each of its changes. Every job,
+// The lifecycles: of a job, and of the event that reports each of its changes. Every job,
 // whichever surface created it, moves only through the named transitions in transitions.ts; every
 // event only through the outbox's writes in outbox.ts. Each list here is the one spelling of its
 // states: the SQL and the HTTP checks are built from it, and a test holds the schema's CHECKs to it.
@@ -30,18 +30,26 @@ export function isTerminal(state: JobState): boolean {
 }
 
 /**
- * A webhook event in the outbox.
- * - `pending`: to be sent. Written by the store in the transaction of the job change it reports;
- *   `held` while an earlier event of the same job is still pending, so a job's events go in order.
- *   Stays pending through retries (the dispatcher's markRetry).
+ * An event in the outbox: one row per job change, for every job (ADR-0017). Its body is the
+ * webhook event JSON; watchers read it whether or not it is ever sent.
+ * - `pending`: to be sent to the job's webhook. Written by the store in the transaction of the job
+ *   change it reports; `held` while an earlier event of the same job is still pending, so a job's
+ *   events go in order. Stays pending through retries (the dispatcher's markRetry).
  * - `delivered`: the receiver answered 2xx (the dispatcher's markDelivered). Terminal.
  * - `dead`: attempts ran out (markDead), or the receiver answered 410 Gone for the job, which kills
  *   its pending events (markJobEventsDead) and every later one as it is written. Terminal.
+ * - `local`: the job has no webhook: nothing to deliver, the row is kept for watchers only.
+ *   Written so and never changed; the delivery columns stay empty (the schema's CHECKs).
  * Events of a finished job are pruned with it once none is pending.
  */
 export type EventState = (typeof EVENT_STATES)[number];
 
-export const EVENT_STATES = ["pending", "delivered", "dead"] as const;
+/** The states of an event that has a receiver: what webhook metrics and summaries count. */
+export const DELIVERY_STATES = ["pending", "delivered", "dead"] as const;
+
+export type DeliveryState = (typeof DELIVERY_STATES)[number];
+
+export const EVENT_STATES = [...DELIVERY_STATES, "local"] as const;
 
 /** Sync jobs come from /api/chat, /api/generate and the /v1 completions; async ones from /jobs. */
 export type JobKind = "sync" | "async";

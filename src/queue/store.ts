@@ -1,7 +1,8 @@
 // The durable queue's jobs: every query and write of the jobs and artifacts tables. Jobs change
 // state only through `transition`, which runs a named entry of transitions.ts guarded by the state
-// it expects and, in the same transaction, appends the webhook event that reports the change to
-// the outbox, so an event can be neither lost nor invented. All of foreman's SQL is in src/queue/.
+// it expects and, in the same transaction, appends the event that reports the change to the
+// outbox, so an event can be neither lost nor invented; once it commits, listeners hear of it
+// (ADR-0017). All of foreman's SQL is in src/queue/.
 
 import type { DatabaseSync } from "node:sqlite";
 import { monotonicFactory } from "ulid";
@@ -26,7 +27,7 @@ import {
   type ValuesArg,
 } from "./transitions.ts";
 
-export type { OutboxEvent, WebhookSummary } from "./outbox.ts";
+export type { JobEvent, OutboxEvent, WebhookSummary } from "./outbox.ts";
 export { TransitionError, type TransitionName } from "./transitions.ts";
 
 /** A job as lists read it: every column but the request and the result. */
@@ -97,8 +98,8 @@ const SUMMARY_COLUMNS = `id, kind, endpoint, model, state, webhook_url, idempote
   CASE WHEN octet_length(metadata) <= :metadata_limit THEN metadata END AS metadata`;
 
 /**
- * Renders the body of the webhook event that reports `job` entering its current state from
- * `previous` (null for a new job), with the job's artifacts.
+ * Renders the body of the event that reports `job` entering its current state from `previous`
+ * (null for a new job), with the job's artifacts (only a done job has any).
  */
 export type EventRenderer = (
   job: Job,
@@ -108,8 +109,8 @@ export type EventRenderer = (
 export interface StoreOptions {
   /** Clock in epoch milliseconds; tests pass a fake one. */
   now?: () => number;
-  /** Renders webhook bodies; without it jobs with a webhook URL cannot be stored. */
-  renderEvent?: EventRenderer;
+  /** Renders event bodies: the webhook event JSON, which watchers read too. */
+  renderEvent: EventRenderer;
   /**
    * SQLite's `synchronous` pragma. FULL (the default) makes every accepted job survive a power
    * loss; NORMAL survives a crash of foreman but may lose the last commits if the machine dies.
@@ -126,11 +127,12 @@ const ACTIVE_JOBS = `SELECT * FROM jobs WHERE state IN ${sqlList(ACTIVE_STATES)}
 export class Store {
   /** The SQLite connection itself, for tests and checks that read the tables directly. */
   readonly db: DatabaseSync;
-  /** The webhook events of the jobs, written by transitions, settled by the dispatcher. */
+  /** The events of the jobs, written by transitions, read by watchers, sent by the dispatcher. */
   readonly outbox: Outbox;
   readonly #db: Db;
   readonly #now: () => number;
-  readonly #renderEvent?: EventRenderer;
+  readonly #renderEvent: EventRenderer;
+  readonly #eventListeners: ((jobId: string) => void)[] = [];
   readonly #ulid = monotonicFactory();
   /**
    * Queued jobs, kept in step by every write that changes the number, so the submit path's queue
@@ -138,7 +140,7 @@ export class Store {
    */
   #queued: number | undefined;
 
-  constructor(path: string, options: StoreOptions = {}) {
+  constructor(path: string, options: StoreOptions) {
     this.#now = options.now ?? Date.now;
     this.#renderEvent = options.renderEvent;
     this.#db = new Db(path, {
@@ -167,9 +169,18 @@ export class Store {
     return this.#db.stmt(sql);
   }
 
+  /**
+   * Calls `listener` with a job's id each time an event of that job has been committed (a new job
+   * or a transition), after the commit, in the order of the commits. It runs in the writer's
+   * turn, so it must be quick and must not throw; it reads the event itself if it wants it.
+   */
+  onEvent(listener: (jobId: string) => void): void {
+    this.#eventListeners.push(listener);
+  }
+
   // ---- jobs ------------------------------------------------------------------------------------
 
-  /** Stores a new queued job (and its `queued` event when it has a webhook). */
+  /** Stores a new queued job and its `queued` event. */
   insertJob(input: NewJob): Job {
     return this.tx(() => this.#insert(input), { durable: input.kind !== "sync" });
   }
@@ -368,8 +379,8 @@ export class Store {
   /**
    * The one guarded state change. Moves job `id` along transition `name` if it is in one of the
    * transition's source states, with the values that transition needs (transitions.ts), records
-   * its webhook event in the same transaction, and returns the updated job. Throws TransitionError
-   * when the job is elsewhere.
+   * its event in the same transaction, and returns the updated job. Throws TransitionError when
+   * the job is elsewhere.
    */
   transition<N extends TransitionName>(name: N, id: string, ...args: ValuesArg<N>): Job {
     const spec: TransitionSpec<TransitionValues[N]> = TRANSITIONS[name];
@@ -476,14 +487,21 @@ export class Store {
     return r ? toArtifact(r) : undefined;
   }
 
-  // ---- webhook events ----------------------------------------------------------------------------
+  // ---- events ----------------------------------------------------------------------------------
 
-  /** Appends the event reporting that `job` entered its state, when it has a webhook. */
+  /**
+   * Appends the event reporting that `job` entered its state: to be sent when it has a webhook,
+   * kept for watchers either way; listeners hear of it once the transaction commits.
+   */
   #recordEvent(job: Job, previous: JobState | null): void {
-    if (!job.webhookUrl) return;
-    if (!this.#renderEvent) throw new TypeError("Store has no event renderer for webhook jobs");
-    const body = this.#renderEvent(job, { previous, artifacts: this.artifactsWithBodies(job.id) });
-    this.outbox.append({ jobId: job.id, url: job.webhookUrl, body });
+    // Only a done job's event carries artifacts: the other states skip the query.
+    const artifacts = job.state === "done" ? this.artifactsWithBodies(job.id) : [];
+    const body = this.#renderEvent(job, { previous, artifacts });
+    this.outbox.append({ jobId: job.id, jobState: job.state, url: job.webhookUrl, body });
+    if (this.#eventListeners.length === 0) return;
+    this.#db.afterCommit(() => {
+      for (const listener of this.#eventListeners) listener(job.id);
+    });
   }
 
   // ---- retention and bookkeeping ---------------------------------------------------------------

@@ -53,6 +53,11 @@ export interface RelayOptions {
    * - "bytes": nothing is kept, `done` resolves with ""; a failure aborts the caller's stream.
    */
   framing?: Framing;
+  /**
+   * Sees each chunk as it goes to the caller (a progress counter); it must be quick and never
+   * keep the chunk.
+   */
+  onChunk?: (chunk: Uint8Array) => void;
 }
 
 export type Framing = "ndjson" | "sse" | "json" | "bytes";
@@ -60,7 +65,7 @@ export type Framing = "ndjson" | "sse" | "json" | "bytes";
 const NL = 10;
 
 export function relay(body: ReadableStream<Uint8Array>, options: RelayOptions): Relay {
-  const { idleTimeout, maxLine = Infinity, signal, framing = "ndjson" } = options;
+  const { idleTimeout, maxLine = Infinity, signal, framing = "ndjson", onChunk } = options;
   const reader = body.getReader();
   let sent = 0;
   let tail: Uint8Array[] = [];
@@ -161,6 +166,7 @@ export function relay(body: ReadableStream<Uint8Array>, options: RelayOptions): 
         if (framing === "json") keepWhole(value);
         else if (framing !== "bytes") keepTail(value);
         c.enqueue(value);
+        onChunk?.(value);
         // From here the caller's silence is timed.
         idle.touch();
       } catch (err) {

@@ -20,6 +20,7 @@ import { isDiskFull } from "../queue/disk_full.ts";
 import { type Endpoint, ENDPOINTS, isOpenAI } from "../queue/states.ts";
 import type { Artifact, Job, Store } from "../queue/store.ts";
 import { keepAliveSeconds } from "../units.ts";
+import { type Progress, recordCounter } from "./progress.ts";
 import {
   CallerGoneError,
   CallerStoppedReadingError,
@@ -115,6 +116,8 @@ export class Worker {
   #signal?: AbortSignal;
   /** Since when the worker has found nothing to do while a re-pin is pending. */
   #idleSince?: number;
+  /** How far the working job has got, for watchers. */
+  #progress?: Progress;
 
   constructor(options: WorkerOptions) {
     this.#o = options;
@@ -143,6 +146,11 @@ export class Worker {
   /** The job the worker is on, if any. */
   get currentJob(): string | undefined {
     return this.#current?.id;
+  }
+
+  /** How far the job in `working` has got (time, and records where the answer streams). */
+  get progress(): Readonly<Progress> | undefined {
+    return this.#progress;
   }
 
   /**
@@ -276,6 +284,7 @@ export class Worker {
       await this.#o.residency.ensure(job.model, { endpoint: job.endpoint, signal });
       this.#o.residency.running(job.endpoint);
       store.transition("startWorking", job.id);
+      this.#progress = { jobId: job.id, since: this.#now(), records: null };
       log.info("job working", { job_id: job.id, model: job.model, state: "working" });
       const outcome = job.kind === "sync"
         ? await this.#runSync(job, signal)
@@ -287,6 +296,7 @@ export class Worker {
       if (isDiskFull(err)) throw err;
       return this.#handleFailure(job, err, { signal });
     } finally {
+      this.#progress = undefined;
       metrics.jobRun.observe((this.#now() - started) / 1000, endpoint);
     }
   }
@@ -320,11 +330,22 @@ export class Worker {
       await res.body?.cancel();
       throw new Cancelled("caller went away");
     }
+    // Where the answer streams, its records are counted as they pass, for watchers: a byte search
+    // per chunk, whether or not anyone watches, so one who comes late sees the whole count.
+    const count = recordCounter(res.headers.get("content-type"));
+    const progress = this.#progress;
+    if (count && progress) progress.records = 0;
     // The relay ends on an abort (cancel, shutdown) even while the caller is not reading, and
     // treats a caller that read nothing for the target timeout as gone: the worker never waits
     // on a caller.
     const framing = framingOf(job.endpoint, res.headers);
-    const r = relay(res.body!, { idleTimeout: targetTimeout, maxLine: maxAnswer, signal, framing });
+    const r = relay(res.body!, {
+      idleTimeout: targetTimeout,
+      maxLine: maxAnswer,
+      signal,
+      framing,
+      onChunk: count && progress ? (chunk) => progress.records! += count(chunk) : undefined,
+    });
     // From here a failure reaches the caller inside the stream, never as a second answer.
     this.#callers.delete(job.id);
     caller.answer({ status: res.status, headers: res.headers, body: r.readable });
