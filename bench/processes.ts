@@ -88,7 +88,8 @@ async function listening(child: Deno.ChildProcess, what: string): Promise<SimPro
 /** Starts `bare_proxy.ts` in front of `target` and waits for its {"listening": url} line. */
 export async function startBareProxy(target: string): Promise<SimProcess> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net=127.0.0.1", BARE_PROXY, target],
+    // As foreman runs: request.signal aborts only when a client goes away, not after every answer.
+    args: ["run", "--allow-net=127.0.0.1", "--unstable-no-legacy-abort", BARE_PROXY, target],
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",
