@@ -28,6 +28,7 @@ const SIZES: Record<"quick" | "full", Sizes> = {
     proxy: {
       rounds: 3,
       syncC1: 200,
+      syncC16: 600,
       syncC32: 600,
       ttfc: 150,
       embedC32: 600,
@@ -45,6 +46,7 @@ const SIZES: Record<"quick" | "full", Sizes> = {
     proxy: {
       rounds: 7,
       syncC1: 1000,
+      syncC16: 2000,
       syncC32: 2000,
       ttfc: 500,
       embedC32: 2000,
@@ -161,6 +163,7 @@ function plot(r: Results): string | undefined {
   };
   pair("sync /api/chat, concurrency 1", r.proxy?.syncC1);
   pair("sync /v1/chat/completions, concurrency 1", r.proxy?.v1SyncC1);
+  pair("sync /api/chat, concurrency 16", r.proxy?.syncC16);
   pair("sync /api/chat, concurrency 32", r.proxy?.syncC32);
   pair("streaming /api/chat: time to first chunk", r.proxy?.ttfc);
   pair("/api/embed, concurrency 32", r.proxy?.embedC32);

@@ -1,16 +1,21 @@
 // Proxy overhead: the same Ollama requests sent straight to the simulator and through foreman.
+// Proxy overhead: the same Ollama requests sent straight to the simulator and through foreman.
 // Sync chat (a queued job per request) natively and on /v1, streaming chat (time to first chunk,
-// chunks relayed per second) and the /api/embed bypass.
+// chunks relayed per second) and the /api/embed bypass. Sync chat, time to first chunk and the
+// relay ceiling also run through the peers (nginx and a bare Deno proxy) in the same rounds, so
+// their floor is on the page.
 
 import { startForeman } from "../../harness/foreman.ts";
-import { compare, type Comparison, type Path } from "../compare.ts";
+import { compare, compareSystems, type Comparison } from "../compare.ts";
 import { closedLoop, postJson, readStream } from "../load.ts";
+import { ensureNginx, startNginx } from "../nginx.ts";
 import { startBareProxy, startSimProcess } from "../processes.ts";
 import { median } from "../stats.ts";
 
 export interface ProxySizes {
   rounds: number;
   syncC1: number;
+  syncC16: number;
   syncC32: number;
   ttfc: number;
   embedC32: number;
@@ -28,10 +33,24 @@ export interface StreamRate {
   chunks: number;
 }
 
+/** The systems measured side by side: the target itself, foreman and the proxies beside it. */
+export type System = "direct" | "foreman" | "nginx" | "bare";
+
+export interface Peers {
+  /** nginx's version, or why its row is left out. */
+  nginx: { version: string } | { skipped: string };
+  /** Each system against direct, from the same rotation of rounds (nginx absent when skipped). */
+  syncC1: Partial<Record<System, Comparison>>;
+  syncC16: Partial<Record<System, Comparison>>;
+  ttfc: Partial<Record<System, Comparison>>;
+  ceiling: Partial<Record<System, StreamRate>>;
+}
+
 export interface ProxyResults {
   syncC1: Comparison;
   /** /v1/chat/completions stream:false at concurrency 1, against the simulator's own /v1. */
   v1SyncC1: Comparison;
+  syncC16: Comparison;
   syncC32: Comparison;
   ttfc: Comparison;
   embedC32: Comparison;
@@ -40,6 +59,8 @@ export interface ProxyResults {
   /** The floor: a bare Deno fetch-relay proxy (bench/bare_proxy.ts) in foreman's place. */
   bareSyncC1: Comparison;
   bareTtfc: Comparison;
+  /** nginx and the bare Deno proxy beside foreman and direct, rotated round by round. */
+  peers: Peers;
 }
 
 const MODELS = ["a", "b", "c", "embed-e"];
@@ -60,22 +81,45 @@ export async function proxyBench(
   sizes: ProxySizes,
   note: (msg: string) => void,
 ): Promise<ProxyResults> {
-  const sim = await startSimProcess({ loadMs: 0, tokenMs: TOKEN_MS, models: MODELS });
-  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--max-queue", "1000000"] });
+  let nginx = await ensureNginx(note);
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop().catch(() => {});
+  };
   try {
-    const base = (p: Path) => p === "direct" ? sim.url : fm.url;
-    const auth = (p: Path) => p === "direct" ? {} : fm.headers();
+    const sim = await startSimProcess({ loadMs: 0, tokenMs: TOKEN_MS, models: MODELS });
+    stops.push(sim.stop);
+    const fm = await startForeman({ ollamaUrl: sim.url, args: ["--max-queue", "1000000"] });
+    stops.push(async () => {
+      await fm.stop();
+      await Deno.remove(fm.dir, { recursive: true }).catch(() => {});
+    });
+    let front;
+    try {
+      front = await peersOf(sim.url, "version" in nginx, stops);
+    } catch (err) {
+      if (!("version" in nginx)) throw err;
+      nginx = { skipped: `nginx ${nginx.version} did not start: ${(err as Error).message}` };
+      front = await peersOf(sim.url, false, stops);
+    }
+    if ("skipped" in nginx) note(`the nginx row is left out: ${nginx.skipped}`);
+    const systems = ["direct", "foreman", ...front.names] as System[];
+    note(`systems side by side: ${systems.join(", ")}`);
+    const base = (s: System) =>
+      s === "direct" ? sim.url : s === "foreman" ? fm.url : front.urls[s]!;
+    const auth = (s: System) => s === "foreman" ? fm.headers() : {};
     const tiny = chat(1, false);
-    const syncOp = (p: Path) => async (_i: number, signal: AbortSignal) => {
-      const res = await postJson(`${base(p)}/api/chat`, tiny, auth(p), signal);
+    const syncOp = (s: System) => async (_i: number, signal: AbortSignal) => {
+      const res = await postJson(`${base(s)}/api/chat`, tiny, auth(s), signal);
       await res.arrayBuffer();
     };
+    const sync = (concurrency: number, count: number) => (s: System) =>
+      closedLoop(syncOp(s), { concurrency, count, warmup: Math.max(20, concurrency * 2) });
 
     note("sync /api/chat stream:false, concurrency 1");
-    const syncC1 = await compare(
-      sizes.rounds,
-      (p) => closedLoop(syncOp(p), { concurrency: 1, count: sizes.syncC1, warmup: 20 }),
-    );
+    const syncC1 = await compareSystems(sizes.rounds, systems, sync(1, sizes.syncC1));
+    note("sync /api/chat stream:false, concurrency 16");
+    const syncC16 = await compareSystems(sizes.rounds, systems, sync(16, sizes.syncC16));
     note("sync /v1/chat/completions stream:false, concurrency 1");
     const v1Tiny = JSON.stringify({
       model: "a",
@@ -89,19 +133,20 @@ export async function proxyBench(
           .arrayBuffer();
       }, { concurrency: 1, count: sizes.syncC1, warmup: 20 }));
     note("sync /api/chat stream:false, concurrency 32");
-    const syncC32 = await compare(
-      sizes.rounds,
-      (p) => closedLoop(syncOp(p), { concurrency: 32, count: sizes.syncC32, warmup: 64 }),
-    );
+    const syncC32 = await compare(sizes.rounds, sync(32, sizes.syncC32));
 
     note("streaming /api/chat: time to first chunk");
     const short = chat(1, true);
-    const ttfc = await compare(sizes.rounds, (p) =>
-      closedLoop(async (_i, signal) => {
-        const t0 = performance.now();
-        const res = await postJson(`${base(p)}/api/chat`, short, auth(p), signal);
-        return (await readStream(res, t0)).firstMs;
-      }, { concurrency: 1, count: sizes.ttfc, warmup: 20 }));
+    const ttfc = await compareSystems(
+      sizes.rounds,
+      systems,
+      (s) =>
+        closedLoop(async (_i, signal) => {
+          const t0 = performance.now();
+          const res = await postJson(`${base(s)}/api/chat`, short, auth(s), signal);
+          return (await readStream(res, t0)).firstMs;
+        }, { concurrency: 1, count: sizes.ttfc, warmup: 20 }),
+    );
 
     note("/api/embed bypass, concurrency 32");
     const embedBody = JSON.stringify({ model: "embed-e", input: "hello world", keep_alive: -1 });
@@ -112,88 +157,101 @@ export async function proxyBench(
       }, { concurrency: 32, count: sizes.embedC32, warmup: 64 }));
 
     note(`long stream: ${sizes.longChunks} chunks at ${TOKEN_MS} ms per token`);
-    const longStream = await streamRate(
+    const longStream = (await streamRates(
+      ["direct", "foreman"],
       base,
       auth,
       sizes.streamRounds,
       sizes.longChunks,
-    );
+    )).foreman!;
 
     note(`relay ceiling: ${sizes.ceilingChunks} chunks from an unthrottled simulator`);
     const fast = await startSimProcess({ loadMs: 0, tokenMs: 0, models: MODELS });
+    stops.push(fast.stop);
     const fastFm = await startForeman({ ollamaUrl: fast.url });
-    let ceilingStream: StreamRate;
-    try {
-      ceilingStream = await streamRate(
-        (p) => p === "direct" ? fast.url : fastFm.url,
-        (p) => p === "direct" ? {} : fastFm.headers(),
-        sizes.streamRounds,
-        sizes.ceilingChunks,
-      );
-    } finally {
+    stops.push(async () => {
       await fastFm.stop();
-      await fast.stop();
       await Deno.remove(fastFm.dir, { recursive: true }).catch(() => {});
-    }
-    note("the floor: a bare Deno proxy in foreman's place, sync and time to first chunk");
-    const bare = await startBareProxy(sim.url);
-    let bareSyncC1: Comparison;
-    let bareTtfc: Comparison;
-    try {
-      const via = (p: Path) => p === "direct" ? sim.url : bare.url;
-      bareSyncC1 = await compare(sizes.rounds, (p) =>
-        closedLoop(async (_i, signal) => {
-          await (await postJson(`${via(p)}/api/chat`, tiny, {}, signal)).arrayBuffer();
-        }, { concurrency: 1, count: sizes.syncC1, warmup: 20 }));
-      bareTtfc = await compare(sizes.rounds, (p) =>
-        closedLoop(async (_i, signal) => {
-          const t0 = performance.now();
-          const res = await postJson(`${via(p)}/api/chat`, short, {}, signal);
-          return (await readStream(res, t0)).firstMs;
-        }, { concurrency: 1, count: sizes.ttfc, warmup: 20 }));
-    } finally {
-      await bare.stop();
-    }
+    });
+    const fastFront = await peersOf(fast.url, "version" in nginx, stops);
+    const ceiling = await streamRates(
+      ["direct", "foreman", ...fastFront.names] as System[],
+      (s) => s === "direct" ? fast.url : s === "foreman" ? fastFm.url : fastFront.urls[s]!,
+      (s) => s === "foreman" ? fastFm.headers() : {},
+      // Each round is short: more of them, so one stalled round cannot set the figure.
+      sizes.streamRounds * 2 + 1,
+      sizes.ceilingChunks,
+    );
     return {
-      syncC1,
+      syncC1: syncC1.foreman,
+      syncC16: syncC16.foreman,
       v1SyncC1,
       syncC32,
-      ttfc,
+      ttfc: ttfc.foreman,
       embedC32,
       longStream,
-      ceilingStream,
-      bareSyncC1,
-      bareTtfc,
+      ceilingStream: ceiling.foreman!,
+      bareSyncC1: syncC1.bare,
+      bareTtfc: ttfc.bare,
+      peers: { nginx, syncC1, syncC16, ttfc, ceiling },
     };
   } finally {
-    await fm.stop();
-    await sim.stop();
-    await Deno.remove(fm.dir, { recursive: true }).catch(() => {});
+    await stopAll();
   }
 }
 
-/** Lines per second a client receives over one long stream, median over rounds. */
-async function streamRate(
-  base: (p: Path) => string,
-  auth: (p: Path) => Record<string, string>,
+/** The peer proxies in front of `target`: the bare Deno proxy always, nginx when it is there. */
+async function peersOf(
+  target: string,
+  withNginx: boolean,
+  stops: (() => Promise<void>)[],
+): Promise<{ names: System[]; urls: Partial<Record<System, string>> }> {
+  const names: System[] = [];
+  const urls: Partial<Record<System, string>> = {};
+  if (withNginx) {
+    const n = await startNginx(target);
+    stops.push(n.stop);
+    names.push("nginx");
+    urls.nginx = n.url;
+  }
+  const bare = await startBareProxy(target);
+  stops.push(bare.stop);
+  names.push("bare");
+  urls.bare = bare.url;
+  return { names, urls };
+}
+
+/**
+ * Lines per second a client receives over one long stream, for each system, median over rounds
+ * (the order rotated each round); `ratio` is against the first system.
+ */
+async function streamRates<S extends string>(
+  systems: readonly S[],
+  base: (s: S) => string,
+  auth: (s: S) => Record<string, string>,
   rounds: number,
   chunks: number,
-): Promise<StreamRate> {
-  const rates: Record<Path, number[]> = { direct: [], foreman: [] };
+): Promise<Partial<Record<S, StreamRate>>> {
+  const rates = {} as Record<S, number[]>;
+  for (const s of systems) rates[s] = [];
   const body = chat(chunks, true);
   for (let r = 0; r < rounds; r++) {
-    for (const p of (r % 2 === 0 ? ["direct", "foreman"] : ["foreman", "direct"]) as Path[]) {
+    for (const s of systems.map((_, i) => systems[(i + r) % systems.length]!)) {
       const signal = AbortSignal.timeout(120_000);
       const t0 = performance.now();
-      const res = await postJson(`${base(p)}/api/chat`, body, auth(p), signal);
-      const s = await readStream(res, t0);
-      if (s.lines !== chunks + 1) {
-        throw new Error(`a ${p} long stream carried ${s.lines} lines, expected ${chunks + 1}`);
+      const res = await postJson(`${base(s)}/api/chat`, body, auth(s), signal);
+      const got = await readStream(res, t0);
+      if (got.lines !== chunks + 1) {
+        throw new Error(`a ${s} long stream carried ${got.lines} lines, expected ${chunks + 1}`);
       }
-      rates[p].push((s.lines - 1) / ((s.lastLineAt - s.firstLineAt) / 1000));
+      rates[s].push((got.lines - 1) / ((got.lastLineAt - got.firstLineAt) / 1000));
     }
   }
-  const direct = median(rates.direct);
-  const foreman = median(rates.foreman);
-  return { direct, foreman, ratio: foreman / direct, chunks };
+  const direct = median(rates[systems[0]!]);
+  const out: Partial<Record<S, StreamRate>> = {};
+  for (const s of systems) {
+    const v = median(rates[s]);
+    out[s] = { direct, foreman: v, ratio: v / direct, chunks };
+  }
+  return out;
 }
