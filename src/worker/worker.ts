@@ -118,6 +118,8 @@ export class Worker {
   #idleSince?: number;
   /** How far the working job has got, for watchers. */
   #progress?: Progress;
+  /** When the job in hand was claimed and started working (epoch ms), for its log line. */
+  #timing?: { jobId: string; claimedAt: number; workingAt: number | undefined };
 
   constructor(options: WorkerOptions) {
     this.#o = options;
@@ -274,7 +276,8 @@ export class Worker {
     const started = this.#now();
     const endpoint = { endpoint: job.endpoint };
     metrics.jobWait.observe((started - job.createdAt) / 1000, endpoint);
-    log.info("job loading", {
+    this.#timing = { jobId: job.id, claimedAt: started, workingAt: undefined };
+    log.debug("job loading", {
       job_id: job.id,
       model: job.model,
       state: "loading",
@@ -284,8 +287,10 @@ export class Worker {
       await this.#o.residency.ensure(job.model, { endpoint: job.endpoint, signal });
       this.#o.residency.running(job.endpoint);
       store.transition("startWorking", job.id);
-      this.#progress = { jobId: job.id, since: this.#now(), records: null };
-      log.info("job working", { job_id: job.id, model: job.model, state: "working" });
+      const working = this.#now();
+      this.#timing.workingAt = working;
+      this.#progress = { jobId: job.id, since: working, records: null };
+      log.debug("job working", { job_id: job.id, model: job.model, state: "working" });
       const outcome = job.kind === "sync"
         ? await this.#runSync(job, signal)
         : await this.#runAsync(job, signal);
@@ -297,6 +302,7 @@ export class Worker {
       return this.#handleFailure(job, err, { signal });
     } finally {
       this.#progress = undefined;
+      this.#timing = undefined;
       metrics.jobRun.observe((this.#now() - started) / 1000, endpoint);
     }
   }
@@ -486,9 +492,25 @@ export class Worker {
     this.#finished(job);
   }
 
+  /**
+   * A job ended: its one info line (warn when it failed), with where its time went. The states it
+   * passed through are logged at debug only: one line per job is what a busy foreman can afford.
+   */
   #finished(job: Job): void {
     this.#o.metrics.jobsFinished.inc({ outcome: job.state, endpoint: job.endpoint });
-    const fields = { job_id: job.id, model: job.model, state: job.state, attempt: job.attempt };
+    const t = this.#timing?.jobId === job.id ? this.#timing : undefined;
+    const end = job.finishedAt ?? this.#now();
+    const fields = {
+      job_id: job.id,
+      model: job.model,
+      endpoint: job.endpoint,
+      state: job.state,
+      attempt: job.attempt,
+      // Queued (since submission or the last requeue), making the model resident, at the target.
+      wait_ms: t ? t.claimedAt - job.createdAt : end - job.createdAt,
+      load_ms: t?.workingAt === undefined ? null : t.workingAt - t.claimedAt,
+      run_ms: t?.workingAt === undefined ? null : end - t.workingAt,
+    };
     if (job.state === "failed") this.#o.log.warn("job failed", { ...fields, error: job.error });
     else this.#o.log.info(`job ${job.state}`, fields);
   }
