@@ -33,6 +33,10 @@ export class Db {
     this.sqlite.exec(`PRAGMA synchronous = ${this.#synchronous}`);
     this.sqlite.exec("PRAGMA busy_timeout = 5000");
     migrate(this.sqlite);
+    // The resting level is NORMAL: most commits (sync jobs' rows, delivery bookkeeping) need no
+    // wait for the disk, and each durable one raises the level around itself (tx). Every write
+    // goes through tx, so nothing commits at the resting level that should not.
+    this.sqlite.exec("PRAGMA synchronous = NORMAL");
   }
 
   close(): void {
@@ -61,17 +65,18 @@ export class Db {
   }
 
   /**
-   * Runs `fn` in one IMMEDIATE transaction; rolls back when it throws. With `durable: false` the
-   * commit does not wait for the disk (synchronous=NORMAL for this transaction only): it survives a
-   * crash of foreman, and reaches the disk with the next durable commit or checkpoint (ADR-0015).
-   * Inside a transaction already, `fn` joins it.
+   * Runs `fn` in one IMMEDIATE transaction; rolls back when it throws. A durable commit (the
+   * default) waits for the disk (synchronous=FULL, unless the store was opened NORMAL); with
+   * `durable: false` it does not: it survives a crash of foreman, and reaches the disk with the
+   * next durable commit or checkpoint (ADR-0015). Inside a transaction already, `fn` joins it.
    */
   tx<T>(fn: () => T, options: { durable?: boolean } = {}): T {
     if (this.sqlite.isTransaction) return fn();
-    // SQLite refuses to change the safety level inside a transaction, so it is set around it.
-    const relaxed = options.durable === false && this.#synchronous === "FULL";
+    // SQLite refuses to change the safety level inside a transaction, so it is set around it,
+    // from the connection's resting NORMAL: a commit that need not wait sets nothing.
+    const strict = options.durable !== false && this.#synchronous === "FULL";
     // Prepared once and reused: exec() would parse these statements on every transaction.
-    if (relaxed) this.stmt("PRAGMA synchronous = NORMAL").run();
+    if (strict) this.stmt("PRAGMA synchronous = FULL").run();
     let out: T;
     try {
       this.stmt("BEGIN IMMEDIATE").run();
@@ -85,7 +90,7 @@ export class Db {
         throw err;
       }
     } finally {
-      if (relaxed) this.stmt("PRAGMA synchronous = FULL").run();
+      if (strict) this.stmt("PRAGMA synchronous = NORMAL").run();
     }
     const committed = this.#committed;
     this.#committed = [];

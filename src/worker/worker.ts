@@ -18,7 +18,7 @@ import {
 } from "../ollama/client.ts";
 import { isDiskFull } from "../queue/disk_full.ts";
 import { type Endpoint, ENDPOINTS, isOpenAI } from "../queue/states.ts";
-import type { Artifact, Job, Store } from "../queue/store.ts";
+import type { Artifact, Job, MovedJob, Store } from "../queue/store.ts";
 import { keepAliveSeconds } from "../units.ts";
 import { type Progress, recordCounter } from "./progress.ts";
 import {
@@ -231,8 +231,9 @@ export class Worker {
     }
     const next = store.next(residency.current, { maxWait });
     if (!next) return undefined;
-    const job = store.tryTransition("claim", next.id);
-    if (!job) return undefined;
+    const claimed = store.tryTransition("claim", next);
+    if (!claimed) return undefined;
+    const job: Job = { ...claimed, request: next.request };
     try {
       if (job.kind === "sync" && !this.#callers.has(job.id)) {
         // The caller left between submit and now (its cancel lost the race with the claim).
@@ -286,7 +287,7 @@ export class Worker {
     try {
       await this.#o.residency.ensure(job.model, { endpoint: job.endpoint, signal });
       this.#o.residency.running(job.endpoint);
-      store.transition("startWorking", job.id);
+      store.transition("startWorking", job);
       const working = this.#now();
       this.#timing.workingAt = working;
       this.#progress = { jobId: job.id, since: working, records: null };
@@ -372,7 +373,7 @@ export class Worker {
     if (problem !== undefined) return this.#failed(job.id, problem);
     // A sync job's result is never shown; a stream of events has no final object to keep.
     const result = framing === "sse" ? "{}" : last || "{}";
-    const done = store.transition("complete", job.id, { result });
+    const done = store.transition("complete", job, { result });
     this.#completed(done);
     return { job: job.id, outcome: "done" };
   }
@@ -403,7 +404,7 @@ export class Worker {
       sha256: createHash("sha256").update(bytes).digest("hex"),
       body: bytes,
     };
-    const done = store.transition("complete", job.id, { result: text, artifacts: [completion] });
+    const done = store.transition("complete", job, { result: text, artifacts: [completion] });
     this.#completed(done);
     return { job: job.id, outcome: "done" };
   }
@@ -466,7 +467,7 @@ export class Worker {
    */
   #requeue(job: Job, error: string, options: { delay: number; refund: boolean }): Outcome {
     const { delay, refund } = options;
-    this.#o.store.transition("requeue", job.id, { error, notBefore: this.#now() + delay, refund });
+    this.#o.store.transition("requeue", job, { error, notBefore: this.#now() + delay, refund });
     return { job: job.id, outcome: "requeued", reason: error };
   }
 
@@ -487,7 +488,7 @@ export class Worker {
   }
 
   /** A job is done: a native one carried foreman's keep_alive, so the model is pinned again. */
-  #completed(job: Job): void {
+  #completed(job: MovedJob): void {
     if (!isOpenAI(job.endpoint)) this.#o.residency.pinned();
     this.#finished(job);
   }
@@ -496,7 +497,7 @@ export class Worker {
    * A job ended: its one info line (warn when it failed), with where its time went. The states it
    * passed through are logged at debug only: one line per job is what a busy foreman can afford.
    */
-  #finished(job: Job): void {
+  #finished(job: MovedJob): void {
     this.#o.metrics.jobsFinished.inc({ outcome: job.state, endpoint: job.endpoint });
     const t = this.#timing?.jobId === job.id ? this.#timing : undefined;
     const end = job.finishedAt ?? this.#now();
