@@ -73,6 +73,7 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
     embedModel: config.embedModel,
     keepAlive: config.keepAlive,
   });
+  const groupCommit = new GroupCommit(store);
   const worker = new Worker({
     store,
     client,
@@ -85,6 +86,7 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
     retryBase: config.retryBase,
     targetTimeout: config.targetTimeout,
     maxAnswer: config.maxAnswer,
+    pendingInserts: () => groupCommit.pending,
   });
   const dispatcher = new Dispatcher({
     outbox: store.outbox,
@@ -146,7 +148,7 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
     settings,
     auth: new BearerAuth(config.tokens),
     store,
-    groupCommit: new GroupCommit(store),
+    groupCommit,
     inventory,
     residency,
     worker,

@@ -18,7 +18,8 @@ import {
 } from "../ollama/client.ts";
 import { isDiskFull } from "../queue/disk_full.ts";
 import { type Endpoint, ENDPOINTS, isOpenAI } from "../queue/states.ts";
-import type { Artifact, Job, MovedJob, Store } from "../queue/store.ts";
+import type { Artifact, Job, MovedJob, NewJob, Store } from "../queue/store.ts";
+import { sameModel } from "../ollama/models.ts";
 import { keepAliveSeconds } from "../units.ts";
 import { type Progress, recordCounter } from "./progress.ts";
 import {
@@ -70,6 +71,8 @@ export interface WorkerOptions {
   targetTimeout: number;
   /** Longest line relayed to a sync caller, and largest answer stored for an async job. */
   maxAnswer: number;
+  /** Jobs accepted but not yet stored (group commit): they are queued ahead of a new sync job. */
+  pendingInserts?: () => number;
   now?: () => number;
 }
 
@@ -107,6 +110,8 @@ export class Worker {
   readonly #callers = new Map<string, Caller>();
   #current?: { id: string; abort: AbortController; settled: Promise<unknown> };
   readonly #idle = new WakeableSleep();
+  /** A job already claimed and working (submit's fold), for the loop's next step. */
+  #handoff?: Job;
   #unreachableStreak = 0;
   /** No job is taken before this time: the target was unreachable (one backoff for all jobs). */
   #pausedUntil = 0;
@@ -131,9 +136,38 @@ export class Worker {
     }
   }
 
-  /** Registers the caller waiting for sync job `id`. */
-  attach(id: string, caller: Caller): void {
-    this.#callers.set(id, caller);
+  /**
+   * Stores sync job `input` for `caller`, who is answered through it, and returns the job. When
+   * the worker sleeps with nothing queued ahead and the job's model resident, nothing can come
+   * between the job's submission and its start, so it is inserted, claimed and started in one
+   * transaction (three guarded transitions and their three events, in order, one commit) and handed
+   * straight to the loop: no queue read, no second and third commit. Otherwise it is queued.
+   */
+  submit(input: NewJob, caller: Caller): Job {
+    const { store } = this.#o;
+    let job: Job;
+    if (this.#canFold(input.model)) {
+      job = store.txFor([input], () => {
+        const queued = store.insertJob(input);
+        store.transition("claim", queued);
+        return { ...store.transition("startWorking", queued), request: queued.request };
+      });
+      this.#handoff = job;
+    } else {
+      job = store.insertJob(input);
+    }
+    this.#callers.set(job.id, caller);
+    this.#idle.wake();
+    return job;
+  }
+
+  /** Whether a job for `model` submitted now would be the worker's next, with nothing to load. */
+  #canFold(model: string): boolean {
+    const resident = this.#o.residency.current;
+    return this.#idle.sleeping && this.#handoff === undefined && this.#current === undefined &&
+      this.#stranded === undefined && this.#now() >= this.#pausedUntil &&
+      resident !== undefined && sameModel(resident, model) &&
+      this.#o.store.countQueued() === 0 && (this.#o.pendingInserts?.() ?? 0) === 0;
   }
 
   detach(id: string): void {
@@ -222,6 +256,11 @@ export class Worker {
   /** Takes and runs the next job, if one is ready. */
   async runOnce(): Promise<Outcome | undefined> {
     const { store, residency, maxWait } = this.#o;
+    const handed = this.#handoff;
+    if (handed) {
+      this.#handoff = undefined;
+      return await this.#take(handed);
+    }
     if (this.#now() < this.#pausedUntil) return undefined;
     if (this.#stranded) {
       // Not the job's fault: it gets its attempt back and runs again.
@@ -233,7 +272,11 @@ export class Worker {
     if (!next) return undefined;
     const claimed = store.tryTransition("claim", next);
     if (!claimed) return undefined;
-    const job: Job = { ...claimed, request: next.request };
+    return await this.#take({ ...claimed, request: next.request });
+  }
+
+  /** Runs job `job`, claimed (loading) or already working; it is the worker's until it settles. */
+  async #take(job: Job): Promise<Outcome> {
     try {
       if (job.kind === "sync" && !this.#callers.has(job.id)) {
         // The caller left between submit and now (its cancel lost the race with the claim).
@@ -285,9 +328,12 @@ export class Worker {
       attempt: job.attempt,
     });
     try {
-      await this.#o.residency.ensure(job.model, { endpoint: job.endpoint, signal });
+      // A folded job (submit) comes working: its model was resident and nothing came between.
+      if (job.state === "loading") {
+        await this.#o.residency.ensure(job.model, { endpoint: job.endpoint, signal });
+        store.transition("startWorking", job);
+      }
       this.#o.residency.running(job.endpoint);
-      store.transition("startWorking", job);
       const working = this.#now();
       this.#timing.workingAt = working;
       this.#progress = { jobId: job.id, since: working, records: null };
