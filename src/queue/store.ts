@@ -29,7 +29,7 @@ import {
 } from "./transitions.ts";
 
 export type { JobEvent, OutboxEvent, WebhookSummary } from "./outbox.ts";
-export { TransitionError, type TransitionName } from "./transitions.ts";
+export { TransitionError, type TransitionName, type TransitionValues } from "./transitions.ts";
 
 /** A job as lists read it: every column but the request and the result. */
 export interface JobSummary {

@@ -18,7 +18,15 @@ import {
 } from "../ollama/client.ts";
 import { isDiskFull } from "../queue/disk_full.ts";
 import { type Endpoint, ENDPOINTS, isOpenAI } from "../queue/states.ts";
-import type { Artifact, Job, MovedJob, NewJob, Store } from "../queue/store.ts";
+import {
+  type Artifact,
+  type Job,
+  type MovedJob,
+  type NewJob,
+  type Store,
+  TransitionError,
+  type TransitionValues,
+} from "../queue/store.ts";
 import { sameModel } from "../ollama/models.ts";
 import { keepAliveSeconds } from "../units.ts";
 import { type Progress, recordCounter } from "./progress.ts";
@@ -200,6 +208,8 @@ export class Worker {
       await current.settled;
       return this.#o.store.get(id);
     }
+    // A job handed to the loop but not taken yet is dropped with its cancel: it never runs.
+    if (this.#handoff?.id === id) this.#handoff = undefined;
     const job = this.#o.store.tryTransition("cancel", id, { error: reason });
     if (job) this.#finished(job);
     this.#release(id, CANCELED);
@@ -250,6 +260,24 @@ export class Worker {
         wait = Math.min(wait, due - this.#now());
       }
       await this.#idle.sleep(wait, signal);
+    }
+    // A job chained or folded but not started yet goes back to the queue with its attempt, as a
+    // running one does at shutdown (a sync one is cancelled at the next start, its caller gone).
+    const left = this.#handoff;
+    this.#handoff = undefined;
+    if (left) {
+      try {
+        this.#o.store.tryTransition("requeue", left, {
+          error: new Shutdown().message,
+          notBefore: 0,
+          refund: true,
+        });
+      } catch (err) {
+        this.#o.log.error("worker cannot write the database at shutdown", {
+          job_id: left.id,
+          error: errorMessage(err),
+        });
+      }
     }
   }
 
@@ -376,7 +404,7 @@ export class Worker {
   }
 
   async #runSync(job: Job, signal: AbortSignal): Promise<Outcome> {
-    const { store, targetTimeout, maxAnswer } = this.#o;
+    const { targetTimeout, maxAnswer } = this.#o;
     const res = await this.#send(job, { signal });
     const caller = this.#callers.get(job.id);
     if (!caller) {
@@ -419,13 +447,12 @@ export class Worker {
     if (problem !== undefined) return this.#failed(job.id, problem);
     // A sync job's result is never shown; a stream of events has no final object to keep.
     const result = framing === "sse" ? "{}" : last || "{}";
-    const done = store.transition("complete", job, { result });
-    this.#completed(done);
+    this.#complete(job, { result }, signal);
     return { job: job.id, outcome: "done" };
   }
 
   async #runAsync(job: Job, signal: AbortSignal): Promise<Outcome> {
-    const { store, targetTimeout, maxAnswer } = this.#o;
+    const { targetTimeout, maxAnswer } = this.#o;
     const res = await this.#send(job, { stream: false, signal });
     let bytes: Uint8Array<ArrayBuffer>;
     try {
@@ -450,8 +477,7 @@ export class Worker {
       sha256: createHash("sha256").update(bytes).digest("hex"),
       body: bytes,
     };
-    const done = store.transition("complete", job, { result: text, artifacts: [completion] });
-    this.#completed(done);
+    this.#complete(job, { result: text, artifacts: [completion] }, signal);
     return { job: job.id, outcome: "done" };
   }
 
@@ -531,6 +557,43 @@ export class Worker {
     if (job) this.#finished(job);
     this.#release(id, CANCELED);
     return { job: id, outcome: "cancelled" };
+  }
+
+  /**
+   * Completes `job`. When the next job by drain-by-model is for the resident model, it is claimed
+   * and started in the same transaction (the chain: one commit between two jobs instead of three,
+   * each change still its own guarded transition and event, in order) and handed to the loop's
+   * next step; the target is done with `job`, so it still runs one inference at a time.
+   */
+  #complete(job: Job, values: TransitionValues["complete"], signal: AbortSignal): void {
+    const { store } = this.#o;
+    const next = this.#chainable(signal);
+    if (next) {
+      try {
+        const [done, started] = store.txFor([job, next], () => {
+          const done = store.transition("complete", job, values);
+          store.transition("claim", next);
+          return [done, store.transition("startWorking", next)];
+        });
+        this.#handoff = { ...started, request: next.request };
+        this.#completed(done);
+        return;
+      } catch (err) {
+        // Nothing was written: the next job is left to the loop, this one completes alone.
+        if (!(err instanceof TransitionError)) throw err;
+      }
+    }
+    this.#completed(store.transition("complete", job, values));
+  }
+
+  /** The job to chain after the one completing: the loop's next pick, if its model is resident. */
+  #chainable(signal: AbortSignal): Job | undefined {
+    const { store, residency, maxWait } = this.#o;
+    const resident = residency.current;
+    if (signal.aborted || resident === undefined || this.#handoff || this.#stranded) return;
+    if (this.#now() < this.#pausedUntil) return;
+    const next = store.next(resident, { maxWait });
+    return next && sameModel(next.model, resident) ? next : undefined;
   }
 
   /** A job is done: a native one carried foreman's keep_alive, so the model is pinned again. */
