@@ -2,8 +2,8 @@
 // a line or an answer past the cap. The hostile-target suite checks the same through foreman.
 
 import assert from "node:assert/strict";
-import { AnswerTooLargeError } from "../src/ollama/client.ts";
-import { CallerStoppedReadingError, readAll, relay } from "../src/worker/relay.ts";
+import { AnswerTooLargeError, TargetClient } from "../src/ollama/client.ts";
+import { CallerStoppedReadingError, relay } from "../src/worker/relay.ts";
 
 const enc = new TextEncoder();
 
@@ -66,13 +66,19 @@ Deno.test("a line longer than the cap ends the relay with an error line of its o
   assert.equal(lines[2], "");
 });
 
-Deno.test("readAll stops reading past the cap and cancels the target's body", async () => {
+Deno.test("a whole answer is read up to the cap, then its reading stops and the target's body is cancelled", async () => {
+  const capped = new TargetClient({
+    baseUrl: "http://127.0.0.1:9",
+    timeout: 60_000,
+    maxAnswer: 10_000,
+  });
   const src = source("y".repeat(1024), 100);
   await assert.rejects(
-    readAll(src.stream, { idleTimeout: 60_000, maxAnswer: 10_000 }),
+    capped.readBytes(new Response(src.stream), { path: "/api/chat" }),
     AnswerTooLargeError,
   );
   assert.equal(src.cancelled(), true);
-  const whole = await readAll(source("z", 10).stream, { idleTimeout: 60_000, maxAnswer: 10 });
+  const exact = new TargetClient({ baseUrl: "http://127.0.0.1:9", timeout: 60_000, maxAnswer: 10 });
+  const whole = await exact.readBytes(new Response(source("z", 10).stream), { path: "/api/chat" });
   assert.equal(new TextDecoder().decode(whole), "z".repeat(10));
 });

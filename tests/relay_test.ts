@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { BearerAuth } from "../src/http/auth.ts";
-import { CallerGoneError, readAll, relay, StallError } from "../src/worker/relay.ts";
+import { TargetClient, TargetUnreachableError } from "../src/ollama/client.ts";
+import { CallerGoneError, relay, StallError } from "../src/worker/relay.ts";
 
 const enc = new TextEncoder();
 
@@ -53,9 +54,12 @@ Deno.test("a silent target counts as stalled and the caller gets a final error l
   await assert.rejects(r.done, StallError);
   const lines = text.trim().split("\n");
   assert.match(JSON.parse(lines.at(-1)!).error, /sent nothing for 50 ms/);
+  // A whole answer read for a job: the same silence is the target's stall.
+  const client = new TargetClient({ baseUrl: "http://127.0.0.1:9", timeout: 50 });
+  const whole = new Response(source([], { stallAfter: 0 }).stream);
   await assert.rejects(
-    readAll(source([], { stallAfter: 0 }).stream, { idleTimeout: 50 }),
-    StallError,
+    client.readBytes(whole, { path: "/api/chat" }),
+    (err) => err instanceof TargetUnreachableError && /sent nothing for 50 ms/.test(err.message),
   );
 });
 

@@ -5,6 +5,8 @@
 
 import { concat } from "../bytes.ts";
 
+const decoder = new TextDecoder();
+
 export class TargetUnreachableError extends Error {
   override name = "TargetUnreachableError";
 }
@@ -164,15 +166,28 @@ export class TargetClient {
   }
 
   /**
-   * Reads a whole body of the answer to `path`, each read within the timeout and the whole within
-   * maxAnswer. A stall or a cut is TargetUnreachableError (the target's fault, never the job's).
+   * Reads a whole body of the answer to `path` as text, each read within the timeout and the whole
+   * within maxAnswer (readBytes).
    */
   async readText(
     res: Response,
     options: { path: string; signal?: AbortSignal },
   ): Promise<string> {
+    return decoder.decode(await this.readBytes(res, options));
+  }
+
+  /**
+   * Reads a whole body of the answer to `path`, each read within the timeout and the whole within
+   * maxAnswer (AnswerTooLargeError, before more is held). A stall or a cut is
+   * TargetUnreachableError (the target's fault, never the job's); an abort of `signal` (also the
+   * fetch's) rejects with its reason.
+   */
+  async readBytes(
+    res: Response,
+    options: { path: string; signal?: AbortSignal },
+  ): Promise<Uint8Array<ArrayBuffer>> {
     const { path, signal } = options;
-    if (!res.body) return "";
+    if (!res.body) return new Uint8Array();
     const reader = res.body.getReader();
     let stalled: TargetUnreachableError | undefined;
     const idle = new IdleTimer(this.timeout, () => {
@@ -204,7 +219,7 @@ export class TargetClient {
     } finally {
       idle.stop();
     }
-    return new TextDecoder().decode(concat(parts));
+    return concat(parts);
   }
 }
 

@@ -238,26 +238,3 @@ function lastLine(parts: Uint8Array[]): string {
   const i = text.lastIndexOf("\n");
   return i >= 0 ? text.slice(i + 1) : text;
 }
-
-/**
- * Reads a whole body with the same stall rule, for async jobs whose result is stored; more than
- * `maxAnswer` bytes end it with AnswerTooLargeError, before they are held.
- */
-export async function readAll(
-  body: ReadableStream<Uint8Array>,
-  options: { idleTimeout: number; maxAnswer?: number; signal?: AbortSignal },
-): Promise<Uint8Array<ArrayBuffer>> {
-  const maxAnswer = options.maxAnswer ?? Infinity;
-  // Not read as lines: the parts are the answer, no last line is kept beside them.
-  const r = relay(body, { ...options, framing: "bytes" });
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of r.readable) {
-    size += chunk.byteLength;
-    // Leaving the loop cancels the relay, and with it the target's response.
-    if (size > maxAnswer) throw new AnswerTooLargeError(maxAnswer);
-    parts.push(chunk);
-  }
-  await r.done;
-  return concat(parts);
-}

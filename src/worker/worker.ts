@@ -34,7 +34,6 @@ import {
   CallerGoneError,
   CallerStoppedReadingError,
   type Framing,
-  readAll,
   relay,
   StallError,
 } from "./relay.ts";
@@ -42,14 +41,14 @@ import type { Residency } from "./residency.ts";
 
 /**
  * The target's answer to a sync job, as the worker hands it over: the target's status and headers
- * as sent, and its body as relayed (under the relay's deadlines; a failure after the first byte
- * arrives as a final {"error"} line, or a `data: {"error": …}` event on /v1). How a caller sees
- * it is the HTTP layer's business.
+ * as sent, and its body: the bytes of a whole answer (read in full first), or a stream as relayed
+ * (under the relay's deadlines; a failure after the first byte arrives as a final {"error"} line,
+ * or a `data: {"error": …}` event on /v1). How a caller sees it is the HTTP layer's business.
  */
 export interface Answer {
   status: number;
   headers: Headers;
-  body: ReadableStream<Uint8Array>;
+  body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer>;
 }
 
 /** Why a sync caller gets no answer: its job failed or was cancelled, or foreman is stopping. */
@@ -411,21 +410,34 @@ export class Worker {
       await res.body?.cancel();
       throw new Cancelled("caller went away");
     }
+    const framing = framingOf(job.endpoint, res.headers);
     // Where the answer streams, its records are counted as they pass, for watchers: a byte search
     // per chunk, whether or not anyone watches, so one who comes late sees the whole count.
     const count = recordCounter(res.headers.get("content-type"));
+    if (!count) {
+      // A whole answer (stream:false, native or /v1): read in full, then handed over as bytes, so
+      // no stream runs per chunk, and the target is done with the job before its caller is
+      // written to, which the next job's start can overlap.
+      const bytes = await this.#readWhole(job, res, signal);
+      const last = lastOf(bytes, framing);
+      this.#callers.delete(job.id);
+      caller.answer({ status: res.status, headers: res.headers, body: bytes });
+      const problem = incomplete(last, framing);
+      if (problem !== undefined) return this.#failed(job.id, problem);
+      this.#complete(job, { result: last || "{}" }, signal);
+      return { job: job.id, outcome: "done" };
+    }
     const progress = this.#progress;
-    if (count && progress) progress.records = 0;
+    if (progress) progress.records = 0;
     // The relay ends on an abort (cancel, shutdown) even while the caller is not reading, and
     // treats a caller that read nothing for the target timeout as gone: the worker never waits
     // on a caller.
-    const framing = framingOf(job.endpoint, res.headers);
     const r = relay(res.body!, {
       idleTimeout: targetTimeout,
       maxLine: maxAnswer,
       signal,
       framing,
-      onChunk: count && progress ? (chunk) => progress.records! += count(chunk) : undefined,
+      onChunk: progress ? (chunk) => progress.records! += count(chunk) : undefined,
     });
     // From here a failure reaches the caller inside the stream, never as a second answer.
     this.#callers.delete(job.id);
@@ -452,17 +464,9 @@ export class Worker {
   }
 
   async #runAsync(job: Job, signal: AbortSignal): Promise<Outcome> {
-    const { targetTimeout, maxAnswer } = this.#o;
     const res = await this.#send(job, { stream: false, signal });
-    let bytes: Uint8Array<ArrayBuffer>;
-    try {
-      bytes = await readAll(res.body!, { idleTimeout: targetTimeout, maxAnswer, signal });
-    } catch (err) {
-      if (signal.aborted) throw signal.reason;
-      if (err instanceof AnswerTooLargeError) throw err;
-      throw new TargetUnreachableError(`the target stopped mid-response: ${errorMessage(err)}`);
-    }
-    const text = new TextDecoder().decode(bytes);
+    const bytes = await this.#readWhole(job, res, signal);
+    const text = decoder.decode(bytes);
     try {
       JSON.parse(text);
     } catch {
@@ -479,6 +483,21 @@ export class Worker {
     };
     this.#complete(job, { result: text, artifacts: [completion] }, signal);
     return { job: job.id, outcome: "done" };
+  }
+
+  /**
+   * The whole body of a target answer nothing streams from, each read under the target timeout
+   * and the whole under max_answer. No byte of it has reached anyone, so a stall or a cut is the
+   * target's fault and the job runs again (TargetUnreachableError); an answer too large is final.
+   */
+  async #readWhole(job: Job, res: Response, signal: AbortSignal): Promise<Uint8Array<ArrayBuffer>> {
+    try {
+      return await this.#o.client.readBytes(res, { path: TARGET_PATHS[job.endpoint], signal });
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      if (err instanceof AnswerTooLargeError) throw err;
+      throw new TargetUnreachableError(`the target stopped mid-response: ${errorMessage(err)}`);
+    }
   }
 
   #handleFailure(job: Job, err: unknown, options: { signal: AbortSignal }): Outcome {
@@ -675,6 +694,16 @@ function incomplete(last: string, framing: Framing): string | undefined {
   }
   return (parsed as { done?: unknown }).done === true ? undefined : INCOMPLETE;
 }
+
+/** What `incomplete` judges in a whole answer: its last line (NDJSON), or all of it (JSON). */
+function lastOf(bytes: Uint8Array, framing: Framing): string {
+  const text = decoder.decode(bytes);
+  if (framing !== "ndjson") return text;
+  const trimmed = text.trim();
+  return trimmed.slice(trimmed.lastIndexOf("\n") + 1);
+}
+
+const decoder = new TextDecoder();
 
 const INCOMPLETE = "the target ended its response without done:true";
 const NOT_JSON = "the target sent a response that is not JSON";
