@@ -29,6 +29,8 @@ const { values } = parseArgs({
     n1: { type: "string", default: "300" },
     n16: { type: "string", default: "800" },
     chunks: { type: "string", default: "20000" },
+    // "pipe": the daemons' output read by this process, as the test harness (or journald) does.
+    log: { type: "string", default: "file" },
   },
 });
 
@@ -85,13 +87,27 @@ async function startTree(
   if (values.v8) args.splice(1, 0, `--v8-flags=${values.v8}`);
   const q = (x: string) => `'${x.replaceAll("'", `'\\''`)}'`;
   // exec: the shell becomes deno, so the pid is the daemon's (CPU is read from /proc).
+  const pipe = values.log === "pipe";
+  const to = pipe ? "" : ` >${dir}/out 2>${dir}/err`;
   const child = new Deno.Command("sh", {
-    args: ["-c", `exec ${[Deno.execPath(), ...args].map(q).join(" ")} >${dir}/out 2>${dir}/err`],
+    args: ["-c", `exec ${[Deno.execPath(), ...args].map(q).join(" ")}${to}`],
     cwd: dir,
     env: { ...env, PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "" },
     clearEnv: true,
     stdin: "null",
+    stdout: pipe ? "piped" : "inherit",
+    stderr: pipe ? "piped" : "inherit",
   }).spawn();
+  if (pipe) {
+    // Read and kept, as the harness keeps a daemon's output.
+    let kept = "";
+    for (const s of [child.stdout, child.stderr]) {
+      (async () => {
+        for await (const chunk of s.pipeThrough(new TextDecoderStream())) kept += chunk;
+      })().catch(() => {});
+    }
+    void kept;
+  }
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
   while (true) {
@@ -177,6 +193,8 @@ async function fleet(tokenMs: number) {
       const r = await fn();
       const c1 = cpu(pid);
       const n = r.latencies.length + r.errors;
+      const d = daemons.find((d) => d.name === s);
+      if (d) (gcRuns[`${s} (${tokenMs} ms/token)`] ??= { dir: d.dir, requests: 0 }).requests += n;
       put(s, `${tag}.cpu`, (c1.all - c0.all) / 1e6 / n);
       put(s, `${tag}.main`, (c1.main - c0.main) / 1e6 / n);
       if (r.errors) console.error(`${s} ${tag}: ${r.errors} errors, first: ${r.firstError}`);
@@ -191,6 +209,8 @@ async function fleet(tokenMs: number) {
   };
 }
 
+/** Requests each daemon served (timed and warm-up), for the GC figures per request. */
+const gcRuns: Record<string, { dir: string; requests: number }> = {};
 const load0 = loadAverage();
 const started = Date.now();
 const logs: string[] = [];
@@ -301,4 +321,21 @@ console.log(
     )
   } |`,
 );
+if (values.v8?.includes("--trace-gc")) {
+  // What V8 printed per daemon: collections and their pauses over the whole run, per 1000 requests.
+  console.log("\n| system | requests | scavenges /1000 | mark-compacts /1000 | pause ms /1000 |");
+  console.log("|---|--:|--:|--:|--:|");
+  for (const [name, { dir, requests }] of Object.entries(gcRuns)) {
+    const out = Deno.readTextFileSync(`${dir}/out`).split("\n");
+    const pause = (l: string) =>
+      Number(/MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \//.exec(l)?.[1] ?? 0);
+    const scav = out.filter((l) => l.includes("Scavenge"));
+    const mark = out.filter((l) => l.includes("Mark-Compact"));
+    const per = (n: number) => (n * 1000 / requests).toFixed(2);
+    const ms = [...scav, ...mark].reduce((a, l) => a + pause(l), 0);
+    console.log(
+      `| ${name} | ${requests} | ${per(scav.length)} | ${per(mark.length)} | ${per(ms)} |`,
+    );
+  }
+}
 console.error(`logs: ${logs.join(", ")}`);

@@ -82,3 +82,29 @@ Deno.test("a whole answer is read up to the cap, then its reading stops and the 
   const whole = await exact.readBytes(new Response(source("z", 10).stream), { path: "/api/chat" });
   assert.equal(new TextDecoder().decode(whole), "z".repeat(10));
 });
+
+Deno.test("a whole answer from a byte stream is read into one growing buffer, and a declared size past the cap is refused unread", async () => {
+  const client = new TargetClient({ baseUrl: "http://127.0.0.1:9", timeout: 60_000 });
+  const parts = Array.from({ length: 40 }, (_, i) => `${i}:${"w".repeat(1000)}\n`);
+  let next = 0;
+  const body = new ReadableStream({
+    type: "bytes",
+    pull(c: ReadableByteStreamController) {
+      if (next < parts.length) return c.enqueue(enc.encode(parts[next++]));
+      c.close();
+      c.byobRequest?.respond(0); // a reader's pending read ends with the stream, as fetch's does
+    },
+  });
+  const whole = await client.readBytes(new Response(body), { path: "/api/chat" });
+  assert.equal(new TextDecoder().decode(whole), parts.join(""));
+
+  const capped = new TargetClient({
+    baseUrl: "http://127.0.0.1:9",
+    timeout: 60_000,
+    maxAnswer: 100,
+  });
+  const src = source("x", 1000);
+  const declared = new Response(src.stream, { headers: { "content-length": "1000" } });
+  await assert.rejects(capped.readBytes(declared, { path: "/api/chat" }), AnswerTooLargeError);
+  assert.equal(src.cancelled(), true);
+});

@@ -3,7 +3,6 @@
 // target could not be reached or stalled (retry, never fail a job) or it answered with an error
 // status. Every wait on the target has a deadline, and nothing it answers is buffered without a cap.
 
-import { concat } from "../bytes.ts";
 
 const decoder = new TextDecoder();
 
@@ -188,7 +187,13 @@ export class TargetClient {
   ): Promise<Uint8Array<ArrayBuffer>> {
     const { path, signal } = options;
     if (!res.body) return new Uint8Array();
-    const reader = res.body.getReader();
+    const declared = Number(res.headers.get("content-length") ?? NaN);
+    if (declared > this.maxAnswer) {
+      res.body.cancel().catch(() => {});
+      throw new AnswerTooLargeError(this.maxAnswer);
+    }
+    const into = new Growable(Number.isInteger(declared) ? declared : WHOLE_START, this.maxAnswer);
+    const reader = byobReader(res.body);
     let stalled: TargetUnreachableError | undefined;
     const idle = new IdleTimer(this.timeout, () => {
       stalled = new TargetUnreachableError(
@@ -196,17 +201,12 @@ export class TargetClient {
       );
       reader.cancel(stalled).catch(() => {});
     });
-    const parts: Uint8Array[] = [];
-    let size = 0;
     try {
       while (true) {
-        const { value, done } = await reader.read();
+        const done = await into.read(reader);
         if (stalled) throw stalled;
         if (done) break;
         idle.touch();
-        size += value.byteLength;
-        if (size > this.maxAnswer) throw new AnswerTooLargeError(this.maxAnswer);
-        parts.push(value);
       }
     } catch (err) {
       reader.cancel(err).catch(() => {});
@@ -219,7 +219,80 @@ export class TargetClient {
     } finally {
       idle.stop();
     }
-    return concat(parts);
+    return into.bytes();
+  }
+}
+
+/** Where a whole answer of unknown size starts; it doubles as it fills. */
+const WHOLE_START = 16 * 1024;
+
+type BodyReader = ReadableStreamBYOBReader | ReadableStreamDefaultReader<Uint8Array>;
+
+/**
+ * A reader that fills buffers foreman gives it, where the body allows it (fetch bodies do): a
+ * default reader of a fetch body allocates a 64 KiB buffer per read, which V8 counts as external
+ * memory and answers with a full garbage collection every few hundred reads.
+ */
+export function byobReader(body: ReadableStream<Uint8Array>): BodyReader {
+  try {
+    return body.getReader({ mode: "byob" });
+  } catch {
+    return body.getReader(); // not a byte stream
+  }
+}
+
+/**
+ * A buffer a body is read into, read by read, that grows by doubling up to `limit` bytes; past
+ * it, AnswerTooLargeError, before more is held.
+ */
+export class Growable {
+  #buf: Uint8Array<ArrayBuffer>;
+  #size = 0;
+  readonly #limit: number;
+
+  constructor(initial: number, limit: number) {
+    // One byte more than the limit, so a body past it is seen without reading it all.
+    this.#buf = new Uint8Array(Math.max(1, Math.min(initial, limit) + 1));
+    this.#limit = limit;
+  }
+
+  /** Reads once into the free part; resolves with true at the end of the body. */
+  async read(reader: BodyReader): Promise<boolean> {
+    if (this.#size === this.#buf.byteLength) this.#grow(this.#size * 2);
+    if (!(reader instanceof ReadableStreamBYOBReader)) {
+      const { value, done } = await reader.read();
+      if (done) return true;
+      this.#append(value);
+      return false;
+    }
+    const free = new Uint8Array(this.#buf.buffer, this.#size, this.#buf.byteLength - this.#size);
+    const { value, done } = await reader.read(free);
+    // The read moved the buffer: what it filled is the same memory, under a new name.
+    if (value) this.#buf = new Uint8Array(value.buffer as ArrayBuffer);
+    if (done) return true;
+    this.#size += value.byteLength;
+    if (this.#size > this.#limit) throw new AnswerTooLargeError(this.#limit);
+    return false;
+  }
+
+  #append(chunk: Uint8Array): void {
+    if (this.#size + chunk.byteLength > this.#buf.byteLength) {
+      this.#grow(Math.max(this.#buf.byteLength * 2, this.#size + chunk.byteLength));
+    }
+    this.#buf.set(chunk.subarray(0, this.#buf.byteLength - this.#size), this.#size);
+    this.#size += chunk.byteLength;
+    if (this.#size > this.#limit) throw new AnswerTooLargeError(this.#limit);
+  }
+
+  #grow(want: number): void {
+    const next = new Uint8Array(Math.min(want, this.#limit + 1));
+    next.set(this.#buf.subarray(0, this.#size));
+    this.#buf = next;
+  }
+
+  /** What was read, without a copy. */
+  bytes(): Uint8Array<ArrayBuffer> {
+    return this.#buf.subarray(0, this.#size);
   }
 }
 
