@@ -3,7 +3,6 @@
 // target could not be reached or stalled (retry, never fail a job) or it answered with an error
 // status. Every wait on the target has a deadline, and nothing it answers is buffered without a cap.
 
-
 const decoder = new TextDecoder();
 
 export class TargetUnreachableError extends Error {

@@ -30,13 +30,7 @@ import {
 import { sameModel } from "../ollama/models.ts";
 import { keepAliveSeconds } from "../units.ts";
 import { type Progress, recordCounter } from "./progress.ts";
-import {
-  CallerGoneError,
-  CallerStoppedReadingError,
-  type Framing,
-  relay,
-  StallError,
-} from "./relay.ts";
+import { CallerGoneError, CallerStoppedReadingError, relay, StallError } from "./relay.ts";
 import type { Residency } from "./residency.ts";
 
 /**
@@ -414,7 +408,7 @@ export class Worker {
     // Where the answer streams, its records are counted as they pass, for watchers: a byte search
     // per chunk, whether or not anyone watches, so one who comes late sees the whole count.
     const count = recordCounter(res.headers.get("content-type"));
-    if (!count) {
+    if (!count || framing === "json") {
       // A whole answer (stream:false, native or /v1): read in full, then handed over as bytes, so
       // no stream runs per chunk, and the target is done with the job before its caller is
       // written to, which the next job's start can overlap.
@@ -442,6 +436,8 @@ export class Worker {
     // From here a failure reaches the caller inside the stream, never as a second answer.
     this.#callers.delete(job.id);
     caller.answer({ status: res.status, headers: res.headers, body: r.readable });
+    // Settles when the target's answer has ended: the job completes (and the next one starts)
+    // while the relay hands the caller its last bytes.
     let last: string;
     try {
       last = await r.done;
@@ -656,8 +652,14 @@ const TARGET_PATHS: Record<Endpoint, string> = {
   "openai.completions": "/v1/completions",
 };
 
+/**
+ * How an answer is framed: NDJSON lines (native), or on /v1 by its content type, Server-Sent
+ * Events or one JSON document. Streams (NDJSON, SSE) are relayed; a document is read whole.
+ */
+type AnswerFraming = "ndjson" | "sse" | "json";
+
 /** How a sync job's answer is framed: NDJSON (native), or by its content type on /v1. */
-function framingOf(endpoint: Endpoint, headers: Headers): Framing {
+function framingOf(endpoint: Endpoint, headers: Headers): AnswerFraming {
   if (!isOpenAI(endpoint)) return "ndjson";
   return headers.get("content-type")?.startsWith("text/event-stream") ? "sse" : "json";
 }
@@ -673,7 +675,7 @@ function framingOf(endpoint: Endpoint, headers: Headers): Framing {
  *   marker is how a failure shows; an error event (a proxy's, or a later Ollama's) names it.
  * - json: one object without "error".
  */
-function incomplete(last: string, framing: Framing): string | undefined {
+function incomplete(last: string, framing: AnswerFraming): string | undefined {
   if (framing === "sse") {
     if (last === "data: [DONE]") return undefined;
     return openaiError(last.replace(/^data: ?/, "")) ?? SSE_INCOMPLETE;
@@ -696,7 +698,7 @@ function incomplete(last: string, framing: Framing): string | undefined {
 }
 
 /** What `incomplete` judges in a whole answer: its last line (NDJSON), or all of it (JSON). */
-function lastOf(bytes: Uint8Array, framing: Framing): string {
+function lastOf(bytes: Uint8Array, framing: AnswerFraming): string {
   const text = decoder.decode(bytes);
   if (framing !== "ndjson") return text;
   const trimmed = text.trim();
