@@ -57,7 +57,11 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
     inlineLimit: config.inlineLimit,
   };
   const metrics = new Metrics();
-  const store = new Store(config.db, { renderEvent: (job, event) => eventBody(job, event, views) });
+  // The worker checkpoints the WAL off the request path; SQLite only past its backstop.
+  const store = new Store(config.db, {
+    renderEvent: (job, event) => eventBody(job, event, views),
+    checkpoints: "owner",
+  });
   const client = new TargetClient({
     baseUrl: config.ollamaUrl,
     token: config.ollamaToken,
@@ -87,6 +91,7 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
     targetTimeout: config.targetTimeout,
     maxAnswer: config.maxAnswer,
     pendingInserts: () => groupCommit.pending,
+    checkpoints: true,
   });
   const dispatcher = new Dispatcher({
     outbox: store.outbox,

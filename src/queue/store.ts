@@ -6,7 +6,7 @@
 
 import type { DatabaseSync } from "node:sqlite";
 import { monotonicFactory } from "ulid";
-import { Db, type Params } from "./db.ts";
+import { type CheckpointResult, Db, type Params } from "./db.ts";
 import { Outbox } from "./outbox.ts";
 import {
   ACTIVE_STATES,
@@ -131,6 +131,8 @@ export interface StoreOptions {
    * loss; NORMAL survives a crash of foreman but may lose the last commits if the machine dies.
    */
   synchronous?: "FULL" | "NORMAL";
+  /** Who checkpoints the WAL (DbOptions.checkpoints): SQLite by default, or the daemon's worker. */
+  checkpoints?: "sqlite" | "owner";
 }
 
 /** The start-up repair's sync and interrupted jobs, by what became of them. */
@@ -160,6 +162,7 @@ export class Store {
     this.#renderEvent = options.renderEvent;
     this.#db = new Db(path, {
       synchronous: options.synchronous,
+      checkpoints: options.checkpoints,
       onRollback: () => this.#queued = undefined, // the rolled-back writes may have moved it
     });
     this.db = this.#db.sqlite;
@@ -173,6 +176,16 @@ export class Store {
   /** A new ULID, monotonic within this process so ids sort in creation order. */
   newId(): string {
     return this.#ulid(this.#now());
+  }
+
+  /** Commits since the last checkpoint, and how long the database has been quiet (Db.wal). */
+  wal(): { commits: number; quietMs: number } {
+    return this.#db.wal();
+  }
+
+  /** Checkpoints the WAL (Db.checkpoint). */
+  checkpoint(mode: "PASSIVE" | "TRUNCATE"): CheckpointResult {
+    return this.#db.checkpoint(mode);
   }
 
   /** Runs `fn` in one transaction (see Db.tx); the store's writes inside it join it. */

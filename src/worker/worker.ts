@@ -74,6 +74,11 @@ export interface WorkerOptions {
   maxAnswer: number;
   /** Jobs accepted but not yet stored (group commit): they are queued ahead of a new sync job. */
   pendingInserts?: () => number;
+  /**
+   * Whether the worker checkpoints the WAL (the store was opened with checkpoints: "owner"): while
+   * the target works on a job, when commits have piled up, and once the database is quiet.
+   */
+  checkpoints?: boolean;
   now?: () => number;
 }
 
@@ -91,6 +96,10 @@ const RETRY_CAP = 30_000;
 const REPIN_IDLE = 1000;
 /** Pause after a step failed to write the database (a full disk) before trying again. */
 const STORE_RETRY = 1000;
+/** Commits after which the worker checkpoints the WAL (a few hundred pages, a couple of MiB). */
+const CHECKPOINT_EVERY = 32;
+/** Quiet time after which the worker checkpoints and empties the WAL file. */
+const CHECKPOINT_QUIET = 1000;
 
 /** Raised inside a run when the job was cancelled from outside. */
 class Cancelled extends Error {
@@ -124,6 +133,8 @@ export class Worker {
   #idleSince?: number;
   /** How far the working job has got, for watchers. */
   #progress?: Progress;
+  /** A checkpoint is scheduled (#checkpointSoon). */
+  #checkpointing = false;
   /** When the job in hand was claimed and started working (epoch ms), for its log line. */
   #timing?: { jobId: string; claimedAt: number; workingAt: number | undefined };
 
@@ -242,6 +253,18 @@ export class Worker {
       let readyAt = this.#o.store.nextReadyAt();
       if (readyAt !== undefined) readyAt = Math.max(readyAt, this.#pausedUntil);
       let wait = readyAt === undefined ? 60_000 : Math.max(5, readyAt - this.#now());
+      if (this.#o.checkpoints) {
+        // Once nothing has been written for a while, the WAL is copied and its file emptied.
+        const wal = this.#o.store.wal();
+        if (wal.commits > 0) {
+          const left = CHECKPOINT_QUIET - wal.quietMs;
+          if (left <= 0) {
+            this.#checkpoint("TRUNCATE");
+            continue;
+          }
+          wait = Math.min(wait, Math.ceil(left));
+        }
+      }
       if (this.#o.residency.unpinned) {
         this.#idleSince ??= this.#now();
         const due = this.#idleSince + REPIN_IDLE;
@@ -316,6 +339,39 @@ export class Worker {
   }
 
   /**
+   * Checkpoints the WAL once enough commits have piled up, right after a request went to the
+   * target: the worker would only wait now, so no caller's commit or answer pays for the copy and
+   * its fsyncs (a zero timer runs once the request is written; an immediate would run first).
+   */
+  #checkpointSoon(): void {
+    if (!this.#o.checkpoints || this.#checkpointing) return;
+    if (this.#o.store.wal().commits < CHECKPOINT_EVERY) return;
+    this.#checkpointing = true;
+    setTimeout(() => {
+      this.#checkpointing = false;
+      this.#checkpoint("PASSIVE");
+    }, 0);
+  }
+
+  #checkpoint(mode: "PASSIVE" | "TRUNCATE"): void {
+    if (this.#signal?.aborted) return; // the store may be closed by now
+    const started = performance.now();
+    try {
+      const r = this.#o.store.checkpoint(mode);
+      this.#o.log.debug("wal checkpointed", {
+        mode,
+        frames: r.frames,
+        copied: r.copied,
+        busy: r.busy,
+        ms: Math.round((performance.now() - started) * 100) / 100,
+      });
+    } catch (err) {
+      // SQLite checkpoints anyway past its backstop; the next attempt comes with more commits.
+      this.#o.log.warn("cannot checkpoint the database", { mode, error: errorMessage(err) });
+    }
+  }
+
+  /**
    * Pins the resident model again after /v1 jobs, from the idle loop: nothing else runs, so the
    * target still sees one request of the worker's at a time. A failure is logged; an unreachable
    * target makes residency forget what it held, as for a job.
@@ -385,12 +441,14 @@ export class Worker {
     // Ollama's /v1 routes take no keep_alive; the worker pins again after them (#repin).
     if (!isOpenAI(job.endpoint)) body.keep_alive = keepAliveSeconds(this.#o.keepAlive);
     if (stream !== undefined) body.stream = stream;
-    const res = await this.#o.client.fetch(TARGET_PATHS[job.endpoint], {
+    const sent = this.#o.client.fetch(TARGET_PATHS[job.endpoint], {
       method: "POST",
       body: JSON.stringify(body),
       contentType: "application/json",
       signal,
     });
+    this.#checkpointSoon();
+    const res = await sent;
     if (res.ok) return res;
     const text = await this.#o.client.readText(res, { path: job.endpoint, signal }).catch(() => "");
     throw new TargetHttpError(res.status, errorFromBody(text, res.status));
