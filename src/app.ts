@@ -92,6 +92,8 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
     maxAnswer: config.maxAnswer,
     pendingInserts: () => groupCommit.pending,
     checkpoints: true,
+    // /healthz turns degraded (or back) when a job finds out, not at the next inventory poll.
+    onTargetNews: () => void inventory.refresh(),
   });
   const dispatcher = new Dispatcher({
     outbox: store.outbox,

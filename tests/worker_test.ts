@@ -251,3 +251,34 @@ Deno.test("a response that ends without done:true fails its job, as real Ollama 
     await sim.close();
   }
 });
+
+Deno.test("a job that finds the target unreachable turns /healthz degraded at once, not at the next poll, and a job that reaches it again turns it back", async () => {
+  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
+  // A poll a minute apart: only the worker's news can change what /healthz says in time.
+  const fm = await startForeman({
+    ollamaUrl: sim.url,
+    args: ["--poll-interval", "60s", "--retry-base", "100ms"],
+  });
+  const degraded = async () => (await (await fetch(fm.url + "/healthz")).json()).degraded;
+  try {
+    await waitFor(async () => await degraded() === false, { what: "the first poll" });
+    await sim.stop();
+    const submitted = await fetch(fm.url + "/jobs", {
+      method: "POST",
+      headers: fm.headers(),
+      body: chatBody("tiny-a"),
+    });
+    assert.equal(submitted.status, 202);
+    const { job_id } = await submitted.json();
+    await waitFor(async () => await degraded() === true, { timeout: 5000, what: "degraded" });
+    await sim.restart();
+    await waitFor(async () => {
+      const job = await (await fetch(`${fm.url}/jobs/${job_id}`, { headers: fm.headers() })).json();
+      return job.state === "done";
+    }, { timeout: 10_000, what: "the job done once the target is back" });
+    await waitFor(async () => await degraded() === false, { timeout: 5000, what: "not degraded" });
+  } finally {
+    await fm.stop();
+    await sim.close();
+  }
+});

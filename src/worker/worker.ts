@@ -75,6 +75,12 @@ export interface WorkerOptions {
   /** Jobs accepted but not yet stored (group commit): they are queued ahead of a new sync job. */
   pendingInserts?: () => number;
   /**
+   * Told when a job finds the target unreachable, and when one reaches it again after that, so
+   * whatever reports the target's health looks again now rather than at its next poll. It must
+   * only start that work, never wait for it.
+   */
+  onTargetNews?: () => void;
+  /**
    * Whether the worker checkpoints the WAL (the store was opened with checkpoints: "owner"): while
    * the target works on a job, when commits have piled up, and once the database is quiet.
    */
@@ -418,7 +424,10 @@ export class Worker {
       const outcome = job.kind === "sync"
         ? await this.#runSync(job, signal)
         : await this.#runAsync(job, signal);
-      this.#unreachableStreak = 0;
+      if (this.#unreachableStreak > 0) {
+        this.#unreachableStreak = 0;
+        this.#o.onTargetNews?.(); // reached again
+      }
       return outcome;
     } catch (err) {
       // A write that failed for lack of disk says nothing about the job: never fail it for that.
@@ -573,6 +582,7 @@ export class Worker {
       // Never the job's fault: give the attempt back and try again later.
       residency.forget();
       this.#unreachableStreak++;
+      this.#o.onTargetNews?.();
       const delay = Math.min(RETRY_CAP, this.#o.retryBase * 2 ** (this.#unreachableStreak - 1));
       // The target is down for every job, not just this one: trying the next queued job at once
       // would only grow the streak once per queued job and park the whole queue at the cap.
