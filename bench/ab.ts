@@ -267,6 +267,15 @@ if (parts.includes("ceiling")) {
   const f = await fleet(0);
   const chunks = Number(values.chunks);
   const long = body(chunks, true);
+  for (const s of f.names) {
+    const res = await postJson(
+      `${f.url(s)}/api/chat`,
+      long,
+      f.auth(s),
+      AbortSignal.timeout(60_000),
+    );
+    await readStream(res, performance.now());
+  }
   for (let r = 0; r < rounds; r++) {
     const got: Record<string, number> = {};
     for (const s of f.names.map((_, i) => f.names[(i + r) % f.names.length]!)) {

@@ -254,6 +254,12 @@ async function streamRates<S extends string>(
   const rates = {} as Record<S, number[]>;
   for (const s of systems) rates[s] = [];
   const body = chat(chunks, true);
+  // One untimed stream each first, as the other batches warm up: a fresh process's relay code is
+  // not yet compiled, and a short stream would be timed mostly before it is.
+  for (const s of systems) {
+    const res = await postJson(`${base(s)}/api/chat`, body, auth(s), AbortSignal.timeout(120_000));
+    await readStream(res, performance.now());
+  }
   for (let r = 0; r < rounds; r++) {
     for (const s of systems.map((_, i) => systems[(i + r) % systems.length]!)) {
       const signal = AbortSignal.timeout(120_000);
