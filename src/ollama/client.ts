@@ -70,12 +70,14 @@ export class IdleTimer {
 }
 
 /** Request headers the target gets from foreman; anything of the caller's stays behind. */
-export function targetHeaders(token: string | undefined, contentType?: string | null): Headers {
-  const h = new Headers();
-  if (contentType) h.set("content-type", contentType);
-  h.set("accept", "application/json, application/x-ndjson");
-  h.set("user-agent", "foreman");
-  if (token) h.set("authorization", `Bearer ${token}`);
+export function targetHeaders(
+  token: string | undefined,
+  contentType?: string | null,
+): [string, string][] {
+  const h: [string, string][] = [];
+  if (contentType) h.push(["content-type", contentType]);
+  h.push(["accept", "application/json, application/x-ndjson"], ["user-agent", "foreman"]);
+  if (token) h.push(["authorization", `Bearer ${token}`]);
   return h;
 }
 
@@ -84,6 +86,8 @@ export class TargetClient {
   readonly #token?: string;
   readonly timeout: number;
   readonly maxAnswer: number;
+  /** The headers of each content type sent, made once: fetch copies them into each request. */
+  readonly #headers = new Map<string | null | undefined, [string, string][]>();
 
   constructor(options: TargetClientOptions) {
     this.baseUrl = options.baseUrl;
@@ -116,7 +120,7 @@ export class TargetClient {
     try {
       res = await fetch(this.baseUrl + path, {
         method: init.method ?? "GET",
-        headers: targetHeaders(this.#token, init.contentType),
+        headers: this.#headersFor(init.contentType),
         body: init.body,
         signal,
         redirect: "manual",
@@ -140,6 +144,18 @@ export class TargetClient {
       );
     }
     return res;
+  }
+
+  #headersFor(contentType: string | null | undefined): [string, string][] {
+    let h = this.#headers.get(contentType);
+    if (!h) {
+      h = targetHeaders(this.#token, contentType);
+      // Caller-supplied types (passthrough routes) are not kept: their variety is the caller's.
+      if (contentType === undefined || contentType === "application/json") {
+        this.#headers.set(contentType, h);
+      }
+    }
+    return h;
   }
 
   /**

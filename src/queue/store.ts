@@ -539,8 +539,11 @@ export class Store {
    * kept for watchers either way; listeners hear of it once the transaction commits.
    */
   #recordEvent(job: MovedJob, previous: JobState | null): void {
-    // Only a done job's event carries artifacts: the other states skip the query.
-    const artifacts = job.state === "done" ? this.artifactsWithBodies(job.id) : [];
+    // Only a done async job's event carries artifacts (a sync job has none): the rest skip the
+    // query.
+    const artifacts = job.state === "done" && job.kind === "async"
+      ? this.artifactsWithBodies(job.id)
+      : [];
     const body = this.#renderEvent(job, { previous, artifacts });
     this.outbox.append({ jobId: job.id, jobState: job.state, url: job.webhookUrl, body });
     if (this.#eventListeners.length === 0) return;

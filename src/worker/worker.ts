@@ -149,8 +149,8 @@ export class Worker {
     this.#now = options.now ?? Date.now;
     // Every endpoint's series exists from the start, so a rate over it never begins with a gap.
     for (const endpoint of ENDPOINTS) {
-      options.metrics.jobWait.declare({ endpoint });
-      options.metrics.jobRun.declare({ endpoint });
+      options.metrics.jobWait.declare(ENDPOINT_LABELS[endpoint]);
+      options.metrics.jobRun.declare(ENDPOINT_LABELS[endpoint]);
     }
   }
 
@@ -401,15 +401,18 @@ export class Worker {
   async #run(job: Job, signal: AbortSignal): Promise<Outcome> {
     const { store, log, metrics } = this.#o;
     const started = this.#now();
-    const endpoint = { endpoint: job.endpoint };
+    const endpoint = ENDPOINT_LABELS[job.endpoint];
     metrics.jobWait.observe((started - job.createdAt) / 1000, endpoint);
     this.#timing = { jobId: job.id, claimedAt: started, workingAt: undefined };
-    log.debug("job loading", {
-      job_id: job.id,
-      model: job.model,
-      state: "loading",
-      attempt: job.attempt,
-    });
+    const debug = log.enabled("debug");
+    if (debug) {
+      log.debug(`job ${job.state}`, {
+        job_id: job.id,
+        model: job.model,
+        state: job.state,
+        attempt: job.attempt,
+      });
+    }
     try {
       // A folded job (submit) comes working: its model was resident and nothing came between.
       if (job.state === "loading") {
@@ -420,7 +423,9 @@ export class Worker {
       const working = this.#now();
       this.#timing.workingAt = working;
       this.#progress = { jobId: job.id, since: working, records: null };
-      log.debug("job working", { job_id: job.id, model: job.model, state: "working" });
+      if (debug && job.state === "loading") {
+        log.debug("job working", { job_id: job.id, model: job.model, state: "working" });
+      }
       const outcome = job.kind === "sync"
         ? await this.#runSync(job, signal)
         : await this.#runAsync(job, signal);
@@ -690,7 +695,10 @@ export class Worker {
    * passed through are logged at debug only: one line per job is what a busy foreman can afford.
    */
   #finished(job: MovedJob): void {
-    this.#o.metrics.jobsFinished.inc({ outcome: job.state, endpoint: job.endpoint });
+    const key = `${job.state} ${job.endpoint}`;
+    let outcome = OUTCOME_LABELS.get(key);
+    if (!outcome) OUTCOME_LABELS.set(key, outcome = { outcome: job.state, endpoint: job.endpoint });
+    this.#o.metrics.jobsFinished.inc(outcome);
     const t = this.#timing?.jobId === job.id ? this.#timing : undefined;
     const end = job.finishedAt ?? this.#now();
     const fields = {
@@ -708,6 +716,12 @@ export class Worker {
     else this.#o.log.info(`job ${job.state}`, fields);
   }
 }
+
+/** Metric labels kept, not made per job: an update with a known object renders nothing. */
+const ENDPOINT_LABELS = Object.fromEntries(
+  ENDPOINTS.map((endpoint) => [endpoint, { endpoint }]),
+) as Record<Endpoint, { endpoint: Endpoint }>;
+const OUTCOME_LABELS = new Map<string, { outcome: string; endpoint: string }>();
 
 /** What a caller whose job was cancelled gets, as Ollama answers a request cancelled under it. */
 const CANCELED: Failure = { status: 499, message: "request canceled" };
