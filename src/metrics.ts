@@ -7,22 +7,11 @@ type Labels = Record<string, string>;
 const DURATION_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800];
 
 function labelText(labels: Labels): string {
-  let text = rendered.get(labels);
-  if (text === undefined) {
-    const parts = Object.entries(labels).map(([k, v]) =>
-      `${k}="${v.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n")}"`
-    );
-    text = parts.length ? `{${parts.join(",")}}` : "";
-    rendered.set(labels, text);
-  }
-  return text;
+  const parts = Object.entries(labels).map(([k, v]) =>
+    `${k}="${v.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n")}"`
+  );
+  return parts.length ? `{${parts.join(",")}}` : "";
 }
-
-/**
- * The text of label sets already rendered, by object: callers on the hot path (once per request
- * or job) keep their label objects and pass the same ones each time, so an update renders nothing.
- */
-const rendered = new WeakMap<Labels, string>();
 
 class Counter {
   readonly values = new Map<string, { labels: Labels; value: number }>();

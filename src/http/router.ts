@@ -139,16 +139,10 @@ export function createHandler(d: HttpDeps): (req: Request) => Promise<Response> 
         });
       }
     }
-    const status = Math.floor(res.status / 100);
-    d.metrics.httpRequests.inc(STATUS_CLASS[status] ?? { code: `${status}xx` });
+    d.metrics.httpRequests.inc({ code: `${Math.floor(res.status / 100)}xx` });
     return res;
   };
 }
-
-/** The status class label of each answer, kept rather than made per request (metrics.ts). */
-const STATUS_CLASS: Record<number, { code: string }> = Object.fromEntries(
-  [1, 2, 3, 4, 5].map((c) => [c, { code: `${c}xx` }]),
-);
 
 async function dispatch(req: Request, d: HttpDeps, match: Matcher): Promise<Response> {
   const url = new URL(req.url);

@@ -149,8 +149,8 @@ export class Worker {
     this.#now = options.now ?? Date.now;
     // Every endpoint's series exists from the start, so a rate over it never begins with a gap.
     for (const endpoint of ENDPOINTS) {
-      options.metrics.jobWait.declare(ENDPOINT_LABELS[endpoint]);
-      options.metrics.jobRun.declare(ENDPOINT_LABELS[endpoint]);
+      options.metrics.jobWait.declare({ endpoint });
+      options.metrics.jobRun.declare({ endpoint });
     }
   }
 
@@ -401,7 +401,7 @@ export class Worker {
   async #run(job: Job, signal: AbortSignal): Promise<Outcome> {
     const { store, log, metrics } = this.#o;
     const started = this.#now();
-    const endpoint = ENDPOINT_LABELS[job.endpoint];
+    const endpoint = { endpoint: job.endpoint };
     metrics.jobWait.observe((started - job.createdAt) / 1000, endpoint);
     this.#timing = { jobId: job.id, claimedAt: started, workingAt: undefined };
     const debug = log.enabled("debug");
@@ -695,10 +695,7 @@ export class Worker {
    * passed through are logged at debug only: one line per job is what a busy foreman can afford.
    */
   #finished(job: MovedJob): void {
-    const key = `${job.state} ${job.endpoint}`;
-    let outcome = OUTCOME_LABELS.get(key);
-    if (!outcome) OUTCOME_LABELS.set(key, outcome = { outcome: job.state, endpoint: job.endpoint });
-    this.#o.metrics.jobsFinished.inc(outcome);
+    this.#o.metrics.jobsFinished.inc({ outcome: job.state, endpoint: job.endpoint });
     const t = this.#timing?.jobId === job.id ? this.#timing : undefined;
     const end = job.finishedAt ?? this.#now();
     const fields = {
@@ -716,12 +713,6 @@ export class Worker {
     else this.#o.log.info(`job ${job.state}`, fields);
   }
 }
-
-/** Metric labels kept, not made per job: an update with a known object renders nothing. */
-const ENDPOINT_LABELS = Object.fromEntries(
-  ENDPOINTS.map((endpoint) => [endpoint, { endpoint }]),
-) as Record<Endpoint, { endpoint: Endpoint }>;
-const OUTCOME_LABELS = new Map<string, { outcome: string; endpoint: string }>();
 
 /** What a caller whose job was cancelled gets, as Ollama answers a request cancelled under it. */
 const CANCELED: Failure = { status: 499, message: "request canceled" };
