@@ -4,7 +4,7 @@
 // moment the job works. Once idle, it pins again a model that /v1 jobs may have unpinned.
 
 import { createHash } from "node:crypto";
-import { WakeableSleep } from "../async.ts";
+import { NextTurn, WakeableSleep } from "../async.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import {
@@ -141,6 +141,8 @@ export class Worker {
   #progress?: Progress;
   /** A checkpoint is scheduled (#checkpointSoon). */
   #checkpointing = false;
+  /** Work for after the event loop's next turn for I/O, while the loop runs (start). */
+  #turn?: NextTurn;
   /** When the job in hand was claimed and started working (epoch ms), for its log line. */
   #timing?: { jobId: string; claimedAt: number; workingAt: number | undefined };
 
@@ -239,6 +241,7 @@ export class Worker {
   /** Runs jobs until `signal` aborts; sleeps while there is nothing to do. */
   async start(signal: AbortSignal): Promise<void> {
     this.#signal = signal;
+    this.#turn = new NextTurn();
     signal.addEventListener("abort", () => this.#current?.abort.abort(new Shutdown()), {
       once: true,
     });
@@ -283,6 +286,8 @@ export class Worker {
       }
       await this.#idle.sleep(wait, signal);
     }
+    this.#turn.close();
+    this.#turn = undefined;
     // A job chained or folded but not started yet goes back to the queue with its attempt, as a
     // running one does at shutdown (a sync one is cancelled at the next start, its caller gone).
     const left = this.#handoff;
@@ -346,17 +351,17 @@ export class Worker {
 
   /**
    * Checkpoints the WAL once enough commits have piled up, right after a request went to the
-   * target: the worker would only wait now, so no caller's commit or answer pays for the copy and
-   * its fsyncs (a zero timer runs once the request is written; an immediate would run first).
+   * target (NextTurn: once it is written): the worker would only wait now, so no caller's commit
+   * or answer pays for the copy and its fsyncs, unless the target answers sooner than it takes.
    */
   #checkpointSoon(): void {
-    if (!this.#o.checkpoints || this.#checkpointing) return;
+    if (!this.#o.checkpoints || this.#checkpointing || !this.#turn) return;
     if (this.#o.store.wal().commits < CHECKPOINT_EVERY) return;
     this.#checkpointing = true;
-    setTimeout(() => {
+    this.#turn.run(() => {
       this.#checkpointing = false;
       this.#checkpoint("PASSIVE");
-    }, 0);
+    });
   }
 
   #checkpoint(mode: "PASSIVE" | "TRUNCATE"): void {
@@ -490,7 +495,7 @@ export class Worker {
       caller.answer({ status: res.status, headers: res.headers, body: bytes });
       const problem = incomplete(last, framing);
       if (problem !== undefined) return this.#failed(job.id, problem);
-      this.#complete(job, { result: last || "{}" }, signal);
+      await this.#complete(job, { result: last || "{}" }, signal);
       return { job: job.id, outcome: "done" };
     }
     const progress = this.#progress;
@@ -527,7 +532,7 @@ export class Worker {
     if (problem !== undefined) return this.#failed(job.id, problem);
     // A sync job's result is never shown; a stream of events has no final object to keep.
     const result = framing === "sse" ? "{}" : last || "{}";
-    this.#complete(job, { result }, signal);
+    await this.#complete(job, { result }, signal);
     return { job: job.id, outcome: "done" };
   }
 
@@ -549,7 +554,7 @@ export class Worker {
       sha256: createHash("sha256").update(bytes).digest("hex"),
       body: bytes,
     };
-    this.#complete(job, { result: text, artifacts: [completion] }, signal);
+    await this.#complete(job, { result: text, artifacts: [completion] }, signal);
     return { job: job.id, outcome: "done" };
   }
 
@@ -651,9 +656,15 @@ export class Worker {
    * Completes `job`. When the next job by drain-by-model is for the resident model, it is claimed
    * and started in the same transaction (the chain: one commit between two jobs instead of three,
    * each change still its own guarded transition and event, in order) and handed to the loop's
-   * next step; the target is done with `job`, so it still runs one inference at a time.
+   * next step; the target is done with `job`, so it still runs one inference at a time. With
+   * nothing to start, a sync caller's answer goes out first and the commit follows a moment later
+   * (the next job's request does the same for a chain: the answer is written while it is out).
    */
-  #complete(job: Job, values: TransitionValues["complete"], signal: AbortSignal): void {
+  async #complete(
+    job: Job,
+    values: TransitionValues["complete"],
+    signal: AbortSignal,
+  ): Promise<void> {
     const { store } = this.#o;
     const next = this.#chainable(signal);
     if (next) {
@@ -671,6 +682,7 @@ export class Worker {
         if (!(err instanceof TransitionError)) throw err;
       }
     }
+    if (job.kind === "sync") await this.#turn?.wait();
     this.#completed(store.transition("complete", job, values));
   }
 
