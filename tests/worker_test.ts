@@ -282,3 +282,39 @@ Deno.test("a job that finds the target unreachable turns /healthz degraded at on
     await sim.close();
   }
 });
+
+Deno.test("sync jobs taken straight by an idle worker or chained after the one before each leave queued, loading, working and done, in order", async () => {
+  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
+  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "60s"] });
+  try {
+    // One caller after another (the worker idle each time), then four at once (a queue behind
+    // the running job, each taken in the completion of the one before).
+    const ids: string[] = [];
+    const chat = async (model: string) => {
+      const res = await postChat(fm, chatBody(model));
+      assert.equal(res.status, 200);
+      assert.equal((await res.json()).done, true);
+      ids.push(res.headers.get("x-foreman-job-id")!);
+    };
+    for (let i = 0; i < 3; i++) await chat("tiny-a");
+    await Promise.all(
+      Array.from({ length: 12 }, (_, i) => chat(i % 4 === 3 ? "tiny-b" : "tiny-a")),
+    );
+    const store = openStore(fm.dbPath);
+    try {
+      for (const id of ids) {
+        const events = store.outbox.eventsAfter(id, 0);
+        assert.deepEqual(events.map((e) => e.state), ["queued", "loading", "working", "done"]);
+        assert.deepEqual(
+          events.map((e) => JSON.parse(e.body).previous_state),
+          [null, "queued", "loading", "working"],
+        );
+      }
+    } finally {
+      store.close();
+    }
+  } finally {
+    await fm.stop();
+    await sim.close();
+  }
+});

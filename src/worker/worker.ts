@@ -495,7 +495,7 @@ export class Worker {
       caller.answer({ status: res.status, headers: res.headers, body: bytes });
       const problem = incomplete(last, framing);
       if (problem !== undefined) return this.#failed(job.id, problem);
-      await this.#complete(job, { result: last || "{}" }, signal);
+      this.#complete(job, { result: last || "{}" }, signal);
       return { job: job.id, outcome: "done" };
     }
     const progress = this.#progress;
@@ -532,7 +532,7 @@ export class Worker {
     if (problem !== undefined) return this.#failed(job.id, problem);
     // A sync job's result is never shown; a stream of events has no final object to keep.
     const result = framing === "sse" ? "{}" : last || "{}";
-    await this.#complete(job, { result }, signal);
+    this.#complete(job, { result }, signal);
     return { job: job.id, outcome: "done" };
   }
 
@@ -554,7 +554,7 @@ export class Worker {
       sha256: createHash("sha256").update(bytes).digest("hex"),
       body: bytes,
     };
-    await this.#complete(job, { result: text, artifacts: [completion] }, signal);
+    this.#complete(job, { result: text, artifacts: [completion] }, signal);
     return { job: job.id, outcome: "done" };
   }
 
@@ -656,15 +656,11 @@ export class Worker {
    * Completes `job`. When the next job by drain-by-model is for the resident model, it is claimed
    * and started in the same transaction (the chain: one commit between two jobs instead of three,
    * each change still its own guarded transition and event, in order) and handed to the loop's
-   * next step; the target is done with `job`, so it still runs one inference at a time. With
-   * nothing to start, a sync caller's answer goes out first and the commit follows a moment later
-   * (the next job's request does the same for a chain: the answer is written while it is out).
+   * next step; the target is done with `job`, so it still runs one inference at a time. It
+   * commits before the worker yields, so a sync caller's answer, handed over already, goes out
+   * after its job is done: a caller that asks about its job next finds it done.
    */
-  async #complete(
-    job: Job,
-    values: TransitionValues["complete"],
-    signal: AbortSignal,
-  ): Promise<void> {
+  #complete(job: Job, values: TransitionValues["complete"], signal: AbortSignal): void {
     const { store } = this.#o;
     const next = this.#chainable(signal);
     if (next) {
@@ -682,7 +678,6 @@ export class Worker {
         if (!(err instanceof TransitionError)) throw err;
       }
     }
-    if (job.kind === "sync") await this.#turn?.wait();
     this.#completed(store.transition("complete", job, values));
   }
 
