@@ -315,10 +315,12 @@ Deno.test({
 });
 
 Deno.test("foreman exports its queue limit and how long its oldest queued job has waited", async () => {
-  // A target that refuses connections: jobs stay queued, and the worker takes none.
+  // A target that refuses connections: the worker's first try sends it back to the queue, and a
+  // long backoff keeps it there (a retry would take it out of the queue for a moment, and the
+  // gauge would follow the next job).
   const fm = await startForeman({
     ollamaUrl: `http://127.0.0.1:${freePort()}`,
-    env: { FOREMAN_MAX_QUEUE: "7" },
+    env: { FOREMAN_MAX_QUEUE: "7", FOREMAN_RETRY_BASE: "10m" },
   });
   try {
     const gauge = async (name: string) => {
