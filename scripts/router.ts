@@ -1,6 +1,8 @@
 // Runs the router tier (tests/router/): LiteLLM's proxy in front of two foremans, as
-// docs/scaling.md describes. Uses LiteLLM when scripts/litellm.sh finds it, installs it first with
-// FOREMAN_ROUTER_INSTALL=1 (CI sets it), and otherwise says in one line why the tier is skipped.
+// docs/scaling.md describes. Uses LiteLLM when scripts/litellm.sh finds it (CI's .ci/run installs
+// it first with `scripts/litellm.sh install`; FOREMAN_ROUTER_INSTALL=1 makes this script do it), and
+// otherwise says in one line why the tier is skipped (FOREMAN_ROUTER_REQUIRED=1, which CI sets, makes
+// that a failure).
 
 const root = new URL("..", import.meta.url).pathname;
 
@@ -17,8 +19,13 @@ async function litellm(subcommand: "install" | "path"): Promise<{ ok: boolean; o
 
 async function main(): Promise<number> {
   const install = Deno.env.get("FOREMAN_ROUTER_INSTALL") === "1";
+  const required = Deno.env.get("FOREMAN_ROUTER_REQUIRED") === "1";
   let found = await litellm("path");
   if (!found.ok && install) found = await litellm("install");
+  if (!found.ok && required) {
+    console.error(`router tier failed: ${found.out.split("\n").at(-1)}`);
+    return 1;
+  }
   if (!found.ok) {
     // A machine without PyPI or python3 cannot run this tier; that is a skip, not a failure.
     console.log(

@@ -142,6 +142,137 @@ Deno.test("the proxy runs deploy/nginx/nginx.conf in front of foreman's address 
   ]);
 });
 
+/** The body of the nginx block that starts with `head` (e.g. `location @busy`), braces matched. */
+function nginxBlock(conf: string, head: string): string {
+  const start = conf.indexOf(`${head} {`);
+  assert.ok(start >= 0, `deploy/nginx/nginx.conf has "${head} {"`);
+  let depth = 0;
+  for (let i = conf.indexOf("{", start); i < conf.length; i++) {
+    if (conf[i] === "{") depth++;
+    if (conf[i] === "}" && --depth === 0) return conf.slice(conf.indexOf("{", start) + 1, i);
+  }
+  throw new Error(`${head} is not closed`);
+}
+
+/** The entries (pattern → value) of the map `map <source> <variable>`, in order, but its default. */
+function nginxMap(conf: string, sourceAndVariable: string): [string, string][] {
+  const body = nginxBlock(conf, `map ${sourceAndVariable}`);
+  return body.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("default"))
+    .map((l) => {
+      const m = /^("[^"]*"|\S+)\s+(.*);$/.exec(l)!;
+      return [m[1]!.replace(/^"(.*)"$/, "$1"), m[2]!];
+    });
+}
+
+/** Which entry of an nginx map of regular expressions matches `value` first, or undefined. */
+function mapValue(entries: [string, string][], value: string): string | undefined {
+  for (const [pattern, result] of entries) {
+    assert.ok(pattern.startsWith("~"), pattern);
+    const insensitive = pattern.startsWith("~*");
+    if (new RegExp(pattern.slice(insensitive ? 2 : 1), insensitive ? "i" : "").test(value)) {
+      return result;
+    }
+  }
+  return undefined;
+}
+
+Deno.test("the proxy answers its own errors on /v1 in OpenAI's shape and elsewhere in Ollama's", () => {
+  const conf = read("deploy/nginx/nginx.conf");
+  // Under /v1 exactly as foreman's router decides it.
+  const openai = nginxMap(conf, "$uri $foreman_openai");
+  for (const path of ["/v1", "/v1/", "/v1/models", "/v1/chat/completions", "/v1/nothing/here"]) {
+    assert.equal(mapValue(openai, path), "1", path);
+  }
+  for (const path of ["/", "/v10/models", "/api/tags", "/jobs", "/jobs/v1/", "/healthz"]) {
+    assert.equal(mapValue(openai, path), undefined, path);
+  }
+  const pages = [...conf.matchAll(/^\s*error_page ([\d ]+) = (@\w+);$/gm)];
+  assert.deepEqual(pages.flatMap((m) => m[1]!.split(" ")).sort(), [
+    "400",
+    "413",
+    "502",
+    "503",
+    "504",
+  ]);
+  for (const [, , name] of pages) {
+    const block = nginxBlock(conf, `location ${name}`);
+    const returns = (text: string) =>
+      [...text.matchAll(/return (\d{3}) '(.*)\\n';/g)].map((m) => ({
+        status: Number(m[1]),
+        body: JSON.parse(m[2]!),
+      }));
+    const [v1, ...more] = returns(nginxBlock(block, "if ($foreman_openai)"));
+    assert.ok(v1 && more.length === 0, `${name}: one answer for /v1`);
+    // The answer outside any `if` is the last in the block: Ollama's shape.
+    const native = returns(block).at(-1)!;
+    assert.equal(typeof native.body.error, "string", name);
+    assert.equal(v1.status, native.status, name);
+    assert.deepEqual(v1.body, {
+      error: {
+        message: native.body.error,
+        type: v1.status >= 500 ? "api_error" : "invalid_request_error",
+        param: null,
+        code: null,
+      },
+    }, name);
+  }
+});
+
+Deno.test("the proxy caps watchers of jobs apart from requests, at FOREMAN_MAX_WATCHERS", () => {
+  const conf = read("deploy/nginx/nginx.conf");
+  const env: Record<string, string> = { ...dockerEnv(), FOREMAN_TOKEN: "from-foreman.env" };
+  const config = loadConfig({
+    env: (name) => env[name],
+    readFile: (path) => {
+      throw new Deno.errors.NotFound(`${path} is not in the image`);
+    },
+  });
+  const cap = (zone: string) => {
+    const m = new RegExp(`^\\s*limit_conn ${zone} (\\d+);$`, "m").exec(conf);
+    assert.ok(m, `limit_conn ${zone}`);
+    return Number(m[1]);
+  };
+  assert.equal(cap("foreman"), 512);
+  assert.equal(cap("watchers"), config.maxWatchers);
+  // Each request is counted in one zone: nginx skips a request whose key is empty.
+  assert.match(conf, /^\s*limit_conn_zone \$foreman_request_key zone=foreman:1m;$/m);
+  assert.match(conf, /^\s*limit_conn_zone \$foreman_watcher_key zone=watchers:1m;$/m);
+  const keys = (variable: string) => {
+    const body = nginxBlock(conf, `map $foreman_watcher ${variable}`);
+    return Object.fromEntries(
+      body.trim().split("\n").map((l) => l.trim().replace(/;$/, "").split(/\s+/)),
+    );
+  };
+  assert.deepEqual(keys("$foreman_request_key"), { '""': "$server_name", default: '""' });
+  assert.deepEqual(keys("$foreman_watcher_key"), { '""': '""', default: "$server_name" });
+  // Who is a watcher: event streams, and GET /jobs/{id} with ?wait= or Prefer: wait=.
+  const paths = nginxMap(conf, "$uri $foreman_job_path");
+  const prefer = nginxMap(conf, "$http_prefer $foreman_prefer_wait");
+  const watcher = nginxMap(
+    conf,
+    '"$request_method $foreman_job_path $arg_wait$foreman_prefer_wait" $foreman_watcher',
+  );
+  const isWatcher = (method: string, path: string, wait = "", preferHeader = "") =>
+    mapValue(
+      watcher,
+      `${method} ${mapValue(paths, path) ?? ""} ${wait}${mapValue(prefer, preferHeader) ?? ""}`,
+    ) === "1";
+  const id = "01K0000000000000000000000A";
+  assert.ok(isWatcher("GET", `/jobs/${id}/events`));
+  assert.ok(isWatcher("GET", `/jobs/${id}`, "30s"));
+  assert.ok(isWatcher("GET", `/jobs/${id}`, "", "wait=30"));
+  assert.ok(isWatcher("GET", `/jobs/${id}`, "", "respond-async, Wait = 5"));
+  assert.ok(!isWatcher("GET", `/jobs/${id}`));
+  assert.ok(!isWatcher("GET", `/jobs/${id}`, "", "return=minimal"));
+  assert.ok(!isWatcher("DELETE", `/jobs/${id}`, "30s"));
+  assert.ok(!isWatcher("GET", "/jobs", "30s"));
+  assert.ok(!isWatcher("GET", `/jobs/${id}/artifacts/completion`, "30s"));
+  assert.ok(!isWatcher("POST", "/api/chat"));
+  // A proxied request holds two connections (the client's and foreman's): both caps fit.
+  const connections = Number(/^\s*worker_connections (\d+);$/m.exec(conf)![1]);
+  assert.ok(2 * (cap("foreman") + cap("watchers")) < connections, `${connections} connections`);
+});
+
 Deno.test("the Dockerfile runs the daemon under exactly permissionFlags for its configuration", () => {
   // The image's ENV plus the env file, which must hold a token for a non-loopback address.
   const env: Record<string, string> = { ...dockerEnv(), FOREMAN_TOKEN: "from-foreman.env" };

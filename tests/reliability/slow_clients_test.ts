@@ -2,7 +2,8 @@
 // is given up on after FOREMAN_BODY_TIMEOUT with a 408; what Deno.serve cannot bound (a slow
 // request head, a connection cap) is bounded by the nginx that compose.yaml puts in front, run
 // here on loopback from deploy/nginx/nginx.conf. Without nginx that test says so in one line and
-// is ignored (FOREMAN_NGINX_REQUIRED=1, set by CI, makes a missing nginx a failure).
+// is ignored (FOREMAN_NGINX_REQUIRED=1, set by CI, makes a missing nginx a failure). Watchers of a
+// job behind that nginx have a cap of their own, so they never lock out other callers.
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
@@ -180,13 +181,33 @@ async function nginxVersion(): Promise<string | undefined> {
   }
 }
 
+/** `body`, answered with `status` on `path`, is an error in the shape of that path's surface. */
+function assertSurfaceError(
+  body: { error: unknown },
+  { path, status, message }: { path: string; status: number; message: RegExp },
+): void {
+  if (path.startsWith("/v1/")) {
+    const error = body.error as { message: string };
+    assert.match(error.message, message, path);
+    const type = status >= 500 ? "api_error" : "invalid_request_error";
+    assert.deepEqual(
+      { ...error, message: "" },
+      { message: "", type, param: null, code: null },
+      path,
+    );
+  } else {
+    assert.equal(typeof body.error, "string", path);
+    assert.match(body.error as string, message, path);
+  }
+}
+
 const nginx = await nginxVersion();
 const nginxRequired = Deno.env.get("FOREMAN_NGINX_REQUIRED") === "1";
 if (!nginx && !nginxRequired) {
   console.log("nginx proxy test skipped: nginx not found (apt-get install nginx)");
 }
 
-/** deploy/nginx/nginx.conf on loopback in front of `upstream`, its timeouts and cap shortened. */
+/** deploy/nginx/nginx.conf on loopback in front of `upstream`, its timeouts and caps shortened. */
 function renderConf(dir: string, port: number, upstream: number): string {
   let conf = Deno.readTextFileSync(NGINX_CONF);
   const swap = (from: string, to: string) => {
@@ -199,6 +220,7 @@ function renderConf(dir: string, port: number, upstream: number): string {
   swap("client_header_timeout 10s;", "client_header_timeout 1s;");
   swap("client_body_timeout 30s;", "client_body_timeout 1s;");
   swap("limit_conn foreman 512;", "limit_conn foreman 2;");
+  swap("limit_conn watchers 1000;", "limit_conn watchers 4;");
   swap(
     "http {",
     `http {\n    client_body_temp_path ${dir}/body;\n    proxy_temp_path ${dir}/proxy;`,
@@ -208,7 +230,7 @@ function renderConf(dir: string, port: number, upstream: number): string {
 
 Deno.test({
   name:
-    "nginx from deploy/ in front of foreman drops slow heads and stalled bodies, caps requests and still streams",
+    "nginx from deploy/ in front of foreman drops slow heads and stalled bodies, caps requests and watchers apart, and still streams",
   ignore: !nginx && !nginxRequired,
 }, async (t) => {
   assert.ok(nginx, "FOREMAN_NGINX_REQUIRED=1 but nginx is not installed");
@@ -317,7 +339,7 @@ Deno.test({
       },
     );
 
-    await t.step("requests past limit_conn get 503 in Ollama's shape", async () => {
+    await t.step("requests past limit_conn get 503 in the shape of their surface", async () => {
       sim.stallNext(2);
       const leave = new AbortController();
       const held = [0, 1].map(() =>
@@ -328,41 +350,134 @@ Deno.test({
           signal: leave.signal,
         }).then((r) => r.body?.cancel()).catch(() => {})
       );
-      await waitFor(async () => {
-        const h = await (await fetch(fm.url + "/healthz", { headers: fm.headers() })).json();
-        return h.queue.running + h.queue.queued === 2;
-      }, { what: "two callers in foreman" });
-      const refused = await fetch(url + "/healthz");
-      assert.equal(refused.status, 503);
-      assert.equal(refused.headers.get("retry-after"), "5");
-      assert.match(
-        (await refused.json()).error,
-        /^server busy, please try again: .*\(limit_conn\)$/,
-      );
-      leave.abort();
-      await Promise.all(held);
+      try {
+        await waitFor(async () => {
+          const h = await (await fetch(fm.url + "/healthz", { headers: fm.headers() })).json();
+          return h.queue.running + h.queue.queued === 2;
+        }, { what: "two callers in foreman" });
+        const message = /^server busy, please try again: .*requests in flight \(limit_conn\)$/;
+        for (const path of ["/healthz", "/v1/models"]) {
+          const refused = await fetch(url + path, { headers: fm.headers() });
+          assert.equal(refused.status, 503, path);
+          assert.equal(refused.headers.get("retry-after"), "5");
+          assertSurfaceError(await refused.json(), { path, status: 503, message });
+        }
+      } finally {
+        leave.abort();
+        await Promise.all(held);
+      }
       await waitFor(async () => (await fetch(url + "/healthz")).status === 200, {
         what: "the proxy to take requests again",
       });
     });
-    await t.step("what nginx answers itself is in Ollama's shape too", async () => {
+
+    await t.step(
+      "watchers past the request cap do not lock out a chat caller, and have a cap of their own",
+      async () => {
+        // A job that stays running, so its watchers stay open.
+        sim.stallNext(1);
+        const submitted = await fetch(url + "/jobs", {
+          method: "POST",
+          headers: fm.headers(),
+          body: JSON.stringify({ model: "tiny-a", messages: [] }),
+        });
+        assert.equal(submitted.status, 202);
+        const { job_id: id } = await submitted.json();
+        const health = async () =>
+          (await (await fetch(fm.url + "/healthz", { headers: fm.headers() })).json()).queue;
+        await waitFor(async () => (await health()).running === 1, { what: "the job to run" });
+        const leave = new AbortController();
+        const watch = (path: string, headers: Record<string, string> = {}) =>
+          fetch(url + path, { headers: { ...fm.headers(), ...headers }, signal: leave.signal });
+        try {
+          // Two event streams and two long polls: twice the request cap (2), within their own (4).
+          const streams = await Promise.all([0, 1].map(() => watch(`/jobs/${id}/events`)));
+          const readers = streams.map((res) => {
+            assert.equal(res.status, 200);
+            return res.body!.pipeThrough(new TextDecoderStream()).getReader();
+          });
+          for (const reader of readers) {
+            // The stream starts with the job's current state.
+            assert.match((await reader.read()).value!, /^id: .*\nevent: (loading|working)\n/);
+          }
+          const polls = [
+            watch(`/jobs/${id}?wait=60s`),
+            watch(`/jobs/${id}`, { prefer: "wait=60" }),
+          ];
+          const watchers = async () =>
+            (await (await fetch(fm.url + "/metrics", { headers: fm.headers() })).text())
+              .split("\n").find((l) => l.startsWith("foreman_watchers "));
+          await waitFor(async () => await watchers() === "foreman_watchers 4", {
+            what: "four watchers in foreman",
+          });
+
+          // A fifth watcher is past the watchers' cap: nginx refuses it, naming that cap.
+          const fifth = await fetch(`${url}/jobs/${id}/events`, { headers: fm.headers() });
+          assert.equal(fifth.status, 503);
+          assert.equal(fifth.headers.get("retry-after"), "5");
+          assert.match((await fifth.json()).error, /limit of job watchers .*\(limit_conn\)$/);
+
+          // A sync chat caller gets through and waits in foreman's queue behind the running job.
+          const chat = fetch(url + "/api/chat", {
+            method: "POST",
+            headers: fm.headers(),
+            body: JSON.stringify({ model: "tiny-a", stream: false, messages: [] }),
+          });
+          await waitFor(async () => (await health()).queued === 1, { what: "the chat queued" });
+          // The job ends: every watcher hears it and leaves; the chat runs.
+          const cancelled = await fetch(`${fm.url}/jobs/${id}`, {
+            method: "DELETE",
+            headers: fm.headers(),
+          });
+          assert.equal(cancelled.status, 200);
+          await cancelled.body?.cancel();
+          const answer = await chat;
+          assert.equal(answer.status, 200);
+          assert.equal((await answer.json()).done, true);
+          for (const poll of polls) {
+            const res = await poll;
+            assert.equal(res.status, 200);
+            assert.equal((await res.json()).state, "cancelled");
+          }
+          for (const reader of readers) {
+            let rest = "";
+            for (let r = await reader.read(); !r.done; r = await reader.read()) rest += r.value;
+            assert.match(rest, /event: cancelled\n/);
+          }
+          figures.watchers_beside_request_cap = "4 open with a request cap of 2; the 5th 503";
+        } finally {
+          leave.abort();
+        }
+      },
+    );
+
+    await t.step("what nginx answers itself is in the shape of the path's surface", async () => {
+      const tooLarge = `Content-Length: ${17 * 1024 * 1024}\r\n\r\n`;
       const answers: [string, number, RegExp][] = [
         ["GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400, /^bad request/],
+        ["GET /api/tags HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400, /^bad request/],
+        ["GET /v1/models HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400, /^bad request/],
+        [`POST /jobs HTTP/1.1\r\nHost: x\r\n${tooLarge}`, 413, /client_max_body_size/],
+        [`POST /api/chat HTTP/1.1\r\nHost: x\r\n${tooLarge}`, 413, /client_max_body_size/],
         [
-          `POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Length: ${17 * 1024 * 1024}\r\n\r\n`,
+          `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n${tooLarge}`,
           413,
           /client_max_body_size/,
         ],
       ];
-      for (const [request, status, error] of answers) {
+      for (const [request, status, message] of answers) {
         const r = await hold(port, request, { wait: 5000, untilResponse: true });
         assert.equal(r.status, status, r.text);
-        assert.match(JSON.parse(bodyOf(r.text)).error, error);
+        const path = request.split(" ")[1]!;
+        assertSurfaceError(JSON.parse(bodyOf(r.text)), { path, status, message });
       }
       await fm.stop();
-      const down = await fetch(url + "/api/tags", { headers: fm.headers() });
-      assert.equal(down.status, 502);
-      assert.deepEqual(await down.json(), { error: "foreman is not reachable behind the proxy" });
+      for (const path of ["/api/tags", "/v1/models"]) {
+        const down = await fetch(url + path, { headers: fm.headers() });
+        assert.equal(down.status, 502);
+        const message = /^foreman is not reachable behind the proxy$/;
+        assertSurfaceError(await down.json(), { path, status: 502, message });
+      }
     });
     await report("slow and idle clients behind nginx", figures);
   } finally {
