@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 
 const SIM = fileURLToPath(new URL("../sim/main.ts", import.meta.url));
 const BARE_PROXY = fileURLToPath(new URL("./bare_proxy.ts", import.meta.url));
+const BARE_SERIAL = fileURLToPath(new URL("./bare_serial.ts", import.meta.url));
 
 export interface SimProcess {
   url: string;
@@ -95,6 +96,20 @@ export async function startBareProxy(target: string): Promise<SimProcess> {
     stderr: "inherit",
   }).spawn();
   return await listening(child, "the bare proxy");
+}
+
+/**
+ * Starts `bare_serial.ts` (the bare proxy with one request at the target at a time) in front of
+ * `target` and waits for its {"listening": url} line.
+ */
+export async function startSerialProxy(target: string): Promise<SimProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net=127.0.0.1", "--unstable-no-legacy-abort", BARE_SERIAL, target],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  return await listening(child, "the serial bare proxy");
 }
 
 /** Resident set size of `pid` in MiB, from /proc/<pid>/status VmRSS (and the peak, VmHWM). */

@@ -193,6 +193,18 @@ export function targets(r: Results): Target[] {
   le("sync chat, concurrency 1: added p99", r.proxy?.syncC1.addedP99, 2, "ms");
   le("streaming: time to first chunk added (p50)", r.proxy?.ttfc.addedP50, 0.6, "ms");
   ge("sync chat, concurrency 16: requests/s", r.proxy?.syncC16?.rateRatio, 0.8);
+  const floor = r.proxy?.peers?.syncC16.serial?.rateRatio;
+  if (floor !== undefined) {
+    out.push({
+      name: "(beside it: a strictly serial bare proxy, the ceiling of a one-at-a-time worker)",
+      target: "–",
+      measured: `×${f(floor)}`,
+      met: undefined,
+      distance: r.proxy?.syncC16
+        ? `foreman at ${f((r.proxy.syncC16.rateRatio / floor) * 100, 0)} % of it`
+        : "",
+    });
+  }
   ge("relay ceiling (unthrottled stream): chunks/s", r.proxy?.ceilingStream.ratio, 0.8);
   if (r.jobs) {
     const v = r.jobs.c32.rate;
@@ -234,7 +246,9 @@ export function targetsTable(r: Results): string {
   const rows = ["| target | wanted | measured | met | distance |", "|---|---|---:|:---:|---|"];
   for (const t of targets(r)) {
     rows.push(
-      `| ${t.name} | ${t.target} | ${t.measured} | ${t.met ? "yes" : "no"} | ${t.distance} |`,
+      `| ${t.name} | ${t.target} | ${t.measured} | ${
+        t.met === undefined ? "–" : t.met ? "yes" : "no"
+      } | ${t.distance} |`,
     );
   }
   return rows.join("\n");
@@ -244,6 +258,7 @@ const SYSTEM_NAMES: Record<System, string> = {
   direct: "direct (the simulator)",
   nginx: "nginx (proxy_buffering off, upstream keep-alive, 1 worker)",
   bare: "bare Deno proxy (bench/bare_proxy.ts)",
+  serial: "serial bare proxy, one request at a time (bench/bare_serial.ts)",
   foreman: "foreman",
 };
 
@@ -259,11 +274,11 @@ export function peersTable(r: Results): string {
     "| time to first chunk added p50 (ms) | relay ceiling chunks/s (× direct) |",
     "|---|---:|---:|---:|---:|---:|---:|",
   ];
-  for (const s of ["direct", "nginx", "bare", "foreman"] as System[]) {
+  for (const s of ["direct", "nginx", "bare", "serial", "foreman"] as System[]) {
     const c1 = p.syncC1[s];
     if (!c1) continue;
     const c16 = p.syncC16[s]!;
-    const t = p.ttfc[s]!;
+    const t = p.ttfc[s];
     const ceil = p.ceiling[s];
     const direct = s === "direct";
     rows.push(
@@ -271,7 +286,7 @@ export function peersTable(r: Results): string {
         direct ? "" : `${signed(c1.addedP50)} / ${signed(c1.addedP99)}`
       } | ${n(c1.foreman.rate)} | ${n(c16.foreman.rate)}${
         direct ? "" : ` (×${f(c16.rateRatio)})`
-      } | ${direct ? `(${f(t.direct.p50)})` : signed(t.addedP50)} | ${
+      } | ${!t ? "–" : direct ? `(${f(t.direct.p50)})` : signed(t.addedP50)} | ${
         ceil ? n(ceil.foreman) + (direct ? "" : ` (×${f(ceil.ratio)})`) : "–"
       } |`,
     );
@@ -281,7 +296,13 @@ export function peersTable(r: Results): string {
     : `nginx ${p.nginx.version}. nginx writes on what it has read from the target in one go, so ` +
       "an unthrottled stream of small lines reaches the client in fewer, larger reads: its relay " +
       "ceiling can pass direct's, where the client reads each of the simulator's writes.";
-  return rows.join("\n") + "\n\n" + note;
+  const serial = p.syncC16.serial
+    ? " The serial bare proxy reads each answer whole before the next request goes out, as " +
+      "foreman's single worker runs one job at a time: its rate at concurrency 16 is the most any " +
+      "one-at-a-time worker gets from this simulator, which answers a lone request more slowly " +
+      "than one of many."
+    : "";
+  return rows.join("\n") + "\n\n" + note + serial;
 }
 
 export function machineLine(r: Results): string {

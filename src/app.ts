@@ -57,7 +57,11 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
     inlineLimit: config.inlineLimit,
   };
   const metrics = new Metrics();
-  const store = new Store(config.db, { renderEvent: (job, event) => eventBody(job, event, views) });
+  // The worker checkpoints the WAL off the request path; SQLite only past its backstop.
+  const store = new Store(config.db, {
+    renderEvent: (job, event) => eventBody(job, event, views),
+    checkpoints: "owner",
+  });
   const client = new TargetClient({
     baseUrl: config.ollamaUrl,
     token: config.ollamaToken,
@@ -73,6 +77,7 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
     embedModel: config.embedModel,
     keepAlive: config.keepAlive,
   });
+  const groupCommit = new GroupCommit(store);
   const worker = new Worker({
     store,
     client,
@@ -85,6 +90,10 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
     retryBase: config.retryBase,
     targetTimeout: config.targetTimeout,
     maxAnswer: config.maxAnswer,
+    pendingInserts: () => groupCommit.pending,
+    checkpoints: true,
+    // /healthz turns degraded (or back) when a job finds out, not at the next inventory poll.
+    onTargetNews: () => void inventory.refresh(),
   });
   const dispatcher = new Dispatcher({
     outbox: store.outbox,
@@ -146,7 +155,7 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
     settings,
     auth: new BearerAuth(config.tokens),
     store,
-    groupCommit: new GroupCommit(store),
+    groupCommit,
     inventory,
     residency,
     worker,

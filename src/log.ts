@@ -12,6 +12,8 @@ export const LOG_LEVELS = Object.keys(LEVELS) as LogLevel[];
 export type Fields = Record<string, unknown>;
 
 export interface Logger {
+  /** Whether lines of `level` are written: a caller can skip building the fields of one that is not. */
+  enabled(level: LogLevel): boolean;
   debug(msg: string, fields?: Fields): void;
   info(msg: string, fields?: Fields): void;
   warn(msg: string, fields?: Fields): void;
@@ -40,7 +42,13 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     for (const secret of secrets) line = line.replaceAll(secret, "[redacted]");
     write(line + "\n");
   };
-  return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") };
+  return {
+    enabled: (level) => LEVELS[level] >= min,
+    debug: emit("debug"),
+    info: emit("info"),
+    warn: emit("warn"),
+    error: emit("error"),
+  };
 }
 
 /** A logger that drops everything, for unit tests. */

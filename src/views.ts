@@ -2,7 +2,7 @@
 // of a webhook event. All render artifacts the same way (inline up to the limit, a URL always) so a
 // receiver and a poller see one shape; a list carries no bodies: no result and no inline artifacts.
 
-import type { ArtifactMeta, Job, JobSummary, WebhookSummary } from "./queue/store.ts";
+import type { ArtifactMeta, JobSummary, MovedJob, WebhookSummary } from "./queue/store.ts";
 import type { JobState } from "./queue/states.ts";
 
 export interface ViewOptions {
@@ -96,7 +96,7 @@ export function jobView(
  * for a new job), with the job's artifacts.
  */
 export function eventBody(
-  job: Job,
+  job: MovedJob,
   event: { previous: JobState | null; artifacts: (ArtifactMeta & { body: Uint8Array })[] },
   o: ViewOptions,
 ): string {

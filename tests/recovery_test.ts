@@ -81,3 +81,55 @@ Deno.test("kill -9 with jobs queued and running loses nothing and serves new req
     await sim.close();
   }
 });
+
+Deno.test("a sync job taken straight from its caller by an idle worker and killed while it works is cancelled at the next start, its events in order", async () => {
+  const sim = await OllamaSim.start({ loadMs: 0, tokenMs: 20 });
+  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "60s"] });
+  try {
+    const chat = (tokens: number) =>
+      fetch(fm.url + "/api/chat", {
+        method: "POST",
+        headers: fm.headers(),
+        body: JSON.stringify({
+          model: "tiny-a",
+          messages: [{ role: "user", content: "x" }],
+          options: { num_predict: tokens },
+        }),
+      });
+    // The model resident and the worker idle: the next job is inserted, claimed and started in
+    // one transaction (the fold).
+    await (await chat(1)).text();
+    const res = await chat(500);
+    const id = res.headers.get("x-foreman-job-id")!;
+    await res.body!.getReader().read(); // it works: the first chunk came
+    await fm.kill();
+
+    await fm.restart();
+    const db = new DatabaseSync(fm.dbPath, { readOnly: true });
+    try {
+      assert.equal(db.prepare("PRAGMA integrity_check").get()!.integrity_check, "ok");
+      const job = db.prepare("SELECT state, error FROM jobs WHERE id = ?").get(id)!;
+      assert.deepEqual([job.state, job.error], [
+        "cancelled",
+        "caller went away: foreman restarted",
+      ]);
+      const events = db.prepare("SELECT job_state, body FROM outbox WHERE job_id = ? ORDER BY seq")
+        .all(id);
+      assert.deepEqual(events.map((e) => e.job_state), [
+        "queued",
+        "loading",
+        "working",
+        "cancelled",
+      ]);
+      assert.deepEqual(
+        events.map((e) => JSON.parse(String(e.body)).previous_state),
+        [null, "queued", "loading", "working"],
+      );
+    } finally {
+      db.close();
+    }
+  } finally {
+    await fm.stop();
+    await sim.close();
+  }
+});

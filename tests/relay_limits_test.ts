@@ -2,8 +2,8 @@
 // a line or an answer past the cap. The hostile-target suite checks the same through foreman.
 
 import assert from "node:assert/strict";
-import { AnswerTooLargeError } from "../src/ollama/client.ts";
-import { CallerStoppedReadingError, readAll, relay } from "../src/worker/relay.ts";
+import { AnswerTooLargeError, TargetClient } from "../src/ollama/client.ts";
+import { CallerStoppedReadingError, relay } from "../src/worker/relay.ts";
 
 const enc = new TextEncoder();
 
@@ -25,7 +25,8 @@ function source(chunk: string, count: number) {
 }
 
 Deno.test("a caller that reads nothing for the idle timeout is gone and the target's body is cancelled", async () => {
-  const src = source('{"a":1}\n', 1000);
+  // More than the relay reads ahead: the target is held up by the caller, never done.
+  const src = source('{"a":1}\n', 1e9);
   const r = relay(src.stream, { idleTimeout: 50 });
   const reader = r.readable.getReader();
   await reader.read();
@@ -37,8 +38,8 @@ Deno.test("a caller that reads nothing for the idle timeout is gone and the targ
   await assert.rejects(reader.read(), CallerStoppedReadingError);
 });
 
-Deno.test("an abort ends the relay at once while the caller is not reading, and a later read gets the error line", async () => {
-  const src = source('{"a":1}\n', 1000);
+Deno.test("an abort ends the relay at once while the caller is not reading, and later reads get what was read, then the error line", async () => {
+  const src = source('{"a":1}\n', 1e9);
   const abort = new AbortController();
   const r = relay(src.stream, { idleTimeout: 60_000, signal: abort.signal });
   const reader = r.readable.getReader();
@@ -46,11 +47,13 @@ Deno.test("an abort ends the relay at once while the caller is not reading, and 
   abort.abort(new Error("cancelled by a DELETE"));
   await assert.rejects(r.done, /cancelled by a DELETE/);
   assert.equal(src.cancelled(), true);
-  const { value } = await reader.read();
-  assert.deepEqual(JSON.parse(new TextDecoder().decode(value)), {
-    error: "foreman: cancelled by a DELETE",
-  });
-  assert.equal((await reader.read()).done, true);
+  let rest = "";
+  for (let next = await reader.read(); !next.done; next = await reader.read()) {
+    rest += new TextDecoder().decode(next.value);
+  }
+  const lines = rest.trim().split("\n");
+  assert.deepEqual(JSON.parse(lines.pop()!), { error: "foreman: cancelled by a DELETE" });
+  assert.ok(lines.every((l) => l === '{"a":1}'), "before it, whole lines of the answer");
 });
 
 Deno.test("a line longer than the cap ends the relay with an error line of its own, holding no more than the cap", async () => {
@@ -66,13 +69,45 @@ Deno.test("a line longer than the cap ends the relay with an error line of its o
   assert.equal(lines[2], "");
 });
 
-Deno.test("readAll stops reading past the cap and cancels the target's body", async () => {
+Deno.test("a whole answer is read up to the cap, then its reading stops and the target's body is cancelled", async () => {
+  const capped = new TargetClient({
+    baseUrl: "http://127.0.0.1:9",
+    timeout: 60_000,
+    maxAnswer: 10_000,
+  });
   const src = source("y".repeat(1024), 100);
   await assert.rejects(
-    readAll(src.stream, { idleTimeout: 60_000, maxAnswer: 10_000 }),
+    capped.readBytes(new Response(src.stream), { path: "/api/chat" }),
     AnswerTooLargeError,
   );
   assert.equal(src.cancelled(), true);
-  const whole = await readAll(source("z", 10).stream, { idleTimeout: 60_000, maxAnswer: 10 });
+  const exact = new TargetClient({ baseUrl: "http://127.0.0.1:9", timeout: 60_000, maxAnswer: 10 });
+  const whole = await exact.readBytes(new Response(source("z", 10).stream), { path: "/api/chat" });
   assert.equal(new TextDecoder().decode(whole), "z".repeat(10));
+});
+
+Deno.test("a whole answer from a byte stream is read into one growing buffer, and a declared size past the cap is refused unread", async () => {
+  const client = new TargetClient({ baseUrl: "http://127.0.0.1:9", timeout: 60_000 });
+  const parts = Array.from({ length: 40 }, (_, i) => `${i}:${"w".repeat(1000)}\n`);
+  let next = 0;
+  const body = new ReadableStream({
+    type: "bytes",
+    pull(c: ReadableByteStreamController) {
+      if (next < parts.length) return c.enqueue(enc.encode(parts[next++]));
+      c.close();
+      c.byobRequest?.respond(0); // a reader's pending read ends with the stream, as fetch's does
+    },
+  });
+  const whole = await client.readBytes(new Response(body), { path: "/api/chat" });
+  assert.equal(new TextDecoder().decode(whole), parts.join(""));
+
+  const capped = new TargetClient({
+    baseUrl: "http://127.0.0.1:9",
+    timeout: 60_000,
+    maxAnswer: 100,
+  });
+  const src = source("x", 1000);
+  const declared = new Response(src.stream, { headers: { "content-length": "1000" } });
+  await assert.rejects(capped.readBytes(declared, { path: "/api/chat" }), AnswerTooLargeError);
+  assert.equal(src.cancelled(), true);
 });

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { BearerAuth } from "../src/http/auth.ts";
-import { CallerGoneError, readAll, relay, StallError } from "../src/worker/relay.ts";
+import { TargetClient, TargetUnreachableError } from "../src/ollama/client.ts";
+import { concat } from "../src/bytes.ts";
+import { CallerGoneError, relay, StallError } from "../src/worker/relay.ts";
 
 const enc = new TextEncoder();
 
@@ -23,12 +25,12 @@ function source(chunks: string[], options: { stallAfter?: number } = {}) {
   return { stream, cancelled: () => cancelled };
 }
 
-Deno.test("the relay passes chunks through unchanged and reports the last line", async () => {
+Deno.test("the relay passes the bytes through unchanged and reports the last line", async () => {
   const chunks = ['{"a":1}\n{"b"', ":2}\n", '{"done":true,"eval_count":3}\n'];
   const r = relay(source(chunks).stream, { idleTimeout: 1000 });
   const seen: string[] = [];
   for await (const c of r.readable) seen.push(new TextDecoder().decode(c));
-  assert.deepEqual(seen, chunks);
+  assert.equal(seen.join(""), chunks.join(""));
   assert.equal(await r.done, '{"done":true,"eval_count":3}');
   assert.equal(r.sent(), chunks.join("").length);
 });
@@ -53,9 +55,12 @@ Deno.test("a silent target counts as stalled and the caller gets a final error l
   await assert.rejects(r.done, StallError);
   const lines = text.trim().split("\n");
   assert.match(JSON.parse(lines.at(-1)!).error, /sent nothing for 50 ms/);
+  // A whole answer read for a job: the same silence is the target's stall.
+  const client = new TargetClient({ baseUrl: "http://127.0.0.1:9", timeout: 50 });
+  const whole = new Response(source([], { stallAfter: 0 }).stream);
   await assert.rejects(
-    readAll(source([], { stallAfter: 0 }).stream, { idleTimeout: 50 }),
-    StallError,
+    client.readBytes(whole, { path: "/api/chat" }),
+    (err) => err instanceof TargetUnreachableError && /sent nothing for 50 ms/.test(err.message),
   );
 });
 
@@ -88,19 +93,61 @@ Deno.test("a stalled SSE stream ends with an OpenAI-shaped error event of its ow
   }
 });
 
-Deno.test("a JSON relay keeps the whole document, and a failure aborts the caller's stream", async () => {
+Deno.test("a bytes relay keeps no line, and a failure aborts the caller's stream", async () => {
   const doc = ['{"id":"chatcmpl-1",\n', '"choices":[]}\n'];
-  const r = relay(source(doc).stream, { idleTimeout: 1000, framing: "json" });
-  for await (const _ of r.readable) { /* drain */ }
-  assert.equal(await r.done, doc.join(""));
+  const r = relay(source(doc).stream, { idleTimeout: 1000, framing: "bytes" });
+  let text = "";
+  for await (const c of r.readable) text += new TextDecoder().decode(c);
+  assert.equal(text, doc.join(""));
+  assert.equal(await r.done, "");
   const cut = relay(source(['{"id":'], { stallAfter: 1 }).stream, {
     idleTimeout: 50,
-    framing: "json",
+    framing: "bytes",
   });
   await assert.rejects(async () => {
     for await (const _ of cut.readable) { /* drain */ }
   }, StallError);
   await assert.rejects(cut.done, StallError);
+});
+
+Deno.test("a caller that is behind gets everything read so far as one chunk, and a waiting one each chunk at once", async () => {
+  // A target far faster than its caller: the relay reads ahead, and each pull takes all of it.
+  const lines = Array.from({ length: 2000 }, (_, i) => `{"i":${i}}\n`);
+  const r = relay(source(lines).stream, { idleTimeout: 1000 });
+  const reader = r.readable.getReader();
+  const got: Uint8Array[] = [];
+  while (true) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    got.push(value);
+    await new Promise((resolve) => setTimeout(resolve, 5)); // the caller's write takes a while
+  }
+  assert.equal(new TextDecoder().decode(concat(got)), lines.join(""), "the bytes, unchanged");
+  assert.ok(got.length < lines.length / 10, `${got.length} writes for ${lines.length} chunks`);
+  assert.equal(await r.done, '{"i":1999}');
+
+  // A target slower than its caller: every chunk is handed over as soon as it is read.
+  const slow = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      if (sentSlow === 5) return c.close();
+      c.enqueue(enc.encode(`{"n":${sentSlow++}}\n`));
+    },
+  }, { highWaterMark: 0 });
+  let sentSlow = 0;
+  const chunks: string[] = [];
+  for await (const c of relay(slow, { idleTimeout: 1000 }).readable) {
+    chunks.push(new TextDecoder().decode(c));
+  }
+  assert.deepEqual(chunks, [0, 1, 2, 3, 4].map((n) => `{"n":${n}}\n`));
+});
+
+Deno.test("the relay is done when the target's answer ends, while its caller still takes the last bytes", async () => {
+  const r = relay(source(['{"a":1}\n', '{"done":true}\n']).stream, { idleTimeout: 1000 });
+  assert.equal(await r.done, '{"done":true}', "done before the caller read a byte");
+  let text = "";
+  for await (const c of r.readable) text += new TextDecoder().decode(c);
+  assert.equal(text, '{"a":1}\n{"done":true}\n');
 });
 
 Deno.test("the caller going away cancels the target's stream", async () => {

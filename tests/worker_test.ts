@@ -251,3 +251,70 @@ Deno.test("a response that ends without done:true fails its job, as real Ollama 
     await sim.close();
   }
 });
+
+Deno.test("a job that finds the target unreachable turns /healthz degraded at once, not at the next poll, and a job that reaches it again turns it back", async () => {
+  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
+  // A poll a minute apart: only the worker's news can change what /healthz says in time.
+  const fm = await startForeman({
+    ollamaUrl: sim.url,
+    args: ["--poll-interval", "60s", "--retry-base", "100ms"],
+  });
+  const degraded = async () => (await (await fetch(fm.url + "/healthz")).json()).degraded;
+  try {
+    await waitFor(async () => await degraded() === false, { what: "the first poll" });
+    await sim.stop();
+    const submitted = await fetch(fm.url + "/jobs", {
+      method: "POST",
+      headers: fm.headers(),
+      body: chatBody("tiny-a"),
+    });
+    assert.equal(submitted.status, 202);
+    const { job_id } = await submitted.json();
+    await waitFor(async () => await degraded() === true, { timeout: 5000, what: "degraded" });
+    await sim.restart();
+    await waitFor(async () => {
+      const job = await (await fetch(`${fm.url}/jobs/${job_id}`, { headers: fm.headers() })).json();
+      return job.state === "done";
+    }, { timeout: 10_000, what: "the job done once the target is back" });
+    await waitFor(async () => await degraded() === false, { timeout: 5000, what: "not degraded" });
+  } finally {
+    await fm.stop();
+    await sim.close();
+  }
+});
+
+Deno.test("sync jobs taken straight by an idle worker or chained after the one before each leave queued, loading, working and done, in order", async () => {
+  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
+  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "60s"] });
+  try {
+    // One caller after another (the worker idle each time), then four at once (a queue behind
+    // the running job, each taken in the completion of the one before).
+    const ids: string[] = [];
+    const chat = async (model: string) => {
+      const res = await postChat(fm, chatBody(model));
+      assert.equal(res.status, 200);
+      assert.equal((await res.json()).done, true);
+      ids.push(res.headers.get("x-foreman-job-id")!);
+    };
+    for (let i = 0; i < 3; i++) await chat("tiny-a");
+    await Promise.all(
+      Array.from({ length: 12 }, (_, i) => chat(i % 4 === 3 ? "tiny-b" : "tiny-a")),
+    );
+    const store = openStore(fm.dbPath);
+    try {
+      for (const id of ids) {
+        const events = store.outbox.eventsAfter(id, 0);
+        assert.deepEqual(events.map((e) => e.state), ["queued", "loading", "working", "done"]);
+        assert.deepEqual(
+          events.map((e) => JSON.parse(e.body).previous_state),
+          [null, "queued", "loading", "working"],
+        );
+      }
+    } finally {
+      store.close();
+    }
+  } finally {
+    await fm.stop();
+    await sim.close();
+  }
+});

@@ -36,7 +36,11 @@ export async function foremanWithBusyWorker(
   args: string[] = [],
 ): Promise<{ fm: ForemanProcess; sim: OllamaSim }> {
   const sim = await OllamaSim.start({ loadMs: 0, tokenMs: 1, models: ["a", "b", "c"] });
-  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--max-queue", "1000000", ...args] });
+  const fm = await startForeman({
+    ollamaUrl: sim.url,
+    args: ["--max-queue", "1000000", ...args],
+    output: "file",
+  });
   await until(async () => {
     const h = await (await fetch(`${fm.url}/healthz`, { headers: fm.headers() })).json();
     return h.target.reachable === true;

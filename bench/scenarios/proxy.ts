@@ -9,7 +9,7 @@ import { startForeman } from "../../harness/foreman.ts";
 import { compare, compareSystems, type Comparison } from "../compare.ts";
 import { closedLoop, postJson, readStream } from "../load.ts";
 import { ensureNginx, startNginx } from "../nginx.ts";
-import { startBareProxy, startSimProcess } from "../processes.ts";
+import { startBareProxy, startSerialProxy, startSimProcess } from "../processes.ts";
 import { median } from "../stats.ts";
 
 export interface ProxySizes {
@@ -33,8 +33,12 @@ export interface StreamRate {
   chunks: number;
 }
 
-/** The systems measured side by side: the target itself, foreman and the proxies beside it. */
-export type System = "direct" | "foreman" | "nginx" | "bare";
+/**
+ * The systems measured side by side: the target itself, foreman and the proxies beside it, and
+ * `serial`, the bare proxy sending one request at a time (bench/bare_serial.ts): the ceiling of
+ * any one-at-a-time worker in front of this simulator (sync chat only; it answers whole).
+ */
+export type System = "direct" | "foreman" | "nginx" | "bare" | "serial";
 
 export interface Peers {
   /** nginx's version, or why its row is left out. */
@@ -89,7 +93,13 @@ export async function proxyBench(
   try {
     const sim = await startSimProcess({ loadMs: 0, tokenMs: TOKEN_MS, models: MODELS });
     stops.push(sim.stop);
-    const fm = await startForeman({ ollamaUrl: sim.url, args: ["--max-queue", "1000000"] });
+    // Its log goes to a file: read through a pipe, each line would cost the load generator's
+    // cores about 0.1 ms (docs/benchmarks.md).
+    const fm = await startForeman({
+      ollamaUrl: sim.url,
+      args: ["--max-queue", "1000000"],
+      output: "file",
+    });
     stops.push(async () => {
       await fm.stop();
       await Deno.remove(fm.dir, { recursive: true }).catch(() => {});
@@ -104,9 +114,18 @@ export async function proxyBench(
     }
     if ("skipped" in nginx) note(`the nginx row is left out: ${nginx.skipped}`);
     const systems = ["direct", "foreman", ...front.names] as System[];
+    const serial = await startSerialProxy(sim.url);
+    stops.push(serial.stop);
+    const withSerial = [...systems, "serial"] as System[];
     note(`systems side by side: ${systems.join(", ")}`);
     const base = (s: System) =>
-      s === "direct" ? sim.url : s === "foreman" ? fm.url : front.urls[s]!;
+      s === "direct"
+        ? sim.url
+        : s === "foreman"
+        ? fm.url
+        : s === "serial"
+        ? serial.url
+        : front.urls[s]!;
     const auth = (s: System) => s === "foreman" ? fm.headers() : {};
     const tiny = chat(1, false);
     const syncOp = (s: System) => async (_i: number, signal: AbortSignal) => {
@@ -117,9 +136,9 @@ export async function proxyBench(
       closedLoop(syncOp(s), { concurrency, count, warmup: Math.max(20, concurrency * 2) });
 
     note("sync /api/chat stream:false, concurrency 1");
-    const syncC1 = await compareSystems(sizes.rounds, systems, sync(1, sizes.syncC1));
+    const syncC1 = await compareSystems(sizes.rounds, withSerial, sync(1, sizes.syncC1));
     note("sync /api/chat stream:false, concurrency 16");
-    const syncC16 = await compareSystems(sizes.rounds, systems, sync(16, sizes.syncC16));
+    const syncC16 = await compareSystems(sizes.rounds, withSerial, sync(16, sizes.syncC16));
     note("sync /v1/chat/completions stream:false, concurrency 1");
     const v1Tiny = JSON.stringify({
       model: "a",
@@ -168,7 +187,7 @@ export async function proxyBench(
     note(`relay ceiling: ${sizes.ceilingChunks} chunks from an unthrottled simulator`);
     const fast = await startSimProcess({ loadMs: 0, tokenMs: 0, models: MODELS });
     stops.push(fast.stop);
-    const fastFm = await startForeman({ ollamaUrl: fast.url });
+    const fastFm = await startForeman({ ollamaUrl: fast.url, output: "file" });
     stops.push(async () => {
       await fastFm.stop();
       await Deno.remove(fastFm.dir, { recursive: true }).catch(() => {});
@@ -235,6 +254,12 @@ async function streamRates<S extends string>(
   const rates = {} as Record<S, number[]>;
   for (const s of systems) rates[s] = [];
   const body = chat(chunks, true);
+  // One untimed stream each first, as the other batches warm up: a fresh process's relay code is
+  // not yet compiled, and a short stream would be timed mostly before it is.
+  for (const s of systems) {
+    const res = await postJson(`${base(s)}/api/chat`, body, auth(s), AbortSignal.timeout(120_000));
+    await readStream(res, performance.now());
+  }
   for (let r = 0; r < rounds; r++) {
     for (const s of systems.map((_, i) => systems[(i + r) % systems.length]!)) {
       const signal = AbortSignal.timeout(120_000);

@@ -70,6 +70,7 @@ async function drainByModel(seq: string[], loadMs: number): Promise<PolicyRun> {
   const fm = await startForeman({
     ollamaUrl: sim.url,
     args: ["--max-queue", "1000000", "--embed-model", EMBED],
+    output: "file",
   });
   try {
     const headers = fm.headers();

@@ -141,6 +141,7 @@ export async function watcherBench(
   const fm = await startForeman({
     ollamaUrl: sim.url,
     args: ["--max-queue", "1000000", "--max-watchers", String(sizes.fanOut + 10)],
+    output: "file",
   });
   try {
     await until(async () => {

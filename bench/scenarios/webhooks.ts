@@ -52,6 +52,7 @@ export async function webhookBench(
     const fm = await startForeman({
       ollamaUrl: sim.url,
       args: ["--max-queue", "1000000", ...hostArgs],
+      output: "file",
     });
     let lat: ReturnType<typeof latencies>;
     try {

@@ -29,14 +29,14 @@ export async function queued(
   const model = validateInferenceBody(body, endpoint);
   await requireModel(d.inventory, model);
   requireRoom(d.store, { maxQueue: d.settings.maxQueue });
-  const job = d.store.insertJob({
+  const response = Promise.withResolvers<Response>();
+  // The worker answers only after submit has returned, so `job` is set by then.
+  const job = d.worker.submit({
     kind: "sync",
     endpoint,
     model: normalizeModel(model),
     request: JSON.stringify(body),
-  });
-  const response = Promise.withResolvers<Response>();
-  d.worker.attach(job.id, {
+  }, {
     answer: (answer) => response.resolve(relayedResponse(answer, job.id)),
     fail: (f) => response.reject(new HttpError(f.status, f.message, { [JOB_ID_HEADER]: job.id })),
   });
@@ -53,7 +53,6 @@ export async function queued(
     });
   };
   req.signal.addEventListener("abort", leave, { once: true });
-  d.worker.wake();
   return await response.promise;
 }
 

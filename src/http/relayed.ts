@@ -28,7 +28,11 @@ export function relayHeaders(source: Headers, jobId?: string): Headers {
 
 /** A target answer whose body is already relayed (or a worker's Answer) as the caller's response. */
 export function relayedResponse(
-  answer: { status: number; headers: Headers; body: ReadableStream<Uint8Array> | null },
+  answer: {
+    status: number;
+    headers: Headers;
+    body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
+  },
   jobId?: string,
 ): Response {
   return new Response(answer.body, {

@@ -3,7 +3,7 @@
 // target could not be reached or stalled (retry, never fail a job) or it answered with an error
 // status. Every wait on the target has a deadline, and nothing it answers is buffered without a cap.
 
-import { concat } from "../bytes.ts";
+const decoder = new TextDecoder();
 
 export class TargetUnreachableError extends Error {
   override name = "TargetUnreachableError";
@@ -70,12 +70,14 @@ export class IdleTimer {
 }
 
 /** Request headers the target gets from foreman; anything of the caller's stays behind. */
-export function targetHeaders(token: string | undefined, contentType?: string | null): Headers {
-  const h = new Headers();
-  if (contentType) h.set("content-type", contentType);
-  h.set("accept", "application/json, application/x-ndjson");
-  h.set("user-agent", "foreman");
-  if (token) h.set("authorization", `Bearer ${token}`);
+export function targetHeaders(
+  token: string | undefined,
+  contentType?: string | null,
+): [string, string][] {
+  const h: [string, string][] = [];
+  if (contentType) h.push(["content-type", contentType]);
+  h.push(["accept", "application/json, application/x-ndjson"], ["user-agent", "foreman"]);
+  if (token) h.push(["authorization", `Bearer ${token}`]);
   return h;
 }
 
@@ -84,6 +86,8 @@ export class TargetClient {
   readonly #token?: string;
   readonly timeout: number;
   readonly maxAnswer: number;
+  /** The headers of each content type sent, made once: fetch copies them into each request. */
+  readonly #headers = new Map<string | null | undefined, [string, string][]>();
 
   constructor(options: TargetClientOptions) {
     this.baseUrl = options.baseUrl;
@@ -116,7 +120,7 @@ export class TargetClient {
     try {
       res = await fetch(this.baseUrl + path, {
         method: init.method ?? "GET",
-        headers: targetHeaders(this.#token, init.contentType),
+        headers: this.#headersFor(init.contentType),
         body: init.body,
         signal,
         redirect: "manual",
@@ -142,6 +146,18 @@ export class TargetClient {
     return res;
   }
 
+  #headersFor(contentType: string | null | undefined): [string, string][] {
+    let h = this.#headers.get(contentType);
+    if (!h) {
+      h = targetHeaders(this.#token, contentType);
+      // Caller-supplied types (passthrough routes) are not kept: their variety is the caller's.
+      if (contentType === undefined || contentType === "application/json") {
+        this.#headers.set(contentType, h);
+      }
+    }
+    return h;
+  }
+
   /**
    * GETs a JSON route, or POSTs `body` to it as JSON, and parses its answer; non-2xx becomes
    * TargetHttpError.
@@ -164,16 +180,35 @@ export class TargetClient {
   }
 
   /**
-   * Reads a whole body of the answer to `path`, each read within the timeout and the whole within
-   * maxAnswer. A stall or a cut is TargetUnreachableError (the target's fault, never the job's).
+   * Reads a whole body of the answer to `path` as text, each read within the timeout and the whole
+   * within maxAnswer (readBytes).
    */
   async readText(
     res: Response,
     options: { path: string; signal?: AbortSignal },
   ): Promise<string> {
+    return decoder.decode(await this.readBytes(res, options));
+  }
+
+  /**
+   * Reads a whole body of the answer to `path`, each read within the timeout and the whole within
+   * maxAnswer (AnswerTooLargeError, before more is held). A stall or a cut is
+   * TargetUnreachableError (the target's fault, never the job's); an abort of `signal` (also the
+   * fetch's) rejects with its reason.
+   */
+  async readBytes(
+    res: Response,
+    options: { path: string; signal?: AbortSignal },
+  ): Promise<Uint8Array<ArrayBuffer>> {
     const { path, signal } = options;
-    if (!res.body) return "";
-    const reader = res.body.getReader();
+    if (!res.body) return new Uint8Array();
+    const declared = Number(res.headers.get("content-length") ?? NaN);
+    if (declared > this.maxAnswer) {
+      res.body.cancel().catch(() => {});
+      throw new AnswerTooLargeError(this.maxAnswer);
+    }
+    const into = new Growable(Number.isInteger(declared) ? declared : WHOLE_START, this.maxAnswer);
+    const reader = byobReader(res.body);
     let stalled: TargetUnreachableError | undefined;
     const idle = new IdleTimer(this.timeout, () => {
       stalled = new TargetUnreachableError(
@@ -181,17 +216,12 @@ export class TargetClient {
       );
       reader.cancel(stalled).catch(() => {});
     });
-    const parts: Uint8Array[] = [];
-    let size = 0;
     try {
       while (true) {
-        const { value, done } = await reader.read();
+        const done = await into.read(reader);
         if (stalled) throw stalled;
         if (done) break;
         idle.touch();
-        size += value.byteLength;
-        if (size > this.maxAnswer) throw new AnswerTooLargeError(this.maxAnswer);
-        parts.push(value);
       }
     } catch (err) {
       reader.cancel(err).catch(() => {});
@@ -204,7 +234,80 @@ export class TargetClient {
     } finally {
       idle.stop();
     }
-    return new TextDecoder().decode(concat(parts));
+    return into.bytes();
+  }
+}
+
+/** Where a whole answer of unknown size starts; it doubles as it fills. */
+const WHOLE_START = 16 * 1024;
+
+type BodyReader = ReadableStreamBYOBReader | ReadableStreamDefaultReader<Uint8Array>;
+
+/**
+ * A reader that fills buffers foreman gives it, where the body allows it (fetch bodies do): a
+ * default reader of a fetch body allocates a 64 KiB buffer per read, which V8 counts as external
+ * memory and answers with a full garbage collection every few hundred reads.
+ */
+export function byobReader(body: ReadableStream<Uint8Array>): BodyReader {
+  try {
+    return body.getReader({ mode: "byob" });
+  } catch {
+    return body.getReader(); // not a byte stream
+  }
+}
+
+/**
+ * A buffer a body is read into, read by read, that grows by doubling up to `limit` bytes; past
+ * it, AnswerTooLargeError, before more is held.
+ */
+export class Growable {
+  #buf: Uint8Array<ArrayBuffer>;
+  #size = 0;
+  readonly #limit: number;
+
+  constructor(initial: number, limit: number) {
+    // One byte more than the limit, so a body past it is seen without reading it all.
+    this.#buf = new Uint8Array(Math.max(1, Math.min(initial, limit) + 1));
+    this.#limit = limit;
+  }
+
+  /** Reads once into the free part; resolves with true at the end of the body. */
+  async read(reader: BodyReader): Promise<boolean> {
+    if (this.#size === this.#buf.byteLength) this.#grow(this.#size * 2);
+    if (!(reader instanceof ReadableStreamBYOBReader)) {
+      const { value, done } = await reader.read();
+      if (done) return true;
+      this.#append(value);
+      return false;
+    }
+    const free = new Uint8Array(this.#buf.buffer, this.#size, this.#buf.byteLength - this.#size);
+    const { value, done } = await reader.read(free);
+    // The read moved the buffer: what it filled is the same memory, under a new name.
+    if (value) this.#buf = new Uint8Array(value.buffer as ArrayBuffer);
+    if (done) return true;
+    this.#size += value.byteLength;
+    if (this.#size > this.#limit) throw new AnswerTooLargeError(this.#limit);
+    return false;
+  }
+
+  #append(chunk: Uint8Array): void {
+    if (this.#size + chunk.byteLength > this.#buf.byteLength) {
+      this.#grow(Math.max(this.#buf.byteLength * 2, this.#size + chunk.byteLength));
+    }
+    this.#buf.set(chunk.subarray(0, this.#buf.byteLength - this.#size), this.#size);
+    this.#size += chunk.byteLength;
+    if (this.#size > this.#limit) throw new AnswerTooLargeError(this.#limit);
+  }
+
+  #grow(want: number): void {
+    const next = new Uint8Array(Math.min(want, this.#limit + 1));
+    next.set(this.#buf.subarray(0, this.#size));
+    this.#buf = next;
+  }
+
+  /** What was read, without a copy. */
+  bytes(): Uint8Array<ArrayBuffer> {
+    return this.#buf.subarray(0, this.#size);
   }
 }
 

@@ -6,7 +6,7 @@
 
 import type { DatabaseSync } from "node:sqlite";
 import { monotonicFactory } from "ulid";
-import { Db, type Params } from "./db.ts";
+import { type CheckpointResult, Db, type Params } from "./db.ts";
 import { Outbox } from "./outbox.ts";
 import {
   ACTIVE_STATES,
@@ -18,6 +18,7 @@ import {
   sqlList,
 } from "./states.ts";
 import {
+  MOVED_COLUMNS,
   TransitionError,
   type TransitionName,
   TRANSITIONS,
@@ -28,7 +29,7 @@ import {
 } from "./transitions.ts";
 
 export type { JobEvent, OutboxEvent, WebhookSummary } from "./outbox.ts";
-export { TransitionError, type TransitionName } from "./transitions.ts";
+export { TransitionError, type TransitionName, type TransitionValues } from "./transitions.ts";
 
 /** A job as lists read it: every column but the request and the result. */
 export interface JobSummary {
@@ -51,12 +52,26 @@ export interface JobSummary {
   finishedAt: number | null;
 }
 
-export interface Job extends JobSummary {
-  /** The request body as JSON text, exactly what the target will be sent (before keep_alive). */
-  request: string;
+/**
+ * A job as a transition leaves it: every column but the request, which a transition never reads
+ * back (it can be large, and the worker has it already); the result only as the transition wrote
+ * it (complete), since no other transition can follow a result.
+ */
+export interface MovedJob extends JobSummary {
   /** JSON text of the target's final response. */
   result: string | null;
 }
+
+export interface Job extends MovedJob {
+  /** The request body as JSON text, exactly what the target will be sent (before keep_alive). */
+  request: string;
+}
+
+/**
+ * A job to move: its id, or its id and kind when the caller has them (the worker does), which
+ * spares a transition from a single source state the read before its guarded UPDATE.
+ */
+export type JobRef = string | { id: string; kind: JobKind };
 
 export interface ArtifactMeta {
   name: string;
@@ -102,7 +117,7 @@ const SUMMARY_COLUMNS = `id, kind, endpoint, model, state, webhook_url, idempote
  * (null for a new job), with the job's artifacts (only a done job has any).
  */
 export type EventRenderer = (
-  job: Job,
+  job: MovedJob,
   event: { previous: JobState | null; artifacts: Artifact[] },
 ) => string;
 
@@ -116,6 +131,8 @@ export interface StoreOptions {
    * loss; NORMAL survives a crash of foreman but may lose the last commits if the machine dies.
    */
   synchronous?: "FULL" | "NORMAL";
+  /** Who checkpoints the WAL (DbOptions.checkpoints): SQLite by default, or the daemon's worker. */
+  checkpoints?: "sqlite" | "owner";
 }
 
 /** The start-up repair's sync and interrupted jobs, by what became of them. */
@@ -145,6 +162,7 @@ export class Store {
     this.#renderEvent = options.renderEvent;
     this.#db = new Db(path, {
       synchronous: options.synchronous,
+      checkpoints: options.checkpoints,
       onRollback: () => this.#queued = undefined, // the rolled-back writes may have moved it
     });
     this.db = this.#db.sqlite;
@@ -160,9 +178,27 @@ export class Store {
     return this.#ulid(this.#now());
   }
 
+  /** Commits since the last checkpoint, and how long the database has been quiet (Db.wal). */
+  wal(): { commits: number; quietMs: number } {
+    return this.#db.wal();
+  }
+
+  /** Checkpoints the WAL (Db.checkpoint). */
+  checkpoint(mode: "PASSIVE" | "TRUNCATE"): CheckpointResult {
+    return this.#db.checkpoint(mode);
+  }
+
   /** Runs `fn` in one transaction (see Db.tx); the store's writes inside it join it. */
   tx<T>(fn: () => T, options: { durable?: boolean } = {}): T {
     return this.#db.tx(fn, options);
+  }
+
+  /**
+   * Runs `fn`, which changes the jobs `jobs`, in one transaction as durable as the most demanding
+   * of them needs (ADR-0015: sync jobs' rows skip the wait for the disk, async jobs' do not).
+   */
+  txFor<T>(jobs: readonly { kind: JobKind }[], fn: () => T): T {
+    return this.#db.tx(fn, { durable: jobs.some((j) => j.kind !== "sync") });
   }
 
   #stmt(sql: string) {
@@ -182,7 +218,7 @@ export class Store {
 
   /** Stores a new queued job and its `queued` event. */
   insertJob(input: NewJob): Job {
-    return this.tx(() => this.#insert(input), { durable: input.kind !== "sync" });
+    return this.txFor([input], () => this.#insert(input));
   }
 
   /**
@@ -190,9 +226,7 @@ export class Store {
    * All or none are stored.
    */
   insertJobs(inputs: readonly NewJob[]): Job[] {
-    return this.tx(() => inputs.map((input) => this.#insert(input)), {
-      durable: inputs.some((input) => input.kind !== "sync"),
-    });
+    return this.txFor(inputs, () => inputs.map((input) => this.#insert(input)));
   }
 
   #insert(input: NewJob): Job {
@@ -202,7 +236,7 @@ export class Store {
       `INSERT INTO jobs (id, kind, endpoint, model, state, request, webhook_url, metadata,
          idempotency_key, request_hash, created_at, updated_at)
        VALUES (:id, :kind, :endpoint, :model, 'queued', :request, :webhook_url, :metadata,
-         :idempotency_key, :request_hash, :now, :now) RETURNING *`,
+         :idempotency_key, :request_hash, :now, :now) RETURNING ${MOVED_COLUMNS}`,
     ).get({
       id,
       kind: input.kind,
@@ -216,7 +250,7 @@ export class Store {
       now,
     });
     if (this.#queued !== undefined) this.#queued++;
-    const job = toJob(row!);
+    const job: Job = { ...toSummary(row!), result: null, request: input.request };
     this.#recordEvent(job, null);
     return job;
   }
@@ -377,25 +411,35 @@ export class Store {
   // ---- transitions -----------------------------------------------------------------------------
 
   /**
-   * The one guarded state change. Moves job `id` along transition `name` if it is in one of the
+   * The one guarded state change. Moves job `ref` along transition `name` if it is in one of the
    * transition's source states, with the values that transition needs (transitions.ts), records
-   * its event in the same transaction, and returns the updated job. Throws TransitionError when
-   * the job is elsewhere.
+   * its event in the same transaction, and returns the job as it left it. Throws TransitionError
+   * when the job is elsewhere. Inside a transaction already (tx, txFor), it joins it.
    */
-  transition<N extends TransitionName>(name: N, id: string, ...args: ValuesArg<N>): Job {
+  transition<N extends TransitionName>(name: N, ref: JobRef, ...args: ValuesArg<N>): MovedJob {
     const spec: TransitionSpec<TransitionValues[N]> = TRANSITIONS[name];
     const values = args[0] as TransitionValues[N];
-    // Kind never changes and state is re-checked by the guarded UPDATE, so both can be read first.
-    const before = this.#stmt("SELECT state, kind FROM jobs WHERE id = ?").get(id);
-    const found = before?.state as JobState | undefined;
-    if (!found || !spec.from.includes(found)) throw new TransitionError(id, spec.from, found);
-    return this.tx(() => {
-      const params: Params = { id, from: found, now: this.#now() };
+    const id = typeof ref === "string" ? ref : ref.id;
+    let kind = typeof ref === "string" ? undefined : ref.kind;
+    // One source state and a known kind: the guarded UPDATE tells all, nothing is read first.
+    // Otherwise the state (the event's previous one) and the kind (the commit's durability) are
+    // read first; kind never changes, and the UPDATE checks the state again.
+    let from = spec.from.length === 1 ? spec.from[0] : undefined;
+    if (from === undefined || kind === undefined) {
+      const before = this.#stmt("SELECT state, kind FROM jobs WHERE id = ?").get(id);
+      const found = before?.state as JobState | undefined;
+      if (!found || !spec.from.includes(found)) throw new TransitionError(id, spec.from, found);
+      from = found;
+      kind = before!.kind as JobKind;
+    }
+    const previous = from;
+    return this.txFor([{ kind }], () => {
+      const params: Params = { id, from: previous, now: this.#now() };
       spec.bind?.(values, params);
       const row = this.#stmt(UPDATE_SQL[name]).get(params);
       if (!row) throw new TransitionError(id, spec.from, this.get(id)?.state);
       if (this.#queued !== undefined) {
-        this.#queued += (spec.to === "queued" ? 1 : 0) - (found === "queued" ? 1 : 0);
+        this.#queued += (spec.to === "queued" ? 1 : 0) - (previous === "queued" ? 1 : 0);
       }
       for (const a of spec.artifacts?.(values) ?? []) {
         this.#stmt(
@@ -403,20 +447,21 @@ export class Store {
            VALUES (?, ?, ?, ?, ?, ?)`,
         ).run(id, a.name, a.contentType, a.size, a.sha256, a.body);
       }
-      const job = toJob(row);
-      this.#recordEvent(job, found);
+      // Only complete writes a result, and nothing moves a job on from one.
+      const job: MovedJob = { ...toSummary(row), result: spec.result?.(values) ?? null };
+      this.#recordEvent(job, previous);
       return job;
-    }, { durable: before!.kind !== "sync" });
+    });
   }
 
   /** Like transition, but returns undefined instead of throwing when the guard does not hold. */
   tryTransition<N extends TransitionName>(
     name: N,
-    id: string,
+    ref: JobRef,
     ...args: ValuesArg<N>
-  ): Job | undefined {
+  ): MovedJob | undefined {
     try {
-      return this.transition(name, id, ...args);
+      return this.transition(name, ref, ...args);
     } catch (err) {
       if (err instanceof TransitionError) return undefined;
       throw err;
@@ -493,9 +538,12 @@ export class Store {
    * Appends the event reporting that `job` entered its state: to be sent when it has a webhook,
    * kept for watchers either way; listeners hear of it once the transaction commits.
    */
-  #recordEvent(job: Job, previous: JobState | null): void {
-    // Only a done job's event carries artifacts: the other states skip the query.
-    const artifacts = job.state === "done" ? this.artifactsWithBodies(job.id) : [];
+  #recordEvent(job: MovedJob, previous: JobState | null): void {
+    // Only a done async job's event carries artifacts (a sync job has none): the rest skip the
+    // query.
+    const artifacts = job.state === "done" && job.kind === "async"
+      ? this.artifactsWithBodies(job.id)
+      : [];
     const body = this.#renderEvent(job, { previous, artifacts });
     this.outbox.append({ jobId: job.id, jobState: job.state, url: job.webhookUrl, body });
     if (this.#eventListeners.length === 0) return;
@@ -529,9 +577,13 @@ export class Store {
   }
 
   setMeta(key: string, value: string): void {
-    this.#stmt(
-      "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    ).run(key, value);
+    // Through tx like every write: a statement outside one would commit at the connection's
+    // resting level, which does not wait for the disk (Db.tx).
+    this.tx(() =>
+      this.#stmt(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      ).run(key, value)
+    );
   }
 
   integrityCheck(): string {

@@ -48,6 +48,8 @@ export interface TransitionSpec<V> {
   bind?: (values: V, params: Params) => void;
   /** Artifacts written with the change, in its transaction. */
   artifacts?: (values: V) => readonly Artifact[] | undefined;
+  /** The result `set` writes, which the transition reports without reading it back. */
+  result?: (values: V) => string;
 }
 
 export const TRANSITIONS: { readonly [N in TransitionName]: TransitionSpec<TransitionValues[N]> } =
@@ -64,6 +66,7 @@ export const TRANSITIONS: { readonly [N in TransitionName]: TransitionSpec<Trans
       set: "result = :result, finished_at = :now",
       bind: (v, p) => p.result = v.result,
       artifacts: (v) => v.artifacts,
+      result: (v) => v.result,
     },
     fail: {
       from: OPEN_STATES,
@@ -89,12 +92,17 @@ export const TRANSITIONS: { readonly [N in TransitionName]: TransitionSpec<Trans
     },
   };
 
+/** What an insert or a transition reads back: every column but the request and the result. */
+export const MOVED_COLUMNS = `id, kind, endpoint, model, state, webhook_url, metadata,
+  idempotency_key, request_hash, attempt, not_before, error, created_at, updated_at, started_at,
+  finished_at`;
+
 /** Each transition's guarded UPDATE, built once: it changes the row only if the state is `:from`. */
 export const UPDATE_SQL = Object.fromEntries(
   Object.entries(TRANSITIONS).map(([name, spec]) => {
     const set = spec.set ? `, ${spec.set}` : "";
     const sql = `UPDATE jobs SET state = '${spec.to}', updated_at = :now${set}
-      WHERE id = :id AND state = :from RETURNING *`;
+      WHERE id = :id AND state = :from RETURNING ${MOVED_COLUMNS}`;
     return [name, sql];
   }),
 ) as Record<TransitionName, string>;

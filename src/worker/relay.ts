@@ -1,11 +1,13 @@
-// Relays a target response body to a caller chunk by chunk, without parsing it: bytes go out as
-// they arrive, pulled by the caller so backpressure reaches the target. Only the last line is kept
-// (it carries the final metrics, `data: [DONE]` or a mid-stream error), up to a cap. One idle timer
-// watches both ends: a target silent for the timeout has stalled, a caller that read nothing for it
-// is gone.
+// Relays a target response body to a caller without parsing it: the bytes go out unchanged, read
+// up to 64 KiB ahead of the caller (backpressure reaches the target past that), and a caller that
+// is behind gets everything read so far as one chunk, so a fast target costs one write per batch
+// instead of one per chunk; a caller that waits gets each chunk the moment it arrives. Only the
+// last line is kept (it carries the final metrics, `data: [DONE]` or a mid-stream error), up to a
+// cap. One lazily re-armed timer watches both ends: a target silent for the timeout while the
+// caller waits has stalled, a caller that took nothing for it is gone.
 
 import { concat } from "../bytes.ts";
-import { AnswerTooLargeError, IdleTimer, openaiErrorBody } from "../ollama/client.ts";
+import { AnswerTooLargeError, byobReader, openaiErrorBody } from "../ollama/client.ts";
 
 export class StallError extends Error {
   override name = "StallError";
@@ -24,9 +26,10 @@ export interface Relay {
   /** The stream to hand to the caller's Response. */
   readable: ReadableStream<Uint8Array>;
   /**
-   * Settles when the relay ends: resolves with the last complete line of the body (or the whole
-   * body when it has no newline); rejects with StallError, CallerGoneError, AnswerTooLargeError,
-   * the signal's reason or the read error.
+   * Settles when the target's body has ended or the relay failed first: resolves with the last
+   * complete line of the body (or the whole body when it has no newline; "" for "bytes"), while
+   * the caller may still be taking the last bytes read; rejects with StallError, CallerGoneError,
+   * AnswerTooLargeError, the signal's reason or the read error.
    */
   done: Promise<string>;
   /** Bytes handed to the caller so far. */
@@ -48,216 +51,323 @@ export interface RelayOptions {
    * - "sse", OpenAI's Server-Sent Events (/v1 with stream:true): the last non-empty line is kept
    *   (`data: [DONE]` when the stream is whole); a failure is a final `data: {"error": {…}}` event,
    *   which OpenAI's SDKs raise as an error.
-   * - "json", one JSON document (/v1 with stream:false): kept whole, up to `maxLine`; a failure
-   *   aborts the caller's stream, since a document has no room for a second one.
    * - "bytes": nothing is kept, `done` resolves with ""; a failure aborts the caller's stream.
    */
   framing?: Framing;
   /**
-   * Sees each chunk as it goes to the caller (a progress counter); it must be quick and never
-   * keep the chunk.
+   * Sees each chunk as it is read from the target (a progress counter); it must be quick and never
+   * keep the chunk, whose memory is reused.
    */
   onChunk?: (chunk: Uint8Array) => void;
 }
 
-export type Framing = "ndjson" | "sse" | "json" | "bytes";
+export type Framing = "ndjson" | "sse" | "bytes";
 
 const NL = 10;
+/** How far the relay reads ahead of its caller. */
+const READ_AHEAD = 64 * 1024;
 
 export function relay(body: ReadableStream<Uint8Array>, options: RelayOptions): Relay {
   const { idleTimeout, maxLine = Infinity, signal, framing = "ndjson", onChunk } = options;
-  const reader = body.getReader();
+  const reader = byobReader(body);
+  const byob = reader instanceof ReadableStreamBYOBReader;
+  /**
+   * Read and not yet handed over: bytes [0, held) of `ahead` (BYOB), or the chunks in `queue`. A
+   * BYOB read takes its whole buffer until it returns, so reads go into `scratch` and are copied
+   * into `ahead`, which a pull can hand over while the next read is out.
+   */
+  const ahead = spare.pop() ?? new Uint8Array(READ_AHEAD);
+  let scratch = spare.pop() ?? new Uint8Array(READ_AHEAD);
+  let held = 0;
+  let queue: Uint8Array[] = [];
+  let queued = 0;
+  /** Bytes read from the target, and handed to the caller. */
+  let read = 0;
   let sent = 0;
-  let tail: Uint8Array[] = [];
-  let tailBytes = 0;
-  let tailComplete = false;
-  /** Newlines at the end of what was sent: 2 or more means an SSE event boundary. */
+  const tail = new LastLine(framing === "bytes" ? 0 : maxLine);
+  /** Newlines at the end of what was read: 2 or more means an SSE event boundary. */
   let trailingNewlines = 0;
-  let settled = false;
-  /** A read from the target is in progress (the caller asked for more). */
-  let pulling = false;
-  /** Why the relay was ended from outside a read (watchdog, signal). */
+  /** The target's body has ended; what is held is the rest of the answer. */
+  let ended = false;
+  /** Why the relay ended early; the caller gets `lastWords` after what is held, or an error. */
   let failure: unknown;
+  let lastWords: Uint8Array | undefined;
+  /** The caller's stream is closed, errored or cancelled: nothing more goes to it. */
+  let finished = false;
   let controller!: ReadableStreamDefaultController<Uint8Array>;
-  let resolveDone!: (last: string) => void;
-  let rejectDone!: (err: unknown) => void;
-  const done = new Promise<string>((res, rej) => {
-    resolveDone = res;
-    rejectDone = rej;
-  });
+  /** The caller's pending pull, waiting for bytes. */
+  let waiting: (() => void) | undefined;
+  /** The read loop, waiting for the caller to make room. */
+  let roomy: (() => void) | undefined;
+  let lastPull = performance.now();
+  let lastData = lastPull;
+  let settled = false;
+  const { promise: done, resolve: resolveDone, reject: rejectDone } = Promise.withResolvers<
+    string
+  >();
   done.catch(() => {}); // observed by the worker; avoid unhandled rejection noise
 
-  const idle = new IdleTimer(idleTimeout, () =>
+  const settle = (err?: unknown) => {
+    if (settled) return;
+    settled = true;
+    signal?.removeEventListener("abort", onAbort);
+    if (err === undefined) resolveDone(framing === "bytes" ? "" : tail.text());
+    else rejectDone(err);
+  };
+
+  // The watchdog: one timer, re-armed for what is left when it fires early, nothing per chunk.
+  let timer: ReturnType<typeof setTimeout> | undefined = setTimeout(check, idleTimeout);
+  function check() {
+    timer = undefined;
+    if (finished) return;
+    const now = performance.now();
+    // A caller that waits blames the target's silence; one that does not take, itself.
+    const since = now - (waiting ? Math.max(lastPull, lastData) : lastPull);
+    if (since < idleTimeout) {
+      timer = setTimeout(check, idleTimeout - since);
+      return;
+    }
     interrupt(
-      pulling
+      waiting && !ended
         ? new StallError(`the target sent nothing for ${idleTimeout} ms`)
         : new CallerStoppedReadingError(`the caller read nothing for ${idleTimeout} ms`),
-    ));
+    );
+  }
+
   const onAbort = () => interrupt(signal!.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
   if (signal?.aborted) queueMicrotask(onAbort);
 
-  const finish = (err?: unknown) => {
-    if (settled) return;
-    settled = true;
-    idle.stop();
-    signal?.removeEventListener("abort", onAbort);
-    if (err === undefined) resolveDone(framing === "json" ? whole(tail) : lastLine(tail));
-    else rejectDone(err);
-  };
-
-  /** Ends the relay from outside a read: a pending read returns at once and reports `err`. */
+  /** Ends the relay early: the target's body is cancelled, the caller told as it can be. */
   function interrupt(err: unknown) {
-    if (settled || failure !== undefined) return;
+    if (failure !== undefined || finished) return;
     failure = err;
+    settle(err);
     reader.cancel(err).catch(() => {});
-    if (!pulling) fail(err);
+    roomy?.();
+    if (err instanceof CallerStoppedReadingError || framing === "bytes") return end(err);
+    // A caller already gone, or one told nothing more can be said, hears no last words.
+    if (!(err instanceof CallerGoneError)) lastWords = encoder.encode(lastWordsFor(err));
+    if (!lastWords) return end(err);
+    if (waiting) flush();
   }
 
-  /** Ends the caller's stream after `err`, in the way the caller can still be told. */
-  function fail(err: unknown) {
-    finish(err);
+  /** Ends the caller's stream: closed after the last bytes, or errored. */
+  function end(err?: unknown) {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    giveBack(ahead);
     try {
-      const last = err instanceof CallerGoneError ? undefined : lastWords(err);
-      if (last === undefined) controller.error(err);
-      else {
-        controller.enqueue(new TextEncoder().encode(last));
-        controller.close();
-      }
+      if (err === undefined) controller.close();
+      else controller.error(err);
     } catch {
       // the caller's stream was cancelled already
     }
+    const w = waiting;
+    waiting = undefined;
+    w?.();
   }
 
-  /** The caller's last bytes after `err`, in the body's framing; undefined where it has none. */
-  function lastWords(err: unknown): string | undefined {
+  /** The caller's last bytes after `err`, in the body's framing. */
+  function lastWordsFor(err: unknown): string {
     const message = `foreman: ${(err as Error).message}`;
-    if (framing === "ndjson") {
-      // Ollama's convention for a failure after the first byte: one last {"error"} line, on a
-      // line of its own even when the target was cut mid-line.
-      const sep = sent > 0 && !tailComplete ? "\n" : "";
-      return sep + JSON.stringify({ error: message }) + "\n";
-    }
+    // Everything read goes to the caller first, so the separator follows what was read.
     if (framing === "sse") {
       // An event of its own: after a blank line, even when the target was cut mid-event.
-      const sep = sent === 0 ? "" : "\n".repeat(Math.max(0, 2 - trailingNewlines));
+      const sep = read === 0 ? "" : "\n".repeat(Math.max(0, 2 - trailingNewlines));
       return `${sep}data: ${JSON.stringify(openaiErrorBody(message))}\n\n`;
     }
-    return undefined;
+    // Ollama's convention for a failure after the first byte: one last {"error"} line, on a
+    // line of its own even when the target was cut mid-line.
+    const sep = read > 0 && trailingNewlines === 0 ? "\n" : "";
+    return sep + JSON.stringify({ error: message }) + "\n";
+  }
+
+  /** Hands the caller everything held, as one chunk, and what ends the stream if it is over. */
+  function flush() {
+    if (finished) return;
+    let out: Uint8Array | undefined;
+    if (held > 0) {
+      // The read-ahead buffer is reused: what leaves it is copied once, in one piece.
+      out = ahead.slice(0, held);
+      held = 0;
+    } else if (queue.length > 0) {
+      out = concat(queue);
+      queue = [];
+      queued = 0;
+    }
+    if (out === undefined && lastWords !== undefined) {
+      out = lastWords;
+      lastWords = undefined;
+    }
+    if (out !== undefined) {
+      sent += out.byteLength;
+      controller.enqueue(out);
+      const w = waiting;
+      waiting = undefined;
+      w?.();
+      roomy?.();
+    }
+    // All handed over: the stream closes after the answer, or after the last words of a failure
+    // (a failure without last words has ended it already).
+    const rest = held > 0 || queue.length > 0 || lastWords !== undefined;
+    if (!rest && (ended || failure !== undefined)) end();
+  }
+
+  /** Reads the target's body ahead of the caller until it ends, fails or the relay is over. */
+  async function pump() {
+    try {
+      while (failure === undefined) {
+        if (byob && held === ahead.byteLength) {
+          await new Promise<void>((r) => roomy = r);
+          roomy = undefined;
+          continue;
+        }
+        let chunk: Uint8Array | undefined;
+        if (byob) {
+          const view = new Uint8Array(scratch.buffer, 0, ahead.byteLength - held);
+          const { value, done } = await (reader as ReadableStreamBYOBReader).read(view);
+          // The read moved the buffer: the bytes it filled are the same memory, under a new name.
+          if (value) scratch = new Uint8Array(value.buffer as ArrayBuffer);
+          if (failure !== undefined || done) break;
+          chunk = scratch.subarray(0, value.byteLength);
+        } else {
+          if (queued >= READ_AHEAD) {
+            await new Promise<void>((r) => roomy = r);
+            roomy = undefined;
+            continue;
+          }
+          const { value, done } = await (reader as ReadableStreamDefaultReader<Uint8Array>)
+            .read();
+          if (failure !== undefined || done) break;
+          chunk = value;
+        }
+        lastData = performance.now();
+        const n = trailingNewlinesOf(chunk);
+        trailingNewlines = n === chunk.byteLength ? trailingNewlines + n : n;
+        tail.keep(chunk);
+        onChunk?.(chunk);
+        read += chunk.byteLength;
+        if (byob) {
+          ahead.set(chunk, held);
+          held += chunk.byteLength;
+        } else {
+          queue.push(chunk);
+          queued += chunk.byteLength;
+        }
+        if (waiting) flush();
+      }
+      if (failure !== undefined) return;
+      ended = true;
+      settle();
+      if (waiting || (held === 0 && queue.length === 0)) flush();
+    } catch (err) {
+      interrupt(failure ?? err);
+    } finally {
+      // No read is out any more: the scratch buffer is free (unless a failed read kept it).
+      giveBack(scratch);
+    }
   }
 
   const readable = new ReadableStream<Uint8Array>({
     start(c) {
       controller = c;
     },
-    async pull(c) {
-      pulling = true;
-      idle.touch();
-      try {
-        const { value, done: end } = await reader.read();
-        if (failure !== undefined) throw failure;
-        if (end) {
-          c.close();
-          finish();
-          return;
-        }
-        sent += value.byteLength;
-        countNewlines(value);
-        if (framing === "json") keepWhole(value);
-        else if (framing !== "bytes") keepTail(value);
-        c.enqueue(value);
-        onChunk?.(value);
-        // From here the caller's silence is timed.
-        idle.touch();
-      } catch (err) {
-        reader.cancel(err).catch(() => {});
-        fail(failure ?? err);
-      } finally {
-        pulling = false;
+    pull() {
+      lastPull = performance.now();
+      if (held > 0 || queue.length > 0 || lastWords !== undefined || ended) {
+        flush();
+        return;
       }
+      // Nothing read yet: the next chunk goes out the moment it arrives.
+      return new Promise<void>((resolve) => waiting = resolve);
     },
-    cancel(reason) {
-      reader.cancel(reason).catch(() => {});
-      finish(new CallerGoneError("the caller closed the connection"));
+    cancel() {
+      finished = true;
+      clearTimeout(timer);
+      giveBack(ahead);
+      const gone = new CallerGoneError("the caller closed the connection");
+      failure ??= gone;
+      settle(gone);
+      reader.cancel(gone).catch(() => {});
+      roomy?.();
     },
   }, { highWaterMark: 0 });
 
-  function countNewlines(chunk: Uint8Array) {
-    const n = trailingNewlinesOf(chunk);
-    trailingNewlines = n === chunk.byteLength ? trailingNewlines + n : n;
+  pump();
+  return { readable, done, sent: () => sent };
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * Read-ahead buffers of relays that ended, for the next ones: a 64 KiB buffer is memory V8 counts
+ * as external, and two per streamed job brought on a full collection every few hundred jobs.
+ */
+const spare: Uint8Array<ArrayBuffer>[] = [];
+
+function giveBack(buffer: Uint8Array<ArrayBuffer>): void {
+  // A buffer moved into a read that failed is detached (length 0): it is gone.
+  if (buffer.byteLength === READ_AHEAD && spare.length < 8 && !spare.includes(buffer)) {
+    spare.push(buffer);
+  }
+}
+
+/**
+ * The last non-empty line of what was read, kept as bytes in one reused buffer: after the last
+ * newline before a chunk's final newlines (SSE ends each event with a blank line; NDJSON has
+ * none). A line longer than `max` throws AnswerTooLargeError before more of it is held.
+ */
+class LastLine {
+  #buf = new Uint8Array(256);
+  #size = 0;
+  /** The line kept so far ended with a newline: the next bytes start a new one. */
+  #complete = false;
+  readonly #max: number;
+
+  constructor(max: number) {
+    this.#max = max;
   }
 
-  // Keeps the bytes of the last non-empty line: after the last newline before the chunk's final
-  // newlines (SSE ends each event with a blank line; NDJSON has none).
-  function keepTail(chunk: Uint8Array) {
+  keep(chunk: Uint8Array): void {
+    if (this.#max === 0) return;
     const end = chunk.byteLength - trailingNewlinesOf(chunk);
     if (end === 0) {
       // Only newlines: the line kept so far is complete.
-      if (chunk.byteLength > 0) tailComplete = true;
+      if (chunk.byteLength > 0) this.#complete = true;
       return;
     }
     const cut = chunk.lastIndexOf(NL, end - 1);
-    if (cut >= 0 || tailComplete) {
-      tail = [chunk.subarray(cut + 1, end)];
-      tailBytes = end - cut - 1;
-    } else {
-      tail.push(chunk.subarray(0, end));
-      tailBytes += end;
-    }
-    tailComplete = end < chunk.byteLength;
-    if (tailBytes > maxLine) {
-      tail = [];
-      throw new AnswerTooLargeError(maxLine, "line");
-    }
+    if (cut >= 0 || this.#complete) this.#size = 0;
+    this.#append(chunk.subarray(cut + 1, end));
+    this.#complete = end < chunk.byteLength;
   }
 
-  function keepWhole(chunk: Uint8Array) {
-    tail.push(chunk);
-    tailBytes += chunk.byteLength;
-    if (tailBytes > maxLine) {
-      tail = [];
-      throw new AnswerTooLargeError(maxLine);
+  #append(bytes: Uint8Array): void {
+    const size = this.#size + bytes.byteLength;
+    if (size > this.#max) {
+      this.#size = 0;
+      throw new AnswerTooLargeError(this.#max, "line");
     }
+    if (size > this.#buf.byteLength) {
+      const grown = new Uint8Array(Math.min(this.#max, Math.max(size, this.#buf.byteLength * 2)));
+      grown.set(this.#buf.subarray(0, this.#size));
+      this.#buf = grown;
+    }
+    this.#buf.set(bytes, this.#size);
+    this.#size = size;
   }
 
-  return { readable, done, sent: () => sent };
+  text(): string {
+    const text = decoder.decode(this.#buf.subarray(0, this.#size)).trim();
+    return text.slice(text.lastIndexOf("\n") + 1);
+  }
 }
 
 function trailingNewlinesOf(chunk: Uint8Array): number {
   let n = 0;
   while (n < chunk.byteLength && chunk[chunk.byteLength - 1 - n] === NL) n++;
   return n;
-}
-
-function whole(parts: Uint8Array[]): string {
-  return new TextDecoder().decode(concat(parts));
-}
-
-function lastLine(parts: Uint8Array[]): string {
-  const text = new TextDecoder().decode(concat(parts)).trim();
-  const i = text.lastIndexOf("\n");
-  return i >= 0 ? text.slice(i + 1) : text;
-}
-
-/**
- * Reads a whole body with the same stall rule, for async jobs whose result is stored; more than
- * `maxAnswer` bytes end it with AnswerTooLargeError, before they are held.
- */
-export async function readAll(
-  body: ReadableStream<Uint8Array>,
-  options: { idleTimeout: number; maxAnswer?: number; signal?: AbortSignal },
-): Promise<Uint8Array<ArrayBuffer>> {
-  const maxAnswer = options.maxAnswer ?? Infinity;
-  // Not read as lines: the parts are the answer, no last line is kept beside them.
-  const r = relay(body, { ...options, framing: "bytes" });
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of r.readable) {
-    size += chunk.byteLength;
-    // Leaving the loop cancels the relay, and with it the target's response.
-    if (size > maxAnswer) throw new AnswerTooLargeError(maxAnswer);
-    parts.push(chunk);
-  }
-  await r.done;
-  return concat(parts);
 }

@@ -4,7 +4,7 @@
 // moment the job works. Once idle, it pins again a model that /v1 jobs may have unpinned.
 
 import { createHash } from "node:crypto";
-import { WakeableSleep } from "../async.ts";
+import { NextTurn, WakeableSleep } from "../async.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import {
@@ -18,29 +18,31 @@ import {
 } from "../ollama/client.ts";
 import { isDiskFull } from "../queue/disk_full.ts";
 import { type Endpoint, ENDPOINTS, isOpenAI } from "../queue/states.ts";
-import type { Artifact, Job, Store } from "../queue/store.ts";
+import {
+  type Artifact,
+  type Job,
+  type MovedJob,
+  type NewJob,
+  type Store,
+  TransitionError,
+  type TransitionValues,
+} from "../queue/store.ts";
+import { sameModel } from "../ollama/models.ts";
 import { keepAliveSeconds } from "../units.ts";
 import { type Progress, recordCounter } from "./progress.ts";
-import {
-  CallerGoneError,
-  CallerStoppedReadingError,
-  type Framing,
-  readAll,
-  relay,
-  StallError,
-} from "./relay.ts";
+import { CallerGoneError, CallerStoppedReadingError, relay, StallError } from "./relay.ts";
 import type { Residency } from "./residency.ts";
 
 /**
  * The target's answer to a sync job, as the worker hands it over: the target's status and headers
- * as sent, and its body as relayed (under the relay's deadlines; a failure after the first byte
- * arrives as a final {"error"} line, or a `data: {"error": …}` event on /v1). How a caller sees
- * it is the HTTP layer's business.
+ * as sent, and its body: the bytes of a whole answer (read in full first), or a stream as relayed
+ * (under the relay's deadlines; a failure after the first byte arrives as a final {"error"} line,
+ * or a `data: {"error": …}` event on /v1). How a caller sees it is the HTTP layer's business.
  */
 export interface Answer {
   status: number;
   headers: Headers;
-  body: ReadableStream<Uint8Array>;
+  body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer>;
 }
 
 /** Why a sync caller gets no answer: its job failed or was cancelled, or foreman is stopping. */
@@ -70,6 +72,19 @@ export interface WorkerOptions {
   targetTimeout: number;
   /** Longest line relayed to a sync caller, and largest answer stored for an async job. */
   maxAnswer: number;
+  /** Jobs accepted but not yet stored (group commit): they are queued ahead of a new sync job. */
+  pendingInserts?: () => number;
+  /**
+   * Told when a job finds the target unreachable, and when one reaches it again after that, so
+   * whatever reports the target's health looks again now rather than at its next poll. It must
+   * only start that work, never wait for it.
+   */
+  onTargetNews?: () => void;
+  /**
+   * Whether the worker checkpoints the WAL (the store was opened with checkpoints: "owner"): while
+   * the target works on a job, when commits have piled up, and once the database is quiet.
+   */
+  checkpoints?: boolean;
   now?: () => number;
 }
 
@@ -87,6 +102,10 @@ const RETRY_CAP = 30_000;
 const REPIN_IDLE = 1000;
 /** Pause after a step failed to write the database (a full disk) before trying again. */
 const STORE_RETRY = 1000;
+/** Commits after which the worker checkpoints the WAL (a few hundred pages, a couple of MiB). */
+const CHECKPOINT_EVERY = 32;
+/** Quiet time after which the worker checkpoints and empties the WAL file. */
+const CHECKPOINT_QUIET = 1000;
 
 /** Raised inside a run when the job was cancelled from outside. */
 class Cancelled extends Error {
@@ -107,6 +126,8 @@ export class Worker {
   readonly #callers = new Map<string, Caller>();
   #current?: { id: string; abort: AbortController; settled: Promise<unknown> };
   readonly #idle = new WakeableSleep();
+  /** A job already claimed and working (submit's fold), for the loop's next step. */
+  #handoff?: Job;
   #unreachableStreak = 0;
   /** No job is taken before this time: the target was unreachable (one backoff for all jobs). */
   #pausedUntil = 0;
@@ -118,6 +139,12 @@ export class Worker {
   #idleSince?: number;
   /** How far the working job has got, for watchers. */
   #progress?: Progress;
+  /** A checkpoint is scheduled (#checkpointSoon). */
+  #checkpointing = false;
+  /** Work for after the event loop's next turn for I/O, while the loop runs (start). */
+  #turn?: NextTurn;
+  /** When the job in hand was claimed and started working (epoch ms), for its log line. */
+  #timing?: { jobId: string; claimedAt: number; workingAt: number | undefined };
 
   constructor(options: WorkerOptions) {
     this.#o = options;
@@ -129,9 +156,38 @@ export class Worker {
     }
   }
 
-  /** Registers the caller waiting for sync job `id`. */
-  attach(id: string, caller: Caller): void {
-    this.#callers.set(id, caller);
+  /**
+   * Stores sync job `input` for `caller`, who is answered through it, and returns the job. When
+   * the worker sleeps with nothing queued ahead and the job's model resident, nothing can come
+   * between the job's submission and its start, so it is inserted, claimed and started in one
+   * transaction (three guarded transitions and their three events, in order, one commit) and handed
+   * straight to the loop: no queue read, no second and third commit. Otherwise it is queued.
+   */
+  submit(input: NewJob, caller: Caller): Job {
+    const { store } = this.#o;
+    let job: Job;
+    if (this.#canFold(input.model)) {
+      job = store.txFor([input], () => {
+        const queued = store.insertJob(input);
+        store.transition("claim", queued);
+        return { ...store.transition("startWorking", queued), request: queued.request };
+      });
+      this.#handoff = job;
+    } else {
+      job = store.insertJob(input);
+    }
+    this.#callers.set(job.id, caller);
+    this.#idle.wake();
+    return job;
+  }
+
+  /** Whether a job for `model` submitted now would be the worker's next, with nothing to load. */
+  #canFold(model: string): boolean {
+    const resident = this.#o.residency.current;
+    return this.#idle.sleeping && this.#handoff === undefined && this.#current === undefined &&
+      this.#stranded === undefined && this.#now() >= this.#pausedUntil &&
+      resident !== undefined && sameModel(resident, model) &&
+      this.#o.store.countQueued() === 0 && (this.#o.pendingInserts?.() ?? 0) === 0;
   }
 
   detach(id: string): void {
@@ -164,6 +220,8 @@ export class Worker {
       await current.settled;
       return this.#o.store.get(id);
     }
+    // A job handed to the loop but not taken yet is dropped with its cancel: it never runs.
+    if (this.#handoff?.id === id) this.#handoff = undefined;
     const job = this.#o.store.tryTransition("cancel", id, { error: reason });
     if (job) this.#finished(job);
     this.#release(id, CANCELED);
@@ -183,6 +241,7 @@ export class Worker {
   /** Runs jobs until `signal` aborts; sleeps while there is nothing to do. */
   async start(signal: AbortSignal): Promise<void> {
     this.#signal = signal;
+    this.#turn = new NextTurn();
     signal.addEventListener("abort", () => this.#current?.abort.abort(new Shutdown()), {
       once: true,
     });
@@ -203,6 +262,18 @@ export class Worker {
       let readyAt = this.#o.store.nextReadyAt();
       if (readyAt !== undefined) readyAt = Math.max(readyAt, this.#pausedUntil);
       let wait = readyAt === undefined ? 60_000 : Math.max(5, readyAt - this.#now());
+      if (this.#o.checkpoints) {
+        // Once nothing has been written for a while, the WAL is copied and its file emptied.
+        const wal = this.#o.store.wal();
+        if (wal.commits > 0) {
+          const left = CHECKPOINT_QUIET - wal.quietMs;
+          if (left <= 0) {
+            this.#checkpoint("TRUNCATE");
+            continue;
+          }
+          wait = Math.min(wait, Math.ceil(left));
+        }
+      }
       if (this.#o.residency.unpinned) {
         this.#idleSince ??= this.#now();
         const due = this.#idleSince + REPIN_IDLE;
@@ -215,11 +286,36 @@ export class Worker {
       }
       await this.#idle.sleep(wait, signal);
     }
+    this.#turn.close();
+    this.#turn = undefined;
+    // A job chained or folded but not started yet goes back to the queue with its attempt, as a
+    // running one does at shutdown (a sync one is cancelled at the next start, its caller gone).
+    const left = this.#handoff;
+    this.#handoff = undefined;
+    if (left) {
+      try {
+        this.#o.store.tryTransition("requeue", left, {
+          error: new Shutdown().message,
+          notBefore: 0,
+          refund: true,
+        });
+      } catch (err) {
+        this.#o.log.error("worker cannot write the database at shutdown", {
+          job_id: left.id,
+          error: errorMessage(err),
+        });
+      }
+    }
   }
 
   /** Takes and runs the next job, if one is ready. */
   async runOnce(): Promise<Outcome | undefined> {
     const { store, residency, maxWait } = this.#o;
+    const handed = this.#handoff;
+    if (handed) {
+      this.#handoff = undefined;
+      return await this.#take(handed);
+    }
     if (this.#now() < this.#pausedUntil) return undefined;
     if (this.#stranded) {
       // Not the job's fault: it gets its attempt back and runs again.
@@ -229,8 +325,13 @@ export class Worker {
     }
     const next = store.next(residency.current, { maxWait });
     if (!next) return undefined;
-    const job = store.tryTransition("claim", next.id);
-    if (!job) return undefined;
+    const claimed = store.tryTransition("claim", next);
+    if (!claimed) return undefined;
+    return await this.#take({ ...claimed, request: next.request });
+  }
+
+  /** Runs job `job`, claimed (loading) or already working; it is the worker's until it settles. */
+  async #take(job: Job): Promise<Outcome> {
     try {
       if (job.kind === "sync" && !this.#callers.has(job.id)) {
         // The caller left between submit and now (its cancel lost the race with the claim).
@@ -245,6 +346,39 @@ export class Worker {
       throw err;
     } finally {
       this.#current = undefined;
+    }
+  }
+
+  /**
+   * Checkpoints the WAL once enough commits have piled up, right after a request went to the
+   * target (NextTurn: once it is written): the worker would only wait now, so no caller's commit
+   * or answer pays for the copy and its fsyncs, unless the target answers sooner than it takes.
+   */
+  #checkpointSoon(): void {
+    if (!this.#o.checkpoints || this.#checkpointing || !this.#turn) return;
+    if (this.#o.store.wal().commits < CHECKPOINT_EVERY) return;
+    this.#checkpointing = true;
+    this.#turn.run(() => {
+      this.#checkpointing = false;
+      this.#checkpoint("PASSIVE");
+    });
+  }
+
+  #checkpoint(mode: "PASSIVE" | "TRUNCATE"): void {
+    if (this.#signal?.aborted) return; // the store may be closed by now
+    const started = performance.now();
+    try {
+      const r = this.#o.store.checkpoint(mode);
+      this.#o.log.debug("wal checkpointed", {
+        mode,
+        frames: r.frames,
+        copied: r.copied,
+        busy: r.busy,
+        ms: Math.round((performance.now() - started) * 100) / 100,
+      });
+    } catch (err) {
+      // SQLite checkpoints anyway past its backstop; the next attempt comes with more commits.
+      this.#o.log.warn("cannot checkpoint the database", { mode, error: errorMessage(err) });
     }
   }
 
@@ -274,22 +408,36 @@ export class Worker {
     const started = this.#now();
     const endpoint = { endpoint: job.endpoint };
     metrics.jobWait.observe((started - job.createdAt) / 1000, endpoint);
-    log.info("job loading", {
-      job_id: job.id,
-      model: job.model,
-      state: "loading",
-      attempt: job.attempt,
-    });
+    this.#timing = { jobId: job.id, claimedAt: started, workingAt: undefined };
+    const debug = log.enabled("debug");
+    if (debug) {
+      log.debug(`job ${job.state}`, {
+        job_id: job.id,
+        model: job.model,
+        state: job.state,
+        attempt: job.attempt,
+      });
+    }
     try {
-      await this.#o.residency.ensure(job.model, { endpoint: job.endpoint, signal });
+      // A folded job (submit) comes working: its model was resident and nothing came between.
+      if (job.state === "loading") {
+        await this.#o.residency.ensure(job.model, { endpoint: job.endpoint, signal });
+        store.transition("startWorking", job);
+      }
       this.#o.residency.running(job.endpoint);
-      store.transition("startWorking", job.id);
-      this.#progress = { jobId: job.id, since: this.#now(), records: null };
-      log.info("job working", { job_id: job.id, model: job.model, state: "working" });
+      const working = this.#now();
+      this.#timing.workingAt = working;
+      this.#progress = { jobId: job.id, since: working, records: null };
+      if (debug && job.state === "loading") {
+        log.debug("job working", { job_id: job.id, model: job.model, state: "working" });
+      }
       const outcome = job.kind === "sync"
         ? await this.#runSync(job, signal)
         : await this.#runAsync(job, signal);
-      this.#unreachableStreak = 0;
+      if (this.#unreachableStreak > 0) {
+        this.#unreachableStreak = 0;
+        this.#o.onTargetNews?.(); // reached again
+      }
       return outcome;
     } catch (err) {
       // A write that failed for lack of disk says nothing about the job: never fail it for that.
@@ -297,6 +445,7 @@ export class Worker {
       return this.#handleFailure(job, err, { signal });
     } finally {
       this.#progress = undefined;
+      this.#timing = undefined;
       metrics.jobRun.observe((this.#now() - started) / 1000, endpoint);
     }
   }
@@ -311,44 +460,61 @@ export class Worker {
     // Ollama's /v1 routes take no keep_alive; the worker pins again after them (#repin).
     if (!isOpenAI(job.endpoint)) body.keep_alive = keepAliveSeconds(this.#o.keepAlive);
     if (stream !== undefined) body.stream = stream;
-    const res = await this.#o.client.fetch(TARGET_PATHS[job.endpoint], {
+    const sent = this.#o.client.fetch(TARGET_PATHS[job.endpoint], {
       method: "POST",
       body: JSON.stringify(body),
       contentType: "application/json",
       signal,
     });
+    this.#checkpointSoon();
+    const res = await sent;
     if (res.ok) return res;
     const text = await this.#o.client.readText(res, { path: job.endpoint, signal }).catch(() => "");
     throw new TargetHttpError(res.status, errorFromBody(text, res.status));
   }
 
   async #runSync(job: Job, signal: AbortSignal): Promise<Outcome> {
-    const { store, targetTimeout, maxAnswer } = this.#o;
+    const { targetTimeout, maxAnswer } = this.#o;
     const res = await this.#send(job, { signal });
     const caller = this.#callers.get(job.id);
     if (!caller) {
       await res.body?.cancel();
       throw new Cancelled("caller went away");
     }
+    const framing = framingOf(job.endpoint, res.headers);
     // Where the answer streams, its records are counted as they pass, for watchers: a byte search
     // per chunk, whether or not anyone watches, so one who comes late sees the whole count.
     const count = recordCounter(res.headers.get("content-type"));
+    if (!count || framing === "json") {
+      // A whole answer (stream:false, native or /v1): read in full, then handed over as bytes, so
+      // no stream runs per chunk, and the target is done with the job before its caller is
+      // written to, which the next job's start can overlap.
+      const bytes = await this.#readWhole(job, res, signal);
+      const last = lastOf(bytes, framing);
+      this.#callers.delete(job.id);
+      caller.answer({ status: res.status, headers: res.headers, body: bytes });
+      const problem = incomplete(last, framing);
+      if (problem !== undefined) return this.#failed(job.id, problem);
+      this.#complete(job, { result: last || "{}" }, signal);
+      return { job: job.id, outcome: "done" };
+    }
     const progress = this.#progress;
-    if (count && progress) progress.records = 0;
+    if (progress) progress.records = 0;
     // The relay ends on an abort (cancel, shutdown) even while the caller is not reading, and
     // treats a caller that read nothing for the target timeout as gone: the worker never waits
     // on a caller.
-    const framing = framingOf(job.endpoint, res.headers);
     const r = relay(res.body!, {
       idleTimeout: targetTimeout,
       maxLine: maxAnswer,
       signal,
       framing,
-      onChunk: count && progress ? (chunk) => progress.records! += count(chunk) : undefined,
+      onChunk: progress ? (chunk) => progress.records! += count(chunk) : undefined,
     });
     // From here a failure reaches the caller inside the stream, never as a second answer.
     this.#callers.delete(job.id);
     caller.answer({ status: res.status, headers: res.headers, body: r.readable });
+    // Settles when the target's answer has ended: the job completes (and the next one starts)
+    // while the relay hands the caller its last bytes.
     let last: string;
     try {
       last = await r.done;
@@ -366,23 +532,14 @@ export class Worker {
     if (problem !== undefined) return this.#failed(job.id, problem);
     // A sync job's result is never shown; a stream of events has no final object to keep.
     const result = framing === "sse" ? "{}" : last || "{}";
-    const done = store.transition("complete", job.id, { result });
-    this.#completed(done);
+    this.#complete(job, { result }, signal);
     return { job: job.id, outcome: "done" };
   }
 
   async #runAsync(job: Job, signal: AbortSignal): Promise<Outcome> {
-    const { store, targetTimeout, maxAnswer } = this.#o;
     const res = await this.#send(job, { stream: false, signal });
-    let bytes: Uint8Array<ArrayBuffer>;
-    try {
-      bytes = await readAll(res.body!, { idleTimeout: targetTimeout, maxAnswer, signal });
-    } catch (err) {
-      if (signal.aborted) throw signal.reason;
-      if (err instanceof AnswerTooLargeError) throw err;
-      throw new TargetUnreachableError(`the target stopped mid-response: ${errorMessage(err)}`);
-    }
-    const text = new TextDecoder().decode(bytes);
+    const bytes = await this.#readWhole(job, res, signal);
+    const text = decoder.decode(bytes);
     try {
       JSON.parse(text);
     } catch {
@@ -397,9 +554,23 @@ export class Worker {
       sha256: createHash("sha256").update(bytes).digest("hex"),
       body: bytes,
     };
-    const done = store.transition("complete", job.id, { result: text, artifacts: [completion] });
-    this.#completed(done);
+    this.#complete(job, { result: text, artifacts: [completion] }, signal);
     return { job: job.id, outcome: "done" };
+  }
+
+  /**
+   * The whole body of a target answer nothing streams from, each read under the target timeout
+   * and the whole under max_answer. No byte of it has reached anyone, so a stall or a cut is the
+   * target's fault and the job runs again (TargetUnreachableError); an answer too large is final.
+   */
+  async #readWhole(job: Job, res: Response, signal: AbortSignal): Promise<Uint8Array<ArrayBuffer>> {
+    try {
+      return await this.#o.client.readBytes(res, { path: TARGET_PATHS[job.endpoint], signal });
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      if (err instanceof AnswerTooLargeError) throw err;
+      throw new TargetUnreachableError(`the target stopped mid-response: ${errorMessage(err)}`);
+    }
   }
 
   #handleFailure(job: Job, err: unknown, options: { signal: AbortSignal }): Outcome {
@@ -421,6 +592,7 @@ export class Worker {
       // Never the job's fault: give the attempt back and try again later.
       residency.forget();
       this.#unreachableStreak++;
+      this.#o.onTargetNews?.();
       const delay = Math.min(RETRY_CAP, this.#o.retryBase * 2 ** (this.#unreachableStreak - 1));
       // The target is down for every job, not just this one: trying the next queued job at once
       // would only grow the streak once per queued job and park the whole queue at the cap.
@@ -460,7 +632,7 @@ export class Worker {
    */
   #requeue(job: Job, error: string, options: { delay: number; refund: boolean }): Outcome {
     const { delay, refund } = options;
-    this.#o.store.transition("requeue", job.id, { error, notBefore: this.#now() + delay, refund });
+    this.#o.store.transition("requeue", job, { error, notBefore: this.#now() + delay, refund });
     return { job: job.id, outcome: "requeued", reason: error };
   }
 
@@ -480,15 +652,70 @@ export class Worker {
     return { job: id, outcome: "cancelled" };
   }
 
+  /**
+   * Completes `job`. When the next job by drain-by-model is for the resident model, it is claimed
+   * and started in the same transaction (the chain: one commit between two jobs instead of three,
+   * each change still its own guarded transition and event, in order) and handed to the loop's
+   * next step; the target is done with `job`, so it still runs one inference at a time. It
+   * commits before the worker yields, so a sync caller's answer, handed over already, goes out
+   * after its job is done: a caller that asks about its job next finds it done.
+   */
+  #complete(job: Job, values: TransitionValues["complete"], signal: AbortSignal): void {
+    const { store } = this.#o;
+    const next = this.#chainable(signal);
+    if (next) {
+      try {
+        const [done, started] = store.txFor([job, next], () => {
+          const done = store.transition("complete", job, values);
+          store.transition("claim", next);
+          return [done, store.transition("startWorking", next)];
+        });
+        this.#handoff = { ...started, request: next.request };
+        this.#completed(done);
+        return;
+      } catch (err) {
+        // Nothing was written: the next job is left to the loop, this one completes alone.
+        if (!(err instanceof TransitionError)) throw err;
+      }
+    }
+    this.#completed(store.transition("complete", job, values));
+  }
+
+  /** The job to chain after the one completing: the loop's next pick, if its model is resident. */
+  #chainable(signal: AbortSignal): Job | undefined {
+    const { store, residency, maxWait } = this.#o;
+    const resident = residency.current;
+    if (signal.aborted || resident === undefined || this.#handoff || this.#stranded) return;
+    if (this.#now() < this.#pausedUntil) return;
+    const next = store.next(resident, { maxWait });
+    return next && sameModel(next.model, resident) ? next : undefined;
+  }
+
   /** A job is done: a native one carried foreman's keep_alive, so the model is pinned again. */
-  #completed(job: Job): void {
+  #completed(job: MovedJob): void {
     if (!isOpenAI(job.endpoint)) this.#o.residency.pinned();
     this.#finished(job);
   }
 
-  #finished(job: Job): void {
+  /**
+   * A job ended: its one info line (warn when it failed), with where its time went. The states it
+   * passed through are logged at debug only: one line per job is what a busy foreman can afford.
+   */
+  #finished(job: MovedJob): void {
     this.#o.metrics.jobsFinished.inc({ outcome: job.state, endpoint: job.endpoint });
-    const fields = { job_id: job.id, model: job.model, state: job.state, attempt: job.attempt };
+    const t = this.#timing?.jobId === job.id ? this.#timing : undefined;
+    const end = job.finishedAt ?? this.#now();
+    const fields = {
+      job_id: job.id,
+      model: job.model,
+      endpoint: job.endpoint,
+      state: job.state,
+      attempt: job.attempt,
+      // Queued (since submission or the last requeue), making the model resident, at the target.
+      wait_ms: t ? t.claimedAt - job.createdAt : end - job.createdAt,
+      load_ms: t?.workingAt === undefined ? null : t.workingAt - t.claimedAt,
+      run_ms: t?.workingAt === undefined ? null : end - t.workingAt,
+    };
     if (job.state === "failed") this.#o.log.warn("job failed", { ...fields, error: job.error });
     else this.#o.log.info(`job ${job.state}`, fields);
   }
@@ -505,8 +732,14 @@ const TARGET_PATHS: Record<Endpoint, string> = {
   "openai.completions": "/v1/completions",
 };
 
+/**
+ * How an answer is framed: NDJSON lines (native), or on /v1 by its content type, Server-Sent
+ * Events or one JSON document. Streams (NDJSON, SSE) are relayed; a document is read whole.
+ */
+type AnswerFraming = "ndjson" | "sse" | "json";
+
 /** How a sync job's answer is framed: NDJSON (native), or by its content type on /v1. */
-function framingOf(endpoint: Endpoint, headers: Headers): Framing {
+function framingOf(endpoint: Endpoint, headers: Headers): AnswerFraming {
   if (!isOpenAI(endpoint)) return "ndjson";
   return headers.get("content-type")?.startsWith("text/event-stream") ? "sse" : "json";
 }
@@ -522,7 +755,7 @@ function framingOf(endpoint: Endpoint, headers: Headers): Framing {
  *   marker is how a failure shows; an error event (a proxy's, or a later Ollama's) names it.
  * - json: one object without "error".
  */
-function incomplete(last: string, framing: Framing): string | undefined {
+function incomplete(last: string, framing: AnswerFraming): string | undefined {
   if (framing === "sse") {
     if (last === "data: [DONE]") return undefined;
     return openaiError(last.replace(/^data: ?/, "")) ?? SSE_INCOMPLETE;
@@ -543,6 +776,16 @@ function incomplete(last: string, framing: Framing): string | undefined {
   }
   return (parsed as { done?: unknown }).done === true ? undefined : INCOMPLETE;
 }
+
+/** What `incomplete` judges in a whole answer: its last line (NDJSON), or all of it (JSON). */
+function lastOf(bytes: Uint8Array, framing: AnswerFraming): string {
+  const text = decoder.decode(bytes);
+  if (framing !== "ndjson") return text;
+  const trimmed = text.trim();
+  return trimmed.slice(trimmed.lastIndexOf("\n") + 1);
+}
+
+const decoder = new TextDecoder();
 
 const INCOMPLETE = "the target ended its response without done:true";
 const NOT_JSON = "the target sent a response that is not JSON";

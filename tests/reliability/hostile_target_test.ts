@@ -301,3 +301,44 @@ Deno.test("a 200 MB answer line without a newline fails its job at target.max_an
     await target.close();
   }
 });
+
+Deno.test("a whole answer (stream:false) reaches its caller only whole: cut or stalled mid-body its job runs again, past target.max_answer the caller gets 502", async () => {
+  const target = HostileTarget.start();
+  const fm = await startForeman({
+    ollamaUrl: target.url,
+    args: ["--target-timeout", "500ms", "--retry-base", "50ms", "--max-answer", "1MiB"],
+  });
+  try {
+    assert.equal((await syncChat(fm, chat("warm"))).status, 200);
+    // Headers and half an answer, then silence, once: the caller never sees the half.
+    let stalls = 1;
+    target.on(
+      "/api/chat",
+      (r) => stalls-- > 0 ? target.stall('{"model":"tiny","message":{"role":') : target.answer(r),
+    );
+    const stalled = await syncChat(fm, chat("stalled"));
+    assert.equal(stalled.status, 200);
+    assert.equal(stalled.lines.length, 1, stalled.text);
+    assert.equal(JSON.parse(stalled.lines[0]!).done, true);
+    const job = (await call(fm, "GET", `/jobs/${stalled.id}`)).json;
+    assert.deepEqual([job.state, job.attempt], ["done", 1], "run again, its attempt given back");
+    assert.equal(target.requests("/api/chat").filter((r) => r.body.includes("stalled")).length, 2);
+
+    // Past the cap: an error in Ollama's shape with a status, not a 200 with half an answer.
+    target.on(
+      "/api/chat",
+      (r) =>
+        r.body.includes("huge")
+          ? target.hugeLine(4 * 1024 ** 2, { "content-type": "application/json; charset=utf-8" })
+          : target.answer(r),
+    );
+    const huge = await syncChat(fm, chat("huge"));
+    assert.equal(huge.status, 502);
+    assert.match(JSON.parse(huge.text).error, /larger than 1048576 bytes.*FOREMAN_MAX_ANSWER/);
+    assert.equal((await call(fm, "GET", `/jobs/${huge.id}`)).json.state, "failed");
+    assert.equal((await syncChat(fm, chat("after"))).status, 200, "the worker is free");
+  } finally {
+    await fm.stop();
+    await target.close();
+  }
+});
