@@ -147,6 +147,7 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
     maxBody: config.maxBody,
     bodyTimeout: config.bodyTimeout,
     maxQueue: config.maxQueue,
+    maxMetadata: config.maxMetadata,
     webhookHosts: config.webhookHosts,
     allowModelManagement: config.allowModelManagement,
     healthDetail: config.healthDetail,

@@ -221,6 +221,15 @@ export const SETTINGS: readonly Setting[] = [
     help: "first backoff after the target could not be reached (doubles, capped at 30s)",
   },
   {
+    field: "maxMetadata",
+    toml: "jobs.max_metadata",
+    env: "FOREMAN_MAX_METADATA",
+    kind: "size",
+    default: "64KiB",
+    positive: true,
+    help: "largest metadata a job takes, as JSON; past it the submission gets 400",
+  },
+  {
     field: "embedModel",
     toml: "residency.embed_model",
     env: "FOREMAN_EMBED_MODEL",
@@ -311,6 +320,7 @@ export interface Config {
   maxWait: number;
   jobTtl: number;
   retryBase: number;
+  maxMetadata: number;
   embedModel: string;
   keepAlive: number;
   webhookSecret: string;

@@ -21,6 +21,7 @@ Deno.test("defaults apply when nothing is configured", () => {
   assert.equal(c.maxWait, 0);
   assert.equal(c.inlineLimit, 262_144);
   assert.equal(c.maxBody, 16 * 1024 * 1024);
+  assert.equal(c.maxMetadata, 64 * 1024);
   assert.deepEqual(c.tokens, []);
   assert.equal(c.configLoaded, false);
 });
@@ -122,6 +123,7 @@ Deno.test("each setting refuses the values its row rules out and takes the rest"
     ["FOREMAN_MAX_QUEUE", "0", /must be at least 1/],
     ["FOREMAN_WEBHOOK_MAX_ATTEMPTS", "0", /must be at least 1/],
     ["FOREMAN_MAX_ANSWER", "0", /must be larger than zero/],
+    ["FOREMAN_MAX_METADATA", "0", /must be larger than zero/],
     ["FOREMAN_POLL_INTERVAL", "0", /must be longer than zero/],
     ["FOREMAN_TARGET_TIMEOUT", "0s", /must be longer than zero/],
     ["FOREMAN_JOB_TTL", "0", /must be longer than zero/],

@@ -389,6 +389,39 @@ Deno.test("submissions are validated: webhook allowlist, model, body, ids and qu
   }
 });
 
+Deno.test("metadata up to FOREMAN_MAX_METADATA (64 KiB as JSON) is taken; a byte more is a 400 naming the setting, and no job is made", async () => {
+  const s = await stack();
+  try {
+    const limit = 64 * 1024;
+    /** Metadata whose JSON is `bytes` long: `{"note":"…"}` around a run of x's, `tail` last. */
+    const metadata = (bytes: number, tail = "") => {
+      const wrapper = JSON.stringify({ note: tail }).length;
+      const size = new TextEncoder().encode(tail).byteLength;
+      return { note: "x".repeat(bytes - wrapper - size + tail.length) + tail };
+    };
+    const taken = await submit(s.fm, chat("tiny-a", { metadata: metadata(limit) }));
+    assert.equal(taken.status, 202);
+    const { job_id } = await taken.json();
+    // One byte over: in ASCII, and with a two-byte character, which counts as two.
+    const refused = [metadata(limit + 1), metadata(limit + 1, "é")];
+    assert.equal(JSON.stringify(refused[1]).length, limit, "as many characters as the limit");
+    for (const m of refused) {
+      const res = await submit(s.fm, chat("tiny-a", { metadata: m }));
+      assert.equal(res.status, 400);
+      assert.equal(
+        (await res.json()).error,
+        `metadata too large: ${limit + 1} bytes as JSON, over the limit of ${limit} bytes set ` +
+          "by jobs.max_metadata (FOREMAN_MAX_METADATA)",
+      );
+    }
+    const { jobs } = await (await fetch(s.fm.url + "/jobs", { headers: s.fm.headers() })).json();
+    assert.deepEqual(jobs.map((j: any) => j.job_id), [job_id], "only the job at the limit");
+    assert.deepEqual((await getJob(s.fm, job_id)).metadata, metadata(limit));
+  } finally {
+    await s.close();
+  }
+});
+
 Deno.test("GET /jobs lists newest first with filters and a ULID cursor", async () => {
   const s = await stack();
   try {

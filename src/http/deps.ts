@@ -20,6 +20,8 @@ import type { Watchers } from "./watch.ts";
 export interface HttpSettings extends BodyLimits {
   /** Queued jobs accepted before new work gets 503 (FOREMAN_MAX_QUEUE). */
   maxQueue: number;
+  /** The largest job metadata accepted, in bytes of JSON (FOREMAN_MAX_METADATA). */
+  maxMetadata: number;
   /** The hosts webhooks may go to, as host or host:port (FOREMAN_WEBHOOK_HOSTS). */
   webhookHosts: readonly string[];
   /** Whether /api/pull, /api/create … reach the target (FOREMAN_ALLOW_MODEL_MANAGEMENT). */

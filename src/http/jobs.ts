@@ -82,6 +82,18 @@ export async function submit(req: Request, d: HttpDeps): Promise<Response> {
   ) {
     throw new HttpError(400, "metadata must be a JSON object");
   }
+  // Metadata is echoed in every event and every list page: the body limit alone is too loose.
+  const metadataJson = metadata ? JSON.stringify(metadata) : null;
+  const metadataBytes = metadataJson === null
+    ? 0
+    : new TextEncoder().encode(metadataJson).byteLength;
+  if (metadataBytes > d.settings.maxMetadata) {
+    throw new HttpError(
+      400,
+      `metadata too large: ${metadataBytes} bytes as JSON, over the limit of ` +
+        `${d.settings.maxMetadata} bytes set by jobs.max_metadata (FOREMAN_MAX_METADATA)`,
+    );
+  }
   const key = req.headers.get("idempotency-key");
   if (key !== null && (key.length === 0 || key.length > 255)) {
     throw new HttpError(400, "Idempotency-Key must be 1 to 255 characters");
@@ -106,7 +118,7 @@ export async function submit(req: Request, d: HttpDeps): Promise<Response> {
     model: normalizeModel(model),
     request: JSON.stringify(request),
     webhookUrl: typeof webhook === "string" ? webhook : null,
-    metadata: metadata ? JSON.stringify(metadata) : null,
+    metadata: metadataJson,
     idempotencyKey: key,
     requestHash: hash,
   } as const;

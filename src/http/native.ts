@@ -25,10 +25,15 @@ export async function queued(
   options: { endpoint: Endpoint },
 ): Promise<Response> {
   const { endpoint } = options;
+  // Deno notices a caller's closed connection only once req.signal has been read: read before
+  // any await, it knows a caller who left during the checks below, and no job is made for them.
+  const { signal } = req;
   const body = await readJsonObject(req, d.settings);
   const model = validateInferenceBody(body, endpoint);
   await requireModel(d.inventory, model);
   requireRoom(d.store, { maxQueue: d.settings.maxQueue });
+  // Nothing awaits from here to the listener below, so no abort can slip in between.
+  if (signal.aborted) throw new HttpError(499, "request canceled");
   const response = Promise.withResolvers<Response>();
   // The worker answers only after submit has returned, so `job` is set by then.
   const job = d.worker.submit({
@@ -52,7 +57,7 @@ export async function queued(
       });
     });
   };
-  req.signal.addEventListener("abort", leave, { once: true });
+  signal.addEventListener("abort", leave, { once: true });
   return await response.promise;
 }
 

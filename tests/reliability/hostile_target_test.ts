@@ -1,7 +1,7 @@
 // Hostile-target suite: a target that redirects, stalls mid-body or sends a line of hundreds of
-// megabytes, and a caller that stops reading. Each goes through a real foreman process and real
-// sockets; foreman must answer in Ollama's shape, free its single worker within the target timeout
-// and keep its memory bounded.
+// megabytes, and a caller that stops reading or leaves before its job exists. Each goes through a
+// real foreman process and real sockets; foreman must answer in Ollama's shape, free its single
+// worker within the target timeout and keep its memory bounded.
 
 import assert from "node:assert/strict";
 import { type ForemanProcess, startForeman, waitFor } from "../../harness/foreman.ts";
@@ -28,13 +28,18 @@ async function syncChat(fm: ForemanProcess, body: unknown, timeout = 15_000) {
 }
 
 /** A caller on a raw socket that sends a sync chat and then never reads a byte. */
-async function silentCaller(fm: ForemanProcess, content: string): Promise<Deno.TcpConn> {
+function silentCaller(fm: ForemanProcess, content: string): Promise<Deno.TcpConn> {
+  return rawPost(fm, "/api/chat", chat(content, true));
+}
+
+/** POSTs `body` to `path` on a raw socket of its own, which the caller then holds or closes. */
+async function rawPost(fm: ForemanProcess, path: string, body: unknown): Promise<Deno.TcpConn> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: fm.port });
-  const body = JSON.stringify(chat(content, true));
+  const json = JSON.stringify(body);
   await conn.write(enc.encode(
-    `POST /api/chat HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${fm.token}\r\n` +
-      `content-type: application/json\r\ncontent-length: ${enc.encode(body).byteLength}\r\n\r\n` +
-      body,
+    `POST ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${fm.token}\r\n` +
+      `content-type: application/json\r\ncontent-length: ${enc.encode(json).byteLength}\r\n\r\n` +
+      json,
   ));
   return conn;
 }
@@ -182,6 +187,91 @@ Deno.test("with a caller that stops reading, DELETE of its job returns at once a
     for (const c of silent) c.close();
     if (!stopped) await fm.kill();
     await target.close();
+  }
+});
+
+/**
+ * A caller that sends a sync chat for `model` on `path` and leaves while foreman re-polls the
+ * target for that model. The target lists the model only from that re-poll on, but reports it
+ * loaded from the first poll, which makes it foreman's worker model: a job submitted after the
+ * check would go to the target at once, with no load for a late cancel to cut short.
+ */
+async function leaveDuringModelCheck(path: string, model: string) {
+  const target = HostileTarget.start();
+  const name = `${model}:latest`;
+  const loaded = [{ name, model: name, size: 1 }];
+  const listed: Record<string, unknown>[] = [];
+  // A poll that arrives while `held` is set waits until the caller has left.
+  let held: PromiseWithResolvers<void> | undefined;
+  let heldPolls = 0;
+  target.on("/api/tags", async () => {
+    if (held) {
+      heldPolls++;
+      await held.promise;
+    }
+    return Response.json({ models: listed });
+  });
+  target.on("/api/ps", () => Response.json({ models: loaded }));
+  target.on("/v1/chat/completions", () =>
+    Response.json({
+      id: "chatcmpl-1",
+      object: "chat.completion",
+      created: 0,
+      model,
+      choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }],
+    }));
+  const fm = await startForeman({ ollamaUrl: target.url, args: ["--poll-interval", "60s"] });
+  try {
+    await waitFor(async () => (await call(fm, "GET", "/api/tags")).status === 200, {
+      what: "foreman's first poll",
+    });
+    held = Promise.withResolvers();
+    listed.push(...loaded);
+    // A raw socket, closed when the caller leaves, as a client that goes away closes it.
+    const caller = await rawPost(fm, path, {
+      model,
+      stream: false,
+      messages: [{ role: "user", content: "hi" }],
+    });
+    await waitFor(() => heldPolls > 0, { what: `the re-poll for ${model}` });
+    caller.close();
+    // Round trips through foreman, so that its server has seen the closed connection before the
+    // re-poll is answered (one is enough on a quiet machine; more leave room on a loaded one).
+    for (let i = 0; i < 5; i++) assert.equal((await call(fm, "GET", "/healthz")).status, 200);
+    held.resolve();
+    // Once foreman lists the model, its check has returned, and in the same turn the handler has
+    // either refused the caller or submitted a job.
+    await waitFor(
+      async () =>
+        (await call(fm, "GET", "/api/tags")).json.models?.some((m: { name: string }) =>
+          m.name === name
+        ),
+      { what: `foreman to know ${model}` },
+    );
+    const ended = ["done", "failed", "cancelled"];
+    const jobs = await waitFor(async () => {
+      const all = (await call(fm, "GET", "/jobs?limit=100")).json.jobs as Record<string, unknown>[];
+      return all.every((j) => ended.includes(String(j.state))) && all;
+    }, { what: "every job to end" });
+    const inferences = target.seen.filter((r) =>
+      r.path === path && JSON.parse(r.body).messages?.length > 0
+    ).length;
+    return { jobs: jobs.map((j) => `${j.state} (${j.error})`), inferences };
+  } finally {
+    held?.resolve();
+    await fm.stop();
+    await target.close();
+  }
+}
+
+Deno.test("a sync caller that leaves while foreman checks its model gets no job, and nothing reaches the target, on /api/chat and /v1/chat/completions", async () => {
+  const paths = ["/api/chat", "/v1/chat/completions"];
+  const figures: Record<string, Awaited<ReturnType<typeof leaveDuringModelCheck>>> = {};
+  for (const path of paths) figures[path] = await leaveDuringModelCheck(path, "late");
+  await report("caller-left-during-model-check", figures);
+  for (const [path, { inferences, jobs }] of Object.entries(figures)) {
+    assert.equal(inferences, 0, `${path}: the target ran the chat; jobs: ${jobs}`);
+    assert.deepEqual(jobs, [], `${path}: a job was made for a caller already gone`);
   }
 });
 
