@@ -7,6 +7,10 @@ import { DatabaseSync } from "node:sqlite";
 import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
 import { HostileTarget } from "./support/hostile_target.ts";
+import { openStore } from "./support/store.ts";
+
+/** What the helpers below need of a foreman: a process, or a daemon in this process. */
+type Foreman = Pick<ForemanProcess, "url" | "port" | "token" | "dbPath" | "headers">;
 
 interface Sse {
   id?: string;
@@ -25,7 +29,7 @@ interface Watch {
 
 /** Opens a job's event stream and collects its events as they arrive. */
 async function watch(
-  fm: ForemanProcess,
+  fm: Foreman,
   id: string,
   options: { lastEventId?: string; query?: string } = {},
 ): Promise<Watch> {
@@ -75,7 +79,7 @@ async function read(body: ReadableStream<Uint8Array>, events: Sse[]): Promise<"e
 const durable = (events: Sse[]) => events.filter((e) => e.event !== "progress");
 
 /** The job's events as foreman wrote them to the outbox, oldest first. */
-function outbox(fm: ForemanProcess, jobId: string): { id: string; state: string; body: string }[] {
+function outbox(fm: Foreman, jobId: string): { id: string; state: string; body: string }[] {
   const db = new DatabaseSync(fm.dbPath, { readOnly: true });
   try {
     return db.prepare("SELECT id, job_state, body FROM outbox WHERE job_id = ? ORDER BY seq")
@@ -89,7 +93,7 @@ function outbox(fm: ForemanProcess, jobId: string): { id: string; state: string;
   }
 }
 
-async function submit(fm: ForemanProcess, body: Record<string, unknown>): Promise<string> {
+async function submit(fm: Foreman, body: Record<string, unknown>): Promise<string> {
   const res = await fetch(`${fm.url}/jobs`, {
     method: "POST",
     headers: fm.headers(),
@@ -99,12 +103,12 @@ async function submit(fm: ForemanProcess, body: Record<string, unknown>): Promis
   return (await res.json()).job_id;
 }
 
-async function state(fm: ForemanProcess, id: string): Promise<string> {
+async function state(fm: Foreman, id: string): Promise<string> {
   return (await (await fetch(`${fm.url}/jobs/${id}`, { headers: fm.headers() })).json()).state;
 }
 
 /** foreman's foreman_watchers gauge. */
-async function watchers(fm: ForemanProcess): Promise<number> {
+async function watchers(fm: Foreman): Promise<number> {
   const text = await (await fetch(`${fm.url}/metrics`, { headers: fm.headers() })).text();
   return Number(/^foreman_watchers (\S+)$/m.exec(text)?.[1]);
 }
@@ -113,7 +117,7 @@ async function watchers(fm: ForemanProcess): Promise<number> {
  * Occupies the worker: a job whose target request stalls before any byte, until it is cancelled.
  * Jobs submitted after it stay queued.
  */
-async function blockWorker(fm: ForemanProcess, sim: OllamaSim): Promise<string> {
+async function blockWorker(fm: Foreman, sim: OllamaSim): Promise<string> {
   sim.stallNext(1);
   const id = await submit(fm, { model: "tiny-b" });
   // The stall may catch the model's load or the job's own request: either holds the worker.
@@ -123,16 +127,43 @@ async function blockWorker(fm: ForemanProcess, sim: OllamaSim): Promise<string> 
   return id;
 }
 
-async function cancel(fm: ForemanProcess, id: string): Promise<void> {
+async function cancel(fm: Foreman, id: string): Promise<void> {
   const res = await fetch(`${fm.url}/jobs/${id}`, { method: "DELETE", headers: fm.headers() });
   await res.body?.cancel();
 }
 
+/**
+ * Reads from `reader` until `done` holds for what it has read, the stream ends or `ms` pass; returns the
+ * text read. The reader is released (not cancelled), so the caller may go on reading.
+ */
+async function readUntil(
+  reader: ReadableStreamDefaultReader<string>,
+  done: (text: string) => boolean,
+  ms: number,
+): Promise<string> {
+  let text = "";
+  const deadline = Date.now() + ms;
+  while (!done(text) && Date.now() < deadline) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((r) =>
+      timer = setTimeout(() => r("late"), deadline - Date.now())
+    );
+    const next = await Promise.race([reader.read(), late]);
+    clearTimeout(timer);
+    if (next === "late" || next.done) break;
+    text += next.value;
+  }
+  return text;
+}
+
 async function withStack(
   fn: (s: { sim: OllamaSim; fm: ForemanProcess }) => Promise<void>,
-  options: { args?: string[] } = {},
+  options: { args?: string[]; loadMs?: number; tokenMs?: number } = {},
 ): Promise<void> {
-  const sim = await OllamaSim.start({ loadMs: 10, tokenMs: 2 });
+  const sim = await OllamaSim.start({
+    loadMs: options.loadMs ?? 10,
+    tokenMs: options.tokenMs ?? 2,
+  });
   const fm = await startForeman({
     ollamaUrl: sim.url,
     args: ["--poll-interval", "1s", ...(options.args ?? [])],
@@ -437,4 +468,54 @@ Deno.test("watching needs the token, a known job and one of its own event ids", 
     assert.match(head.headers.get("content-type")!, /^text\/event-stream/);
     assert.equal(await watchers(fm), 0, "HEAD takes no watcher's place");
   });
+});
+
+Deno.test("a stream resuming behind 1 000 events gets them all in order, with those committed while it catches up", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "foreman-resume-" });
+  await Deno.mkdir(`${dir}/data`);
+  // Written before foreman starts: a queued job with 1 000 events of 16 KiB (its metadata rides
+  // in each), not due for an hour, so only the cancel below moves it.
+  const store = openStore(`${dir}/data/foreman.db`);
+  const job = store.insertJob({
+    kind: "async",
+    endpoint: "chat",
+    model: "tiny-a:latest",
+    request: JSON.stringify({ model: "tiny-a:latest", messages: [] }),
+    metadata: JSON.stringify({ note: "m".repeat(16 * 1024) }),
+  });
+  store.tx(() => {
+    for (let i = 0; i < 333; i++) {
+      store.transition("claim", job.id);
+      store.transition("startWorking", job.id);
+      store.transition("requeue", job.id, {
+        error: "again",
+        notBefore: Date.now() + 3_600_000,
+        refund: true,
+      });
+    }
+  });
+  store.close();
+  const sim = await OllamaSim.start({ loadMs: 10, tokenMs: 2 });
+  const fm = await startForeman({ ollamaUrl: sim.url, dir, args: ["--poll-interval", "1s"] });
+  try {
+    const first = outbox(fm, job.id)[0]!.id;
+    const res = await fetch(`${fm.url}/jobs/${job.id}/events`, {
+      headers: fm.headers({ "last-event-id": first }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const ids = (text: string) => [...text.matchAll(/^id: (.+)$/gm)].map((m) => m[1]);
+    const head = await readUntil(reader, (t) => ids(t).length >= 50, 10_000);
+    await cancel(fm, job.id);
+    let rest = "";
+    for (let r = await reader.read(); !r.done; r = await reader.read()) rest += r.value;
+    const rows = outbox(fm, job.id);
+    assert.equal(rows.length, 1001);
+    assert.equal(rows.at(-1)!.state, "cancelled");
+    assert.deepEqual(ids(head + rest), rows.slice(1).map((r) => r.id), "each once, in order");
+  } finally {
+    await fm.stop();
+    await sim.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

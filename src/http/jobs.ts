@@ -165,6 +165,7 @@ export function events(req: Request, d: HttpDeps, options: { id: string; url: UR
   const lastId = req.headers.get("last-event-id") || options.url.searchParams.get("last_event_id");
   let initial: JobEvent[];
   let seq: number;
+  let more = false;
   if (lastId) {
     const after = d.store.outbox.eventSeq(job.id, lastId);
     if (after === undefined) {
@@ -173,7 +174,9 @@ export function events(req: Request, d: HttpDeps, options: { id: string; url: UR
         `invalid Last-Event-ID '${lastId.slice(0, 64)}': not an event of job ${job.id}`,
       );
     }
-    initial = d.store.outbox.eventsAfter(job.id, after);
+    // A page of what came after it: the rest is read as the reader takes it, so an old id on a
+    // job with a long history holds a page in memory, not the history.
+    ({ events: initial, more } = d.watchers.page(job.id, after));
     seq = after;
     if (initial.length === 0 && isTerminal(job.state)) return new Response(null, { status: 204 });
   } else {
@@ -193,7 +196,7 @@ export function events(req: Request, d: HttpDeps, options: { id: string; url: UR
     previous: null,
     artifacts: job.state === "done" ? d.store.shownArtifacts(job.id, d.views.inlineLimit) : [],
   }, d.views);
-  const body = d.watchers.stream(job.id, { seq, initial, synthetic, state: job.state });
+  const body = d.watchers.stream(job.id, { seq, initial, more, synthetic, state: job.state });
   return new Response(body, { headers });
 }
 
