@@ -1,16 +1,24 @@
 // Watching a job through a real foreman process (ADR-0017): the event stream of
 // GET /jobs/{id}/events and the long poll of GET /jobs/{id}?wait=, in front of the simulator or a
-// hostile target, read back against the outbox rows foreman wrote.
+// hostile target, read back against the outbox rows foreman wrote. What only an internal timing
+// reaches (the heartbeat, the drain bound) runs against foreman's daemon started in this process,
+// on a real port and a real SQLite file, with those timings shortened.
 
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
+import { startDaemon, type Tuning } from "../src/app.ts";
+import { loadConfig } from "../src/config.ts";
+import { createLogger } from "../src/log.ts";
+import { report } from "./reliability/support.ts";
 import { HostileTarget } from "./support/hostile_target.ts";
 import { openStore } from "./support/store.ts";
 
 /** What the helpers below need of a foreman: a process, or a daemon in this process. */
 type Foreman = Pick<ForemanProcess, "url" | "port" | "token" | "dbPath" | "headers">;
+
+const enc = new TextEncoder();
 
 interface Sse {
   id?: string;
@@ -133,6 +141,24 @@ async function cancel(fm: Foreman, id: string): Promise<void> {
 }
 
 /**
+ * Opens a job's event stream on a raw socket and never reads it: what foreman sends waits in the
+ * socket's buffers, then in foreman.
+ */
+async function silentWatcher(
+  fm: Foreman,
+  id: string,
+  lastEventId?: string,
+): Promise<Deno.TcpConn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: fm.port });
+  const resume = lastEventId === undefined ? "" : `Last-Event-ID: ${lastEventId}\r\n`;
+  await conn.write(enc.encode(
+    `GET /jobs/${id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+      `Authorization: Bearer ${fm.token}\r\n${resume}\r\n`,
+  ));
+  return conn;
+}
+
+/**
  * Reads from `reader` until `done` holds for what it has read, the stream ends or `ms` pass; returns the
  * text read. The reader is released (not cancelled), so the caller may go on reading.
  */
@@ -154,6 +180,55 @@ async function readUntil(
     text += next.value;
   }
   return text;
+}
+
+/**
+ * foreman's daemon in this process, as `deno task start` builds it from `flags`, on a real port
+ * and a real SQLite file in front of the simulator, with `tuning` (timings no setting reaches);
+ * `logs` holds its log lines.
+ */
+async function withDaemon(
+  tuning: Tuning,
+  fn: (s: { sim: OllamaSim; fm: Foreman; logs: string[] }) => Promise<void>,
+  flags: Record<string, string> = {},
+): Promise<void> {
+  const sim = await OllamaSim.start({ loadMs: 10, tokenMs: 2 });
+  const dir = await Deno.makeTempDir({ prefix: "foreman-watch-" });
+  const token = crypto.randomUUID();
+  const logs: string[] = [];
+  const daemon = await startDaemon(
+    loadConfig({
+      env: () => undefined,
+      readFile: (path) => {
+        throw new Deno.errors.NotFound(path);
+      },
+      flags: {
+        addr: "127.0.0.1:0",
+        db: `${dir}/data/foreman.db`,
+        "ollama-url": sim.url,
+        "poll-interval": "1s",
+        token,
+        ...flags,
+      },
+    }),
+    createLogger({ write: (line) => logs.push(line) }),
+    tuning,
+  );
+  const fm: Foreman = {
+    url: daemon.url,
+    port: daemon.addr.port,
+    token,
+    dbPath: `${dir}/data/foreman.db`,
+    headers: (extra = {}) => ({ authorization: `Bearer ${token}`, ...extra }),
+  };
+  try {
+    await fn({ sim, fm, logs });
+  } finally {
+    await daemon.stop();
+    await daemon.finished;
+    await sim.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 async function withStack(
@@ -468,6 +543,98 @@ Deno.test("watching needs the token, a known job and one of its own event ids", 
     assert.match(head.headers.get("content-type")!, /^text\/event-stream/);
     assert.equal(await watchers(fm), 0, "HEAD takes no watcher's place");
   });
+});
+
+Deno.test("an idle event stream sends a comment every heartbeat, and nothing else until the job moves", async () => {
+  await withDaemon({ watch: { heartbeat: 100 } }, async ({ sim, fm }) => {
+    await blockWorker(fm, sim);
+    const id = await submit(fm, { model: "tiny-a", options: { num_predict: 2 } });
+    const res = await fetch(`${fm.url}/jobs/${id}/events`, { headers: fm.headers() });
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const beats = (text: string) => text.split(": keep-alive\n\n").length - 1;
+    const text = await readUntil(reader, (t) => beats(t) >= 3, 5_000);
+    assert.ok(beats(text) >= 3, `three heartbeats within 5 s of 100 ms each: ${text}`);
+    const frames = text.split("\n\n").filter((f) => f !== "");
+    assert.match(frames[0]!, /^id: msg_\w+\nevent: queued\ndata: /, "the current state first");
+    assert.ok(frames.slice(1).every((f) => f === ": keep-alive"), "then only comments");
+    await cancel(fm, id);
+    const rest = await readUntil(reader, (t) => t.includes("event: cancelled"), 5_000);
+    assert.match(rest, /event: cancelled/);
+    await reader.cancel();
+  });
+});
+
+Deno.test("a stream whose reader takes nothing is dropped within the watchers' drain bound, whatever target.timeout", async () => {
+  // target.timeout stays at its 10 minutes; the drain bound (MAX_DRAIN, 30 s) is shortened to 1 s.
+  await withDaemon({ watch: { maxDrain: 1000 } }, async ({ fm, logs }) => {
+    // Every event carries the job's metadata: the done event is 8 MiB, more than a socket holds.
+    const id = await submit(fm, {
+      model: "tiny-a",
+      options: { num_predict: 2 },
+      metadata: { note: "m".repeat(8 * 1024 * 1024) },
+    });
+    await waitFor(async () => await state(fm, id) === "done", { what: "the job to finish" });
+    const t0 = performance.now();
+    const conn = await silentWatcher(fm, id);
+    try {
+      await waitFor(async () => await watchers(fm) === 1, { what: "the stream to open" });
+      await waitFor(async () => await watchers(fm) === 0, {
+        what: "the silent stream to be dropped",
+        timeout: 10_000,
+      });
+      const droppedAfter = Math.round(performance.now() - t0);
+      await report("stream reader takes nothing", {
+        drain_bound_ms: 1000,
+        target_timeout: "10m",
+        dropped_after_ms: droppedAfter,
+      });
+      const line = logs.find((l) => l.includes("event stream dropped"));
+      assert.match(line ?? "", /read nothing for 1000 ms/);
+      assert.ok(droppedAfter >= 1000, `dropped after ${droppedAfter} ms, before the bound`);
+    } finally {
+      conn.close();
+    }
+  });
+});
+
+Deno.test("a watcher too far behind is dropped when the next event comes, and the other watchers get every event", async () => {
+  // Events of 2 MiB (the job's metadata rides in each) a few hundred ms apart (a model load, then
+  // tokens): a reader keeps up; a socket that is never read holds about 4 MiB, so the silent
+  // watcher is more than 256 KiB behind by the third.
+  await withStack(async ({ sim, fm }) => {
+    const blocker = await blockWorker(fm, sim);
+    const id = await submit(fm, {
+      model: "tiny-a",
+      options: { num_predict: 10 },
+      metadata: { note: "m".repeat(2 * 1024 * 1024) },
+    });
+    const silent = await silentWatcher(fm, id);
+    try {
+      const reader = await watch(fm, id);
+      const poll = fetch(`${fm.url}/jobs/${id}?wait=60s`, { headers: fm.headers() });
+      await waitFor(async () => await watchers(fm) === 3 && reader.events.length === 1, {
+        what: "three watchers, the reader with the queued event",
+      });
+      await cancel(fm, blocker);
+      // target.timeout is its default 10 minutes (drain bound 30 s): only the backlog drops it.
+      await waitFor(() => /more than 262144 bytes of events unread/.test(fm.output()), {
+        what: "the watcher behind to be dropped",
+        timeout: 10_000,
+      });
+      assert.equal((await (await poll).json()).state, "loading", "the long poll answered");
+      assert.equal(await reader.ended, "end", "the reader was not dropped");
+      assert.deepEqual(durable(reader.events).map((e) => e.event), [
+        "queued",
+        "loading",
+        "working",
+        "done",
+      ]);
+      assert.deepEqual(durable(reader.events).map((e) => e.id), outbox(fm, id).map((r) => r.id));
+      await waitFor(async () => await watchers(fm) === 0, { what: "every place freed" });
+    } finally {
+      silent.close();
+    }
+  }, { loadMs: 300, tokenMs: 20 });
 });
 
 Deno.test("a stream resuming behind 1 000 events gets them all in order, with those committed while it catches up", async () => {

@@ -15,6 +15,11 @@ import { HttpError } from "./errors.ts";
 export const MAX_WAIT = 60_000;
 /** How often a stream with nothing to say sends a comment, so proxies keep it open. */
 const HEARTBEAT = 15_000;
+/**
+ * Longest a stream may hold bytes its reader does not take before it is dropped, whatever
+ * target.timeout says: a reader that took nothing for this long while its events piled up is gone.
+ */
+export const MAX_DRAIN = 30_000;
 /** How often a watcher of a working job hears its progress. */
 const PROGRESS = 1000;
 /** Longest piece a stream hands to the server at once: a large event goes out piece by piece. */
@@ -34,9 +39,12 @@ export interface WatchersOptions {
   log: Logger;
   /** Event streams and long polls open at once (server.max_watchers); past it, 503. */
   max: number;
-  /** Longest a stream may hold bytes its reader does not take (target.timeout); then dropped. */
+  /**
+   * Longest a stream may hold bytes its reader does not take; then dropped. The daemon gives
+   * target.timeout (the rule for sync callers), at most MAX_DRAIN.
+   */
   drainTimeout: number;
-  /** Heartbeat and progress periods (ms); tests shorten them. */
+  /** Heartbeat (HEARTBEAT) and progress periods (ms); tests shorten them. */
   heartbeat?: number;
   progressEvery?: number;
   now?: () => number;
