@@ -424,7 +424,10 @@ class EventStream implements Subscriber {
     // The reader took what it was handed: whatever it still owes is timed afresh.
     clearTimeout(this.#stall);
     this.#stall = undefined;
-    if (this.#pending.length === 0 && this.#backlog && !this.#ending) this.#catchUp();
+    if (this.#pending.length === 0 && this.#backlog && !this.#ending) {
+      this.#catchUp();
+      if (this.#ended) return; // dropped: the stream has errored
+    }
     if (this.#pending.length > 0) {
       this.#hand(c);
       return;
@@ -443,7 +446,13 @@ class EventStream implements Subscriber {
    * and the news.
    */
   #catchUp(): void {
-    const page = this.#backlog!(this.#seq);
+    let page: { events: JobEvent[]; more: boolean };
+    try {
+      page = this.#backlog!(this.#seq);
+    } catch (err) {
+      // Ended here, so the stream gives back its place: the reader resumes from what it has.
+      return this.#drop(`cannot read its events: ${errorMessage(err)}`);
+    }
     if (!page.more) this.#backlog = undefined;
     for (const e of page.events) this.send(frame(e));
   }
