@@ -10,7 +10,7 @@ import { addrUrl, type Config } from "./config.ts";
 import { BearerAuth } from "./http/auth.ts";
 import type { HttpSettings } from "./http/deps.ts";
 import { createHandler } from "./http/router.ts";
-import { Watchers } from "./http/watch.ts";
+import { MAX_DRAIN, Watchers } from "./http/watch.ts";
 import type { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { TargetClient } from "./ollama/client.ts";
@@ -32,25 +32,43 @@ export interface Daemon {
   finished: Promise<void>;
 }
 
+/**
+ * Timings that are no setting (nothing in a deployment needs them changed) but that a test of the
+ * daemon shortens so it runs in seconds.
+ */
+export interface Tuning {
+  /** The event streams' heartbeat period (HEARTBEAT) and drain bound (MAX_DRAIN), ms. */
+  watch?: { heartbeat?: number; maxDrain?: number };
+}
+
 /** Longest wait at shutdown for responses still open (a caller that stopped reading). */
 const SHUTDOWN_GRACE = 5000;
 /** Longest wait at start for the first inventory poll, which tells the worker what is resident. */
 const FIRST_POLL_WAIT = 2000;
 
-export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
+export async function startDaemon(
+  config: Config,
+  log: Logger,
+  tuning: Tuning = {},
+): Promise<Daemon> {
   mkdirSync(dirname(config.db), { recursive: true });
   // The address is bound first: artifact links need the public URL, which may name the port the
   // OS picked, before anything that renders one is built.
   const listener = await listen(config.addr);
   try {
-    return await run(config, log, listener);
+    return await run(config, log, listener, tuning);
   } catch (err) {
     await listener.fail(err);
     throw err;
   }
 }
 
-async function run(config: Config, log: Logger, listener: Listener): Promise<Daemon> {
+async function run(
+  config: Config,
+  log: Logger,
+  listener: Listener,
+  tuning: Tuning,
+): Promise<Daemon> {
   const { server, addr } = listener;
   const views: ViewOptions = {
     publicUrl: config.publicUrl.replace(/\/+$/, "") || addrUrl(addr),
@@ -105,13 +123,15 @@ async function run(config: Config, log: Logger, listener: Listener): Promise<Dae
     timeout: config.webhookTimeout,
   });
   const pruner = new Pruner({ store, log, ttl: config.jobTtl });
-  // A watcher that takes nothing for as long as a sync caller may is as gone as that caller.
+  // A watcher that takes nothing for as long as a sync caller may is as gone as that caller, and
+  // after MAX_DRAIN at most: its unread events wait in foreman's memory meanwhile.
   const watchers = new Watchers({
     store,
     progress: () => worker.progress,
     log,
     max: config.maxWatchers,
-    drainTimeout: config.targetTimeout,
+    drainTimeout: Math.min(config.targetTimeout, tuning.watch?.maxDrain ?? MAX_DRAIN),
+    heartbeat: tuning.watch?.heartbeat,
   });
 
   // News travels up: a part tells the loops built after it, which depend on it.

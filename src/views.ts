@@ -97,7 +97,7 @@ export function jobView(
  */
 export function eventBody(
   job: MovedJob,
-  event: { previous: JobState | null; artifacts: (ArtifactMeta & { body: Uint8Array })[] },
+  event: { previous: JobState | null; artifacts: (ArtifactMeta & { body?: Uint8Array })[] },
   o: ViewOptions,
 ): string {
   const { previous, artifacts } = event;

@@ -1,12 +1,24 @@
 // Watching a job through a real foreman process (ADR-0017): the event stream of
 // GET /jobs/{id}/events and the long poll of GET /jobs/{id}?wait=, in front of the simulator or a
-// hostile target, read back against the outbox rows foreman wrote.
+// hostile target, read back against the outbox rows foreman wrote. What only an internal timing
+// reaches (the heartbeat, the drain bound) runs against foreman's daemon started in this process,
+// on a real port and a real SQLite file, with those timings shortened.
 
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
+import { startDaemon, type Tuning } from "../src/app.ts";
+import { loadConfig } from "../src/config.ts";
+import { createLogger } from "../src/log.ts";
+import { report } from "./reliability/support.ts";
 import { HostileTarget } from "./support/hostile_target.ts";
+import { openStore } from "./support/store.ts";
+
+/** What the helpers below need of a foreman: a process, or a daemon in this process. */
+type Foreman = Pick<ForemanProcess, "url" | "port" | "token" | "dbPath" | "headers">;
+
+const enc = new TextEncoder();
 
 interface Sse {
   id?: string;
@@ -25,7 +37,7 @@ interface Watch {
 
 /** Opens a job's event stream and collects its events as they arrive. */
 async function watch(
-  fm: ForemanProcess,
+  fm: Foreman,
   id: string,
   options: { lastEventId?: string; query?: string } = {},
 ): Promise<Watch> {
@@ -75,7 +87,7 @@ async function read(body: ReadableStream<Uint8Array>, events: Sse[]): Promise<"e
 const durable = (events: Sse[]) => events.filter((e) => e.event !== "progress");
 
 /** The job's events as foreman wrote them to the outbox, oldest first. */
-function outbox(fm: ForemanProcess, jobId: string): { id: string; state: string; body: string }[] {
+function outbox(fm: Foreman, jobId: string): { id: string; state: string; body: string }[] {
   const db = new DatabaseSync(fm.dbPath, { readOnly: true });
   try {
     return db.prepare("SELECT id, job_state, body FROM outbox WHERE job_id = ? ORDER BY seq")
@@ -89,7 +101,7 @@ function outbox(fm: ForemanProcess, jobId: string): { id: string; state: string;
   }
 }
 
-async function submit(fm: ForemanProcess, body: Record<string, unknown>): Promise<string> {
+async function submit(fm: Foreman, body: Record<string, unknown>): Promise<string> {
   const res = await fetch(`${fm.url}/jobs`, {
     method: "POST",
     headers: fm.headers(),
@@ -99,12 +111,12 @@ async function submit(fm: ForemanProcess, body: Record<string, unknown>): Promis
   return (await res.json()).job_id;
 }
 
-async function state(fm: ForemanProcess, id: string): Promise<string> {
+async function state(fm: Foreman, id: string): Promise<string> {
   return (await (await fetch(`${fm.url}/jobs/${id}`, { headers: fm.headers() })).json()).state;
 }
 
 /** foreman's foreman_watchers gauge. */
-async function watchers(fm: ForemanProcess): Promise<number> {
+async function watchers(fm: Foreman): Promise<number> {
   const text = await (await fetch(`${fm.url}/metrics`, { headers: fm.headers() })).text();
   return Number(/^foreman_watchers (\S+)$/m.exec(text)?.[1]);
 }
@@ -113,7 +125,7 @@ async function watchers(fm: ForemanProcess): Promise<number> {
  * Occupies the worker: a job whose target request stalls before any byte, until it is cancelled.
  * Jobs submitted after it stay queued.
  */
-async function blockWorker(fm: ForemanProcess, sim: OllamaSim): Promise<string> {
+async function blockWorker(fm: Foreman, sim: OllamaSim): Promise<string> {
   sim.stallNext(1);
   const id = await submit(fm, { model: "tiny-b" });
   // The stall may catch the model's load or the job's own request: either holds the worker.
@@ -123,16 +135,110 @@ async function blockWorker(fm: ForemanProcess, sim: OllamaSim): Promise<string> 
   return id;
 }
 
-async function cancel(fm: ForemanProcess, id: string): Promise<void> {
+async function cancel(fm: Foreman, id: string): Promise<void> {
   const res = await fetch(`${fm.url}/jobs/${id}`, { method: "DELETE", headers: fm.headers() });
   await res.body?.cancel();
 }
 
-async function withStack(
-  fn: (s: { sim: OllamaSim; fm: ForemanProcess }) => Promise<void>,
-  options: { args?: string[] } = {},
+/**
+ * Opens a job's event stream on a raw socket and never reads it: what foreman sends waits in the
+ * socket's buffers, then in foreman.
+ */
+async function silentWatcher(
+  fm: Foreman,
+  id: string,
+  lastEventId?: string,
+): Promise<Deno.TcpConn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: fm.port });
+  const resume = lastEventId === undefined ? "" : `Last-Event-ID: ${lastEventId}\r\n`;
+  await conn.write(enc.encode(
+    `GET /jobs/${id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+      `Authorization: Bearer ${fm.token}\r\n${resume}\r\n`,
+  ));
+  return conn;
+}
+
+/**
+ * Reads from `reader` until `done` holds for what it has read, the stream ends or `ms` pass; returns the
+ * text read. The reader is released (not cancelled), so the caller may go on reading.
+ */
+async function readUntil(
+  reader: ReadableStreamDefaultReader<string>,
+  done: (text: string) => boolean,
+  ms: number,
+): Promise<string> {
+  let text = "";
+  const deadline = Date.now() + ms;
+  while (!done(text) && Date.now() < deadline) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((r) =>
+      timer = setTimeout(() => r("late"), deadline - Date.now())
+    );
+    const next = await Promise.race([reader.read(), late]);
+    clearTimeout(timer);
+    if (next === "late" || next.done) break;
+    text += next.value;
+  }
+  return text;
+}
+
+/**
+ * foreman's daemon in this process, as `deno task start` builds it from `flags`, on a real port
+ * and a real SQLite file in front of the simulator, with `tuning` (timings no setting reaches);
+ * `logs` holds its log lines.
+ */
+async function withDaemon(
+  tuning: Tuning,
+  fn: (s: { sim: OllamaSim; fm: Foreman; logs: string[] }) => Promise<void>,
+  flags: Record<string, string> = {},
 ): Promise<void> {
   const sim = await OllamaSim.start({ loadMs: 10, tokenMs: 2 });
+  const dir = await Deno.makeTempDir({ prefix: "foreman-watch-" });
+  const token = crypto.randomUUID();
+  const logs: string[] = [];
+  const daemon = await startDaemon(
+    loadConfig({
+      env: () => undefined,
+      readFile: (path) => {
+        throw new Deno.errors.NotFound(path);
+      },
+      flags: {
+        addr: "127.0.0.1:0",
+        db: `${dir}/data/foreman.db`,
+        "ollama-url": sim.url,
+        "poll-interval": "1s",
+        token,
+        ...flags,
+      },
+    }),
+    createLogger({ write: (line) => logs.push(line) }),
+    tuning,
+  );
+  const fm: Foreman = {
+    url: daemon.url,
+    port: daemon.addr.port,
+    token,
+    dbPath: `${dir}/data/foreman.db`,
+    headers: (extra = {}) => ({ authorization: `Bearer ${token}`, ...extra }),
+  };
+  try {
+    await fn({ sim, fm, logs });
+  } finally {
+    await daemon.stop();
+    await daemon.finished;
+    await sim.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function withStack(
+  fn: (s: { sim: OllamaSim; fm: ForemanProcess }) => Promise<void>,
+  options: { args?: string[]; loadMs?: number; tokenMs?: number } = {},
+): Promise<void> {
+  const sim = await OllamaSim.start({
+    loadMs: options.loadMs ?? 10,
+    tokenMs: options.tokenMs ?? 2,
+  });
   const fm = await startForeman({
     ollamaUrl: sim.url,
     args: ["--poll-interval", "1s", ...(options.args ?? [])],
@@ -437,4 +543,146 @@ Deno.test("watching needs the token, a known job and one of its own event ids", 
     assert.match(head.headers.get("content-type")!, /^text\/event-stream/);
     assert.equal(await watchers(fm), 0, "HEAD takes no watcher's place");
   });
+});
+
+Deno.test("an idle event stream sends a comment every heartbeat, and nothing else until the job moves", async () => {
+  await withDaemon({ watch: { heartbeat: 100 } }, async ({ sim, fm }) => {
+    await blockWorker(fm, sim);
+    const id = await submit(fm, { model: "tiny-a", options: { num_predict: 2 } });
+    const res = await fetch(`${fm.url}/jobs/${id}/events`, { headers: fm.headers() });
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const beats = (text: string) => text.split(": keep-alive\n\n").length - 1;
+    const text = await readUntil(reader, (t) => beats(t) >= 3, 5_000);
+    assert.ok(beats(text) >= 3, `three heartbeats within 5 s of 100 ms each: ${text}`);
+    const frames = text.split("\n\n").filter((f) => f !== "");
+    assert.match(frames[0]!, /^id: msg_\w+\nevent: queued\ndata: /, "the current state first");
+    assert.ok(frames.slice(1).every((f) => f === ": keep-alive"), "then only comments");
+    await cancel(fm, id);
+    const rest = await readUntil(reader, (t) => t.includes("event: cancelled"), 5_000);
+    assert.match(rest, /event: cancelled/);
+    await reader.cancel();
+  });
+});
+
+Deno.test("a stream whose reader takes nothing is dropped within the watchers' drain bound, whatever target.timeout", async () => {
+  // target.timeout stays at its 10 minutes; the drain bound (MAX_DRAIN, 30 s) is shortened to 1 s.
+  await withDaemon({ watch: { maxDrain: 1000 } }, async ({ fm, logs }) => {
+    // Every event carries the job's metadata: the done event is 8 MiB, more than a socket holds.
+    const id = await submit(fm, {
+      model: "tiny-a",
+      options: { num_predict: 2 },
+      metadata: { note: "m".repeat(8 * 1024 * 1024) },
+    });
+    await waitFor(async () => await state(fm, id) === "done", { what: "the job to finish" });
+    const t0 = performance.now();
+    const conn = await silentWatcher(fm, id);
+    try {
+      await waitFor(async () => await watchers(fm) === 1, { what: "the stream to open" });
+      await waitFor(async () => await watchers(fm) === 0, {
+        what: "the silent stream to be dropped",
+        timeout: 10_000,
+      });
+      const droppedAfter = Math.round(performance.now() - t0);
+      await report("stream reader takes nothing", {
+        drain_bound_ms: 1000,
+        target_timeout: "10m",
+        dropped_after_ms: droppedAfter,
+      });
+      const line = logs.find((l) => l.includes("event stream dropped"));
+      assert.match(line ?? "", /read nothing for 1000 ms/);
+      assert.ok(droppedAfter >= 1000, `dropped after ${droppedAfter} ms, before the bound`);
+    } finally {
+      conn.close();
+    }
+  });
+});
+
+Deno.test("a watcher too far behind is dropped when the next event comes, and the other watchers get every event", async () => {
+  // Events of 2 MiB (the job's metadata rides in each) a few hundred ms apart (a model load, then
+  // tokens): a reader keeps up; a socket that is never read holds about 4 MiB, so the silent
+  // watcher is more than 256 KiB behind by the third.
+  await withStack(async ({ sim, fm }) => {
+    const blocker = await blockWorker(fm, sim);
+    const id = await submit(fm, {
+      model: "tiny-a",
+      options: { num_predict: 10 },
+      metadata: { note: "m".repeat(2 * 1024 * 1024) },
+    });
+    const silent = await silentWatcher(fm, id);
+    try {
+      const reader = await watch(fm, id);
+      const poll = fetch(`${fm.url}/jobs/${id}?wait=60s`, { headers: fm.headers() });
+      await waitFor(async () => await watchers(fm) === 3 && reader.events.length === 1, {
+        what: "three watchers, the reader with the queued event",
+      });
+      await cancel(fm, blocker);
+      // target.timeout is its default 10 minutes (drain bound 30 s): only the backlog drops it.
+      await waitFor(() => /more than 262144 bytes of events unread/.test(fm.output()), {
+        what: "the watcher behind to be dropped",
+        timeout: 10_000,
+      });
+      assert.equal((await (await poll).json()).state, "loading", "the long poll answered");
+      assert.equal(await reader.ended, "end", "the reader was not dropped");
+      assert.deepEqual(durable(reader.events).map((e) => e.event), [
+        "queued",
+        "loading",
+        "working",
+        "done",
+      ]);
+      assert.deepEqual(durable(reader.events).map((e) => e.id), outbox(fm, id).map((r) => r.id));
+      await waitFor(async () => await watchers(fm) === 0, { what: "every place freed" });
+    } finally {
+      silent.close();
+    }
+  }, { loadMs: 300, tokenMs: 20 });
+});
+
+Deno.test("a stream resuming behind 1 000 events gets them all in order, with those committed while it catches up", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "foreman-resume-" });
+  await Deno.mkdir(`${dir}/data`);
+  // Written before foreman starts: a queued job with 1 000 events of 16 KiB (its metadata rides
+  // in each), not due for an hour, so only the cancel below moves it.
+  const store = openStore(`${dir}/data/foreman.db`);
+  const job = store.insertJob({
+    kind: "async",
+    endpoint: "chat",
+    model: "tiny-a:latest",
+    request: JSON.stringify({ model: "tiny-a:latest", messages: [] }),
+    metadata: JSON.stringify({ note: "m".repeat(16 * 1024) }),
+  });
+  store.tx(() => {
+    for (let i = 0; i < 333; i++) {
+      store.transition("claim", job.id);
+      store.transition("startWorking", job.id);
+      store.transition("requeue", job.id, {
+        error: "again",
+        notBefore: Date.now() + 3_600_000,
+        refund: true,
+      });
+    }
+  });
+  store.close();
+  const sim = await OllamaSim.start({ loadMs: 10, tokenMs: 2 });
+  const fm = await startForeman({ ollamaUrl: sim.url, dir, args: ["--poll-interval", "1s"] });
+  try {
+    const first = outbox(fm, job.id)[0]!.id;
+    const res = await fetch(`${fm.url}/jobs/${job.id}/events`, {
+      headers: fm.headers({ "last-event-id": first }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const ids = (text: string) => [...text.matchAll(/^id: (.+)$/gm)].map((m) => m[1]);
+    const head = await readUntil(reader, (t) => ids(t).length >= 50, 10_000);
+    await cancel(fm, job.id);
+    let rest = "";
+    for (let r = await reader.read(); !r.done; r = await reader.read()) rest += r.value;
+    const rows = outbox(fm, job.id);
+    assert.equal(rows.length, 1001);
+    assert.equal(rows.at(-1)!.state, "cancelled");
+    assert.deepEqual(ids(head + rest), rows.slice(1).map((r) => r.id), "each once, in order");
+  } finally {
+    await fm.stop();
+    await sim.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

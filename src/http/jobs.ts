@@ -12,7 +12,7 @@ import {
   JOB_STATES,
   type JobState,
 } from "../queue/states.ts";
-import type { Job, JobEvent, ListFilter } from "../queue/store.ts";
+import type { JobEvent, ListFilter, MovedJob } from "../queue/store.ts";
 import { eventBody, jobView } from "../views.ts";
 import { webhookUrlProblem } from "../webhooks/policy.ts";
 import { parseJsonObject, readBody } from "./body.ts";
@@ -36,15 +36,20 @@ export function parseJobId(raw: string, what = "job id"): string {
   return id;
 }
 
-export function findJob(d: HttpDeps, raw: string): Job {
-  const job = d.store.get(parseJobId(raw));
+/**
+ * Job `raw` as its view shows it (Store.shown): never its request, its result only when the view
+ * inlines it. Reading a job costs what its answer holds, however large the job.
+ */
+export function findJob(d: HttpDeps, raw: string): MovedJob {
+  const job = d.store.shown(parseJobId(raw), d.views.inlineLimit);
   if (!job) throw new HttpError(404, `job ${raw} not found`);
   return job;
 }
 
-export function renderJob(d: HttpDeps, job: Job): Record<string, unknown> {
+export function renderJob(d: HttpDeps, job: MovedJob): Record<string, unknown> {
   return jobView(job, {
-    artifacts: job.state === "done" ? d.store.artifactsWithBodies(job.id) : [],
+    // Only the bytes the view inlines are read: an artifact of MiB is a URL.
+    artifacts: job.state === "done" ? d.store.shownArtifacts(job.id, d.views.inlineLimit) : [],
     position: d.store.position(job, d.residency.current),
     webhook: d.store.outbox.summary(job.id),
   }, d.views);
@@ -129,7 +134,7 @@ export async function submit(req: Request, d: HttpDeps): Promise<Response> {
   return accepted(job);
 }
 
-function accepted(job: Job, headers: Record<string, string> = {}): Response {
+function accepted(job: { id: string }, headers: Record<string, string> = {}): Response {
   return jsonResponse({ job_id: job.id }, 202, { location: `/jobs/${job.id}`, ...headers });
 }
 
@@ -137,19 +142,27 @@ function accepted(job: Job, headers: Record<string, string> = {}): Response {
  * GET /jobs/{id}, and with `?wait=` (or `Prefer: wait=`) a long poll: a job that is not finished
  * is answered once it changes state or the wait runs out (ADR-0017).
  */
-export async function get(
+export function get(
   req: Request,
   d: HttpDeps,
   options: { id: string; url: URL },
-): Promise<Response> {
+): Response | Promise<Response> {
   const wait = requestedWait(req, options.url);
-  let job = findJob(d, options.id);
-  if (wait > 0 && !isTerminal(job.state)) {
-    await d.watchers.waitForChange(job.id, { ms: wait, signal: req.signal });
-    // A job is pruned only long after it ended, so it is still there.
-    job = d.store.get(job.id) ?? job;
-  }
-  return jsonResponse(renderJob(d, job));
+  const job = findJob(d, options.id);
+  if (wait === 0 || isTerminal(job.state)) return jsonResponse(renderJob(d, job));
+  // Only the id waits (this function's frame is gone by then): a thousand long polls do not hold
+  // a thousand copies of a job's metadata.
+  return waitThenRender(d, job.id, { ms: wait, signal: req.signal });
+}
+
+async function waitThenRender(
+  d: HttpDeps,
+  id: string,
+  options: { ms: number; signal: AbortSignal },
+): Promise<Response> {
+  await d.watchers.waitForChange(id, options);
+  // A job is pruned only long after it ended, so it is still there.
+  return jsonResponse(renderJob(d, findJob(d, id)));
 }
 
 /**
@@ -164,6 +177,7 @@ export function events(req: Request, d: HttpDeps, options: { id: string; url: UR
   const lastId = req.headers.get("last-event-id") || options.url.searchParams.get("last_event_id");
   let initial: JobEvent[];
   let seq: number;
+  let more = false;
   if (lastId) {
     const after = d.store.outbox.eventSeq(job.id, lastId);
     if (after === undefined) {
@@ -172,7 +186,9 @@ export function events(req: Request, d: HttpDeps, options: { id: string; url: UR
         `invalid Last-Event-ID '${lastId.slice(0, 64)}': not an event of job ${job.id}`,
       );
     }
-    initial = d.store.outbox.eventsAfter(job.id, after);
+    // A page of what came after it: the rest is read as the reader takes it, so an old id on a
+    // job with a long history holds a page in memory, not the history.
+    ({ events: initial, more } = d.watchers.page(job.id, after));
     seq = after;
     if (initial.length === 0 && isTerminal(job.state)) return new Response(null, { status: 204 });
   } else {
@@ -190,9 +206,9 @@ export function events(req: Request, d: HttpDeps, options: { id: string; url: UR
   // A job from before schema 5 may have no event yet: it is shown as it is, without an id.
   const synthetic = lastId || initial.length > 0 ? undefined : eventBody(job, {
     previous: null,
-    artifacts: job.state === "done" ? d.store.artifactsWithBodies(job.id) : [],
+    artifacts: job.state === "done" ? d.store.shownArtifacts(job.id, d.views.inlineLimit) : [],
   }, d.views);
-  const body = d.watchers.stream(job.id, { seq, initial, synthetic, state: job.state });
+  const body = d.watchers.stream(job.id, { seq, initial, more, synthetic, state: job.state });
   return new Response(body, { headers });
 }
 

@@ -1,7 +1,8 @@
 // Watching a job over the caller's own connection (ADR-0017): long polls on GET /jobs/{id}?wait=
 // and Server-Sent Events on GET /jobs/{id}/events. Both wake on the store's news of a committed
 // event, never by polling SQLite; one shared ticker sends heartbeats and one sends progress, each
-// only while someone needs it; a watcher that stops reading is dropped, never waited for.
+// only while someone needs it; a stream holds a bounded part of what its reader has not taken (a
+// backlog is read a page at a time); a watcher that stops reading is dropped, never waited for.
 
 import { errorMessage, type Logger } from "../log.ts";
 import { isTerminal, type JobState } from "../queue/states.ts";
@@ -14,12 +15,22 @@ import { HttpError } from "./errors.ts";
 export const MAX_WAIT = 60_000;
 /** How often a stream with nothing to say sends a comment, so proxies keep it open. */
 const HEARTBEAT = 15_000;
+/**
+ * Longest a stream may hold bytes its reader does not take before it is dropped, whatever
+ * target.timeout says: a reader that took nothing for this long while its events piled up is gone.
+ */
+export const MAX_DRAIN = 30_000;
 /** How often a watcher of a working job hears its progress. */
 const PROGRESS = 1000;
 /** Longest piece a stream hands to the server at once: a large event goes out piece by piece. */
 const PIECE = 64 * 1024;
 /** Unread bytes a stream may hold when a new event comes; a watcher further behind is dropped. */
 const BACKLOG = 256 * 1024;
+/**
+ * Bytes of a backlog (the events after a client's Last-Event-ID) read from the store at once: the
+ * next page is read when the reader has taken this one, so a stream never holds a whole backlog.
+ */
+const PAGE = 64 * 1024;
 
 export interface WatchersOptions {
   store: Store;
@@ -28,9 +39,12 @@ export interface WatchersOptions {
   log: Logger;
   /** Event streams and long polls open at once (server.max_watchers); past it, 503. */
   max: number;
-  /** Longest a stream may hold bytes its reader does not take (target.timeout); then dropped. */
+  /**
+   * Longest a stream may hold bytes its reader does not take; then dropped. The daemon gives
+   * target.timeout (the rule for sync callers), at most MAX_DRAIN.
+   */
   drainTimeout: number;
-  /** Heartbeat and progress periods (ms); tests shorten them. */
+  /** Heartbeat (HEARTBEAT) and progress periods (ms); tests shorten them. */
   heartbeat?: number;
   progressEvery?: number;
   now?: () => number;
@@ -45,7 +59,10 @@ interface Frame {
 
 /** A watcher of one job: a long poll or an event stream. */
 interface Subscriber {
-  /** The last event it has; undefined for a long poll, which needs no events, only news. */
+  /**
+   * The last event it has; undefined when it needs no events with the news: a long poll (it
+   * needs only the news), a stream catching up (it reads its backlog from the store).
+   */
   readonly seq?: number;
   /** The job's events committed after `from` (the lowest `seq` of the job's watchers). */
   news(frames: readonly Frame[]): void;
@@ -60,6 +77,8 @@ export class Watchers {
   readonly #o: WatchersOptions;
   readonly #now: () => number;
   readonly #byJob = new Map<string, Set<Subscriber>>();
+  /** The frame of each watched job's latest event, shared by the streams that start with it. */
+  readonly #latest = new Map<string, Frame>();
   readonly #streams = new Set<EventStream>();
   #open = 0;
   #closed = false;
@@ -103,17 +122,33 @@ export class Watchers {
   }
 
   /**
-   * The event stream of job `jobId`: `initial` (its latest event, or those after the client's
-   * last) and then every event committed after `seq`, ending after the terminal one. Takes a
-   * watcher's place (503 when none is left).
+   * The first page of job `jobId`'s events after the one at `seq`, for a stream that resumes
+   * there; `more` when the store holds more (the stream reads them as its reader takes these).
+   */
+  page(jobId: string, seq: number): { events: JobEvent[]; more: boolean } {
+    return this.#o.store.outbox.eventPage(jobId, seq, PAGE);
+  }
+
+  /**
+   * The event stream of job `jobId`: `initial` (its latest event, or the first page of those after
+   * the client's last), then the rest of that backlog a page at a time when `more`, then every
+   * event committed after it, ending after the terminal one. Takes a watcher's place (503 when
+   * none is left).
    */
   stream(
     jobId: string,
-    options: { seq: number; initial: readonly JobEvent[]; synthetic?: string; state: JobState },
+    options: {
+      seq: number;
+      initial: readonly JobEvent[];
+      more?: boolean;
+      synthetic?: string;
+      state: JobState;
+    },
   ): ReadableStream<Uint8Array> {
     const release = this.#admit();
     const stream = new EventStream({
       seq: options.seq,
+      backlog: options.more ? (after) => this.page(jobId, after) : undefined,
       drainTimeout: this.#o.drainTimeout,
       onEnd: (dropped) => {
         unsubscribe();
@@ -138,7 +173,12 @@ export class Watchers {
         bytes: encoder.encode(`event: ${options.state}\ndata: ${options.synthetic}\n\n`),
       });
     }
-    for (const e of options.initial) stream.send(frame(e));
+    const last = options.initial.at(-1);
+    for (const e of options.initial) {
+      // The latest event is what every stream opened without Last-Event-ID starts with: many
+      // watchers joining a job share its bytes.
+      stream.send(e === last && !options.more ? this.#shared(jobId, e) : frame(e));
+    }
     if (options.state === "working") this.#startProgress();
     this.#heartbeat ??= setInterval(() => this.#beat(), this.#o.heartbeat ?? HEARTBEAT);
     return stream.readable;
@@ -176,8 +216,20 @@ export class Watchers {
     subs.add(sub);
     return () => {
       subs.delete(sub);
-      if (subs.size === 0 && this.#byJob.get(jobId) === subs) this.#byJob.delete(jobId);
+      if (subs.size === 0 && this.#byJob.get(jobId) === subs) {
+        this.#byJob.delete(jobId);
+        this.#latest.delete(jobId);
+      }
     };
+  }
+
+  /** The frame of event `e`, the latest of watched job `jobId`, encoded once for its watchers. */
+  #shared(jobId: string, e: JobEvent): Frame {
+    const known = this.#latest.get(jobId);
+    if (known?.seq === e.seq) return known;
+    const made = frame(e);
+    if (known === undefined || known.seq < e.seq) this.#latest.set(jobId, made);
+    return made;
   }
 
   /**
@@ -194,8 +246,10 @@ export class Watchers {
       const frames = from === Infinity
         ? []
         : this.#o.store.outbox.eventsAfter(jobId, from).map(frame);
+      const latest = frames.at(-1);
+      if (latest) this.#latest.set(jobId, latest);
       for (const s of [...subs]) s.news(frames);
-      if (frames.at(-1)?.state === "working") this.#startProgress();
+      if (latest?.state === "working") this.#startProgress();
     } catch (err) {
       this.#o.log.error("cannot tell watchers of a job's event", {
         job_id: jobId,
@@ -265,9 +319,14 @@ function frame(e: JobEvent): Frame {
  * piece of the socket's buffers. While the reader owes a read (a piece handed and not asked past,
  * or pieces waiting) one timer runs, the only one a stream ever has: a reader that takes nothing
  * for the drain timeout, or falls too far behind, is dropped. An idle stream has no timer.
+ * A stream that resumes behind a long backlog reads it from the store a page at a time, each
+ * when its reader has taken the one before, and hears the news only once it has caught up.
  */
 class EventStream implements Subscriber {
-  seq: number;
+  /** The last event sent (waiting here or taken). */
+  #seq: number;
+  /** Reads the page of events after a seq while the stream is catching up; then undefined. */
+  #backlog?: (after: number) => { events: JobEvent[]; more: boolean };
   readonly readable: ReadableStream<Uint8Array>;
   readonly #drainTimeout: number;
   readonly #onEnd: (dropped?: string) => void;
@@ -282,10 +341,12 @@ class EventStream implements Subscriber {
 
   constructor(options: {
     seq: number;
+    backlog?: (after: number) => { events: JobEvent[]; more: boolean };
     drainTimeout: number;
     onEnd: (dropped?: string) => void;
   }) {
-    this.seq = options.seq;
+    this.#seq = options.seq;
+    this.#backlog = options.backlog;
     this.#drainTimeout = options.drainTimeout;
     this.#onEnd = options.onEnd;
     this.readable = new ReadableStream<Uint8Array>({
@@ -297,9 +358,15 @@ class EventStream implements Subscriber {
     }, { highWaterMark: 0 });
   }
 
+  get seq(): number | undefined {
+    return this.#backlog ? undefined : this.#seq;
+  }
+
   news(frames: readonly Frame[]): void {
+    // Catching up, it reads these from the store when it gets there.
+    if (this.#backlog) return;
     for (const f of frames) {
-      if (f.seq <= this.seq || this.#ending) continue;
+      if (f.seq <= this.#seq || this.#ending) continue;
       if (this.#pendingBytes > BACKLOG) {
         return this.#drop(`more than ${BACKLOG} bytes of events unread`);
       }
@@ -310,14 +377,17 @@ class EventStream implements Subscriber {
   /** Sends a durable event; the stream ends after a terminal one. */
   send(f: Frame): void {
     if (this.#ending) return;
-    if (f.seq > this.seq) this.seq = f.seq;
+    if (f.seq > this.#seq) this.#seq = f.seq;
     this.#push(f.bytes);
     if (isTerminal(f.state)) this.#finish();
   }
 
-  /** A heartbeat or progress: sent only to a reader that has taken everything else. */
+  /**
+   * A heartbeat or progress: sent only to a reader that has taken everything else, never to one
+   * still catching up (its events are older than the progress, and not idle).
+   */
   aside(bytes: Uint8Array): void {
-    if (!this.#ending && this.#pending.length === 0) this.#push(bytes);
+    if (!this.#ending && !this.#backlog && this.#pending.length === 0) this.#push(bytes);
   }
 
   end(): void {
@@ -354,6 +424,10 @@ class EventStream implements Subscriber {
     // The reader took what it was handed: whatever it still owes is timed afresh.
     clearTimeout(this.#stall);
     this.#stall = undefined;
+    if (this.#pending.length === 0 && this.#backlog && !this.#ending) {
+      this.#catchUp();
+      if (this.#ended) return; // dropped: the stream has errored
+    }
     if (this.#pending.length > 0) {
       this.#hand(c);
       return;
@@ -364,6 +438,23 @@ class EventStream implements Subscriber {
       return;
     }
     return new Promise((resolve) => this.#waiting = resolve);
+  }
+
+  /**
+   * The next page of the backlog, read now that the reader has taken the last one. A page that
+   * ends the backlog ends the catching up in the same turn, so no event slips between the store
+   * and the news.
+   */
+  #catchUp(): void {
+    let page: { events: JobEvent[]; more: boolean };
+    try {
+      page = this.#backlog!(this.#seq);
+    } catch (err) {
+      // Ended here, so the stream gives back its place: the reader resumes from what it has.
+      return this.#drop(`cannot read its events: ${errorMessage(err)}`);
+    }
+    if (!page.more) this.#backlog = undefined;
+    for (const e of page.events) this.send(frame(e));
   }
 
   /** No more events: close once the reader has everything (at once if it has). */

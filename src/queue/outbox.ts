@@ -124,6 +124,33 @@ export class Outbox {
     ).all(jobId, seq).map(toJobEvent);
   }
 
+  /**
+   * The next page of job `jobId`'s events after the one at `seq`, oldest first: as many as fit in
+   * `bytes` (at least one, however large), at most 512. `more` says whether events follow it. The
+   * sizes are read before any body, so a page costs its own bytes, whatever the job's backlog.
+   */
+  eventPage(jobId: string, seq: number, bytes: number): { events: JobEvent[]; more: boolean } {
+    const sizes = this.#db.stmt(
+      `SELECT seq, octet_length(body) AS n FROM outbox WHERE job_id = ? AND seq > ?
+       ORDER BY seq LIMIT 513`,
+    ).all(jobId, seq);
+    let last = seq;
+    let total = 0;
+    let count = 0;
+    for (const r of sizes) {
+      const n = Number(r.n);
+      if (count === 512 || (count > 0 && total + n > bytes)) break;
+      total += n;
+      count++;
+      last = Number(r.seq);
+    }
+    const events = count === 0 ? [] : this.#db.stmt(
+      `SELECT seq, id, job_state, body FROM outbox WHERE job_id = ? AND seq > ? AND seq <= ?
+       ORDER BY seq`,
+    ).all(jobId, seq, last).map(toJobEvent);
+    return { events, more: count < sizes.length };
+  }
+
   /** The last event of job `jobId`: the change that put it in its current state. */
   latestEvent(jobId: string): JobEvent | undefined {
     const row = this.#db.stmt(

@@ -84,6 +84,11 @@ export interface Artifact extends ArtifactMeta {
   body: Uint8Array<ArrayBuffer>;
 }
 
+/** An artifact as a job's view shows it: its bytes only when they are inlined. */
+export interface ShownArtifact extends ArtifactMeta {
+  body?: Uint8Array<ArrayBuffer>;
+}
+
 export interface NewJob {
   kind: JobKind;
   endpoint: Endpoint;
@@ -258,6 +263,20 @@ export class Store {
   get(id: string): Job | undefined {
     const row = this.#stmt("SELECT * FROM jobs WHERE id = ?").get(id);
     return row ? toJob(row) : undefined;
+  }
+
+  /**
+   * Job `id` as its view shows it: without the request, which no view renders, and with the
+   * result only when it is at most `resultLimit` bytes (null otherwise, as the view shows it), so
+   * showing a job costs what the answer holds, not what the job holds.
+   */
+  shown(id: string, resultLimit: number): MovedJob | undefined {
+    const row = this.#stmt(
+      `SELECT ${MOVED_COLUMNS},
+         CASE WHEN octet_length(result) <= :limit THEN result END AS result
+       FROM jobs WHERE id = :id`,
+    ).get({ id, limit: resultLimit });
+    return row ? { ...toSummary(row), result: nullableString(row.result) } : undefined;
   }
 
   findByIdempotencyKey(key: string): Job | undefined {
@@ -523,6 +542,21 @@ export class Store {
     return this.#stmt(
       "SELECT name, content_type, size, sha256, body FROM artifacts WHERE job_id = ? ORDER BY name",
     ).all(jobId).map(toArtifact);
+  }
+
+  /**
+   * The artifacts of job `jobId` as its view shows them: the bytes of those of at most
+   * `inlineLimit` bytes, the descriptor alone of the others, whose bytes are never read.
+   */
+  shownArtifacts(jobId: string, inlineLimit: number): ShownArtifact[] {
+    return this.#stmt(
+      `SELECT name, content_type, size, sha256, CASE WHEN size <= ? THEN body END AS body
+       FROM artifacts WHERE job_id = ? ORDER BY name`,
+    ).all(inlineLimit, jobId).map((r) => {
+      const a: ShownArtifact = toArtifactMeta(r);
+      if (r.body != null) a.body = r.body as Uint8Array<ArrayBuffer>;
+      return a;
+    });
   }
 
   artifact(jobId: string, name: string): Artifact | undefined {
