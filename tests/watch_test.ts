@@ -594,7 +594,7 @@ Deno.test("a stream whose reader takes nothing is dropped within the watchers' d
     } finally {
       conn.close();
     }
-  });
+  }, { "max-metadata": "16MiB" });
 });
 
 Deno.test("a watcher too far behind is dropped when the next event comes, and the other watchers get every event", async () => {
@@ -634,7 +634,7 @@ Deno.test("a watcher too far behind is dropped when the next event comes, and th
     } finally {
       silent.close();
     }
-  }, { loadMs: 300, tokenMs: 20 });
+  }, { loadMs: 300, tokenMs: 20, args: ["--max-metadata", "4MiB"] });
 });
 
 Deno.test("a stream resuming behind 1 000 events gets them all in order, with those committed while it catches up", async () => {

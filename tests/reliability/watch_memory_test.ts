@@ -189,7 +189,10 @@ Deno.test("streams resuming from the first of 2 000 events hold a page each, not
 
 Deno.test("streams joining a job share the bytes of its latest event", async () => {
   const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
-  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "1s"] });
+  const fm = await startForeman({
+    ollamaUrl: sim.url,
+    args: ["--poll-interval", "1s", "--max-metadata", "8MiB"],
+  });
   const conns: Deno.TcpConn[] = [];
   try {
     // Its metadata rides in every event: the done event is 4 MiB.
