@@ -6,8 +6,11 @@ import assert from "node:assert/strict";
 import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
 import { startReceiver } from "../harness/receiver.ts";
 import { OllamaSim } from "../sim/mod.ts";
+import { REPIN_IDLE } from "../src/worker/worker.ts";
 
 const user = [{ role: "user", content: "hello" }];
+/** What `sent` shows for the worker's re-pin: a load that pins the model for ever. */
+const REPIN = "load keep_alive -1";
 
 async function start(
   simOptions: Parameters<typeof OllamaSim.start>[0] = {},
@@ -126,22 +129,27 @@ Deno.test("the worker pins again once idle: not between queued or back-to-back /
     assert.ok(await pinnedYears(sim, "tiny-a:latest") > 100);
 
     // A client that sends its next request as soon as it has the answer: one re-pin, at the end.
+    const sentAt: number[] = [];
+    const answeredAt: number[] = [];
     for (let i = 0; i < 3; i++) {
+      sentAt.push(performance.now());
       assert.equal(await run(fm, "/v1/chat/completions", { model: "tiny-a", messages: user }), 200);
+      answeredAt.push(performance.now());
     }
     await waitFor(async () => await pinnedYears(sim, "tiny-a:latest") > 100);
-    await waitFor(() => sent(sim).length === 9, { what: "the re-pin" });
-    assert.deepEqual(sent(sim), [
-      "load keep_alive -1",
-      "native",
-      "v1",
-      "v1",
-      "native",
-      "v1",
-      "v1",
-      "v1",
-      "load keep_alive -1",
-    ]);
+    await waitFor(() => sent(sim).at(-1) === REPIN, { what: "the re-pin" });
+    const seen = sent(sim);
+    const expected = [REPIN, "native", "v1", "v1", "native", "v1"];
+    for (let i = 1; i < 3; i++) {
+      // Between two of these jobs the worker was idle for less than from the first request to the
+      // second answer. Where a loaded machine stretched that to REPIN_IDLE, a re-pin is allowed
+      // (less 10 ms: the worker's clock runs in another process and counts whole milliseconds).
+      const idleAtMost = answeredAt[i]! - sentAt[i - 1]!;
+      if (idleAtMost > REPIN_IDLE - 10 && seen[expected.length] === REPIN) expected.push(REPIN);
+      expected.push("v1");
+    }
+    expected.push(REPIN);
+    assert.deepEqual(seen, expected);
   } finally {
     await close();
   }
