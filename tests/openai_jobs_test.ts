@@ -3,30 +3,15 @@
 // async /v1 job survives a crash, and /jobs takes OpenAI-shaped bodies like native ones.
 
 import assert from "node:assert/strict";
-import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
+import { type ForemanProcess, waitFor } from "../harness/foreman.ts";
 import { startReceiver } from "../harness/receiver.ts";
 import { OllamaSim } from "../sim/mod.ts";
 import { REPIN_IDLE } from "../src/worker/worker.ts";
+import { startStack } from "./support/stack.ts";
 
 const user = [{ role: "user", content: "hello" }];
 /** What `sent` shows for the worker's re-pin: a load that pins the model for ever. */
 const REPIN = "load keep_alive -1";
-
-async function start(
-  simOptions: Parameters<typeof OllamaSim.start>[0] = {},
-  args: string[] = [],
-): Promise<{ sim: OllamaSim; fm: ForemanProcess; close: () => Promise<void> }> {
-  const sim = await OllamaSim.start({ loadMs: 10, tokenMs: 1, ...simOptions });
-  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "1s", ...args] });
-  return {
-    sim,
-    fm,
-    close: async () => {
-      await fm.stop();
-      await sim.close();
-    },
-  };
-}
 
 function post(fm: ForemanProcess, path: string, body: unknown, headers = {}): Promise<Response> {
   return fetch(fm.url + path, {
@@ -70,7 +55,7 @@ function sent(sim: OllamaSim): string[] {
 }
 
 Deno.test("after any mix of /v1 and native jobs the worker model is pinned as configured, and no re-pin reloads it", async () => {
-  const { sim, fm, close } = await start();
+  const { sim, fm, close } = await startStack();
   try {
     const pinned = (what: string) =>
       waitFor(async () => await pinnedYears(sim, "tiny-a:latest") > 100, { what });
@@ -108,7 +93,7 @@ Deno.test("after any mix of /v1 and native jobs the worker model is pinned as co
 });
 
 Deno.test("the worker pins again once idle: not between queued or back-to-back /v1 jobs, not after a native job", async () => {
-  const { sim, fm, close } = await start({ tokenMs: 10 });
+  const { sim, fm, close } = await startStack({ sim: { tokenMs: 10 } });
   try {
     const blocker = run(fm, "/api/chat", {
       model: "tiny-a",
@@ -156,7 +141,7 @@ Deno.test("the worker pins again once idle: not between queued or back-to-back /
 });
 
 Deno.test("drain-by-model runs /v1 and native jobs of one model together: one load each, swaps = models - 1", async () => {
-  const { sim, fm, close } = await start({ tokenMs: 20 });
+  const { sim, fm, close } = await startStack({ sim: { tokenMs: 20 } });
   try {
     const blocker = run(fm, "/api/chat", {
       model: "tiny-a",
@@ -212,10 +197,10 @@ Deno.test("drain-by-model runs /v1 and native jobs of one model together: one lo
 
 Deno.test("an async /v1 job cut by a crash of foreman runs again after the restart and ends done with the OpenAI answer", async () => {
   const hook = await startReceiver();
-  const { sim, fm, close } = await start({ tokenMs: 20 }, [
-    "--webhook-hosts",
-    `127.0.0.1:${hook.port}`,
-  ]);
+  const { sim, fm, close } = await startStack({
+    sim: { tokenMs: 20 },
+    args: ["--webhook-hosts", `127.0.0.1:${hook.port}`],
+  });
   try {
     const res = await post(fm, "/jobs", {
       endpoint: "openai.chat",
@@ -257,10 +242,10 @@ Deno.test("an async /v1 job cut by a crash of foreman runs again after the resta
 
 Deno.test("/jobs takes OpenAI-shaped bodies with idempotency, webhooks, artifacts and cancel as for native jobs", async () => {
   const hook = await startReceiver();
-  const { fm, close } = await start({ tokenMs: 10 }, [
-    "--webhook-hosts",
-    `127.0.0.1:${hook.port}`,
-  ]);
+  const { fm, close } = await startStack({
+    sim: { tokenMs: 10 },
+    args: ["--webhook-hosts", `127.0.0.1:${hook.port}`],
+  });
   try {
     const body = {
       endpoint: "openai.completions",

@@ -3,18 +3,17 @@
 // rules say, sync callers always get Ollama-shaped answers, and the worker keeps going.
 
 import assert from "node:assert/strict";
-import { type ForemanProcess, startForeman, waitFor } from "../../harness/foreman.ts";
-import { OllamaSim } from "../../sim/mod.ts";
+import { type ForemanProcess, waitFor } from "../../harness/foreman.ts";
+import { type Stack, startStack } from "../support/stack.ts";
 import { call, report, Rng, scale, seedFor } from "./support.ts";
 
 const SEED = seedFor(8_080);
 const FLAPS = scale(6, 40);
 const TARGET_TIMEOUT_MS = 500;
 
-async function stack(args: string[] = []) {
-  const sim = await OllamaSim.start({ loadMs: 10, tokenMs: 5 });
-  const fm = await startForeman({
-    ollamaUrl: sim.url,
+function stack(args: string[] = []): Promise<Stack> {
+  return startStack({
+    sim: { tokenMs: 5 },
     args: [
       "--poll-interval",
       "500ms",
@@ -27,14 +26,6 @@ async function stack(args: string[] = []) {
       ...args,
     ],
   });
-  return {
-    sim,
-    fm,
-    close: async () => {
-      await fm.stop();
-      await sim.close();
-    },
-  };
 }
 
 function chatBody(model: string, stream: boolean, tokens = 6, content = "x") {
