@@ -69,7 +69,48 @@ async function run(
   listener: Listener,
   tuning: Tuning,
 ): Promise<Daemon> {
-  const { server, addr } = listener;
+  const parts = build(config, { log, addr: listener.addr, tuning });
+  connect(parts);
+  recover(parts);
+  registerGauges(parts);
+  serve(listener, parts);
+  const loops = await startLoops(parts);
+  let stopping: Promise<void> | undefined;
+  const stop = () => stopping ??= shutDown(parts, { server: listener.server, loops });
+
+  // Ends when the server has drained, or when stop() gave up waiting for it.
+  const stopped = Promise.withResolvers<void>();
+  const finished = Promise.race([listener.server.finished, stopped.promise]);
+  return {
+    addr: listener.addr,
+    url: addrUrl(listener.addr),
+    stop: () => stop().finally(stopped.resolve),
+    finished,
+  };
+}
+
+/** foreman's parts, with the configuration they were built from and the logger they share. */
+interface Parts {
+  config: Config;
+  log: Logger;
+  views: ViewOptions;
+  metrics: Metrics;
+  store: Store;
+  client: TargetClient;
+  inventory: Inventory;
+  residency: Residency;
+  groupCommit: GroupCommit;
+  worker: Worker;
+  dispatcher: Dispatcher;
+  pruner: Pruner;
+  watchers: Watchers;
+}
+
+/** Opens the store and builds every part after the parts it depends on. */
+function build(
+  config: Config,
+  { log, addr, tuning }: { log: Logger; addr: Listener["addr"]; tuning: Tuning },
+): Parts {
   const views: ViewOptions = {
     publicUrl: config.publicUrl.replace(/\/+$/, "") || addrUrl(addr),
     inlineLimit: config.inlineLimit,
@@ -133,8 +174,25 @@ async function run(
     drainTimeout: Math.min(config.targetTimeout, tuning.watch?.maxDrain ?? MAX_DRAIN),
     heartbeat: tuning.watch?.heartbeat,
   });
+  return {
+    config,
+    log,
+    views,
+    metrics,
+    store,
+    client,
+    inventory,
+    residency,
+    groupCommit,
+    worker,
+    dispatcher,
+    pruner,
+    watchers,
+  };
+}
 
-  // News travels up: a part tells the loops built after it, which depend on it.
+/** News travels up: a part tells the loops built after it, which depend on it. */
+function connect({ config, store, inventory, residency, worker, dispatcher }: Parts): void {
   // The dispatcher's wake only schedules; it reads the outbox after the writing transaction commits.
   store.outbox.onSendable(() => dispatcher.wake());
   let warming: Promise<boolean> | undefined;
@@ -147,7 +205,10 @@ async function run(
       warming ??= residency.warmEmbedder().finally(() => warming = undefined);
     }
   });
+}
 
+/** Repairs what a crash left: sync jobs without their callers, async jobs cut mid-run. */
+function recover({ config, store, log }: Parts): void {
   const recovered = store.recover(config.maxAttempts);
   if (recovered.requeued.length || recovered.cancelled.length || recovered.failed.length) {
     log.warn("recovered jobs interrupted by a restart", {
@@ -156,13 +217,11 @@ async function run(
       failed: recovered.failed.length,
     });
   }
-  registerGauges(metrics, store, inventory, config.maxQueue);
-  metrics.gauges.push({
-    name: "foreman_watchers",
-    help: "Event streams and long polls of jobs open now (FOREMAN_MAX_WATCHERS caps them).",
-    read: () => [{ value: watchers.count }],
-  });
+}
 
+/** Hands the listener the HTTP handler: requests that came before it are answered now. */
+function serve(listener: Listener, parts: Parts): void {
+  const { config, log } = parts;
   const settings: HttpSettings = {
     maxBody: config.maxBody,
     bodyTimeout: config.bodyTimeout,
@@ -175,68 +234,71 @@ async function run(
   listener.serve(createHandler({
     settings,
     auth: new BearerAuth(config.tokens),
-    store,
-    groupCommit,
-    inventory,
-    residency,
-    worker,
-    dispatcher,
-    watchers,
-    client,
-    views,
-    metrics,
+    store: parts.store,
+    groupCommit: parts.groupCommit,
+    inventory: parts.inventory,
+    residency: parts.residency,
+    worker: parts.worker,
+    dispatcher: parts.dispatcher,
+    watchers: parts.watchers,
+    client: parts.client,
+    views: parts.views,
+    metrics: parts.metrics,
     log,
   }));
+  const { addr } = listener;
   log.info("listening", {
     addr: `${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}`,
     target: config.ollamaUrl,
     db: config.db,
     auth: config.tokens.length > 0 ? "bearer" : "none",
   });
+}
 
+/** The background loops running, and what ends them. */
+interface Loops {
+  abort: AbortController;
+  running: Promise<void>[];
+}
+
+/** Starts the background loops: the poller, the worker, the dispatcher and the pruner. */
+async function startLoops({ inventory, worker, dispatcher, pruner }: Parts): Promise<Loops> {
   // First poll before the worker starts, so it knows what is resident; never wait long for it.
   await within(inventory.refresh(), FIRST_POLL_WAIT);
-  const loops = new AbortController();
+  const abort = new AbortController();
   const running = [
-    inventory.start(loops.signal),
-    worker.start(loops.signal),
-    dispatcher.start(loops.signal),
-    pruner.start(loops.signal),
+    inventory.start(abort.signal),
+    worker.start(abort.signal),
+    dispatcher.start(abort.signal),
+    pruner.start(abort.signal),
   ];
+  return { abort, running };
+}
 
-  let stopping: Promise<void> | undefined;
-  const stop = () =>
-    stopping ??= (async () => {
-      log.info("shutting down");
-      loops.abort();
-      await Promise.allSettled(running);
-      worker.releaseCallers({
-        status: 503,
-        message: "foreman is shutting down; try again shortly",
-      });
-      // Long polls answer now; event streams end, and their clients resume with Last-Event-ID.
-      watchers.close();
-      // server.shutdown() waits for every open response, and a caller that stops reading would
-      // hold one open for ever. Like a running caller, it gets the target timeout (at most
-      // SHUTDOWN_GRACE) to finish; the process then ends and the kernel closes what is left.
-      const grace = Math.min(SHUTDOWN_GRACE, config.targetTimeout);
-      const drained = await within(server.shutdown().then(() => true), grace);
-      if (!drained) {
-        log.warn("connections still open at shutdown, closing them", { grace_ms: grace });
-      }
-      store.close();
-      log.info("stopped");
-    })();
-
-  // Ends when the server has drained, or when stop() gave up waiting for it.
-  const stopped = Promise.withResolvers<void>();
-  const finished = Promise.race([server.finished, stopped.promise]);
-  return {
-    addr,
-    url: addrUrl(addr),
-    stop: () => stop().finally(stopped.resolve),
-    finished,
-  };
+/** Stops the loops, then the callers and watchers, then the server (within a grace), then the store. */
+async function shutDown(
+  { config, log, worker, watchers, store }: Parts,
+  { server, loops }: { server: Deno.HttpServer; loops: Loops },
+): Promise<void> {
+  log.info("shutting down");
+  loops.abort.abort();
+  await Promise.allSettled(loops.running);
+  worker.releaseCallers({
+    status: 503,
+    message: "foreman is shutting down; try again shortly",
+  });
+  // Long polls answer now; event streams end, and their clients resume with Last-Event-ID.
+  watchers.close();
+  // server.shutdown() waits for every open response, and a caller that stops reading would
+  // hold one open for ever. Like a running caller, it gets the target timeout (at most
+  // SHUTDOWN_GRACE) to finish; the process then ends and the kernel closes what is left.
+  const grace = Math.min(SHUTDOWN_GRACE, config.targetTimeout);
+  const drained = await within(server.shutdown().then(() => true), grace);
+  if (!drained) {
+    log.warn("connections still open at shutdown, closing them", { grace_ms: grace });
+  }
+  store.close();
+  log.info("stopped");
 }
 
 type Handler = (req: Request) => Promise<Response>;
@@ -277,12 +339,7 @@ async function listen(addr: Config["addr"]): Promise<Listener> {
   };
 }
 
-function registerGauges(
-  metrics: Metrics,
-  store: Store,
-  inventory: Inventory,
-  maxQueue: number,
-): void {
+function registerGauges({ config, metrics, store, inventory, watchers }: Parts): void {
   metrics.gauges.push(
     {
       name: "foreman_jobs",
@@ -310,7 +367,7 @@ function registerGauges(
       // Exported so an alert can compare the queue with the limit without knowing the setting.
       name: "foreman_queue_limit",
       help: "Queued jobs accepted before new work gets 503 (FOREMAN_MAX_QUEUE).",
-      read: () => [{ value: maxQueue }],
+      read: () => [{ value: config.maxQueue }],
     },
     {
       name: "foreman_oldest_queued_seconds",
@@ -328,6 +385,11 @@ function registerGauges(
           labels: { state },
           value,
         })),
+    },
+    {
+      name: "foreman_watchers",
+      help: "Event streams and long polls of jobs open now (FOREMAN_MAX_WATCHERS caps them).",
+      read: () => [{ value: watchers.count }],
     },
   );
 }

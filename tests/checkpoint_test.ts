@@ -3,14 +3,13 @@
 // when the load stops (SQLite's own checkpoint, inside a commit, is only a backstop far above).
 
 import assert from "node:assert/strict";
-import { startForeman, waitFor } from "../harness/foreman.ts";
+import { waitFor } from "../harness/foreman.ts";
 import { WAL_BACKSTOP } from "../src/queue/db.ts";
-import { OllamaSim } from "../sim/mod.ts";
+import { startStack } from "./support/stack.ts";
 
 Deno.test("under constant load the worker keeps the WAL far below SQLite's backstop, and empties it once the database is quiet", async () => {
-  const sim = await OllamaSim.start({ loadMs: 0, tokenMs: 0 });
-  const fm = await startForeman({
-    ollamaUrl: sim.url,
+  const { fm, close } = await startStack({
+    sim: { loadMs: 0, tokenMs: 0 },
     args: ["--poll-interval", "60s", "--log-level", "debug"],
   });
   const wal = `${fm.dbPath}-wal`;
@@ -48,7 +47,6 @@ Deno.test("under constant load the worker keeps the WAL far below SQLite's backs
     await waitFor(() => walBytes() === 0, { timeout: 10_000, what: "the WAL file emptied" });
     await fm.waitForOutput('"mode":"TRUNCATE"'); // its log line comes after the file is emptied
   } finally {
-    await fm.stop();
-    await sim.close();
+    await close();
   }
 });

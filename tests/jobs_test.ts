@@ -6,27 +6,18 @@ import { Webhook } from "standardwebhooks";
 import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
 import { type Receiver, startReceiver } from "../harness/receiver.ts";
+import { type SimOptions, type Stack, startStack } from "./support/stack.ts";
 
 const SECRET = "whsec_" + btoa("foreman-test-secret-0123456789ab");
 
-interface Stack {
-  sim: OllamaSim;
-  fm: ForemanProcess;
-  hook: Receiver;
-  close(): Promise<void>;
-}
-
+/** The stack and a webhook receiver foreman delivers to, signing with SECRET. */
 async function stack(
-  options: { statuses?: number[]; args?: string[]; sim?: Parameters<typeof OllamaSim.start>[0] } =
-    {},
-): Promise<Stack> {
-  const sim = await OllamaSim.start({ loadMs: 10, tokenMs: 2, ...options.sim });
+  options: { statuses?: number[]; args?: string[]; sim?: SimOptions } = {},
+): Promise<Stack & { hook: Receiver }> {
   const hook = await startReceiver({ statuses: options.statuses });
-  const fm = await startForeman({
-    ollamaUrl: sim.url,
+  const s = await startStack({
+    sim: { tokenMs: 2, ...options.sim },
     args: [
-      "--poll-interval",
-      "1s",
       "--webhook-hosts",
       `127.0.0.1:${hook.port}`,
       "--webhook-retry-base",
@@ -34,17 +25,15 @@ async function stack(
       ...(options.args ?? []),
     ],
     env: { FOREMAN_WEBHOOK_SECRET: SECRET },
+  }).catch(async (err) => {
+    await hook.close();
+    throw err;
   });
-  return {
-    sim,
-    fm,
-    hook,
-    close: async () => {
-      await fm.stop();
-      await hook.close();
-      await sim.close();
-    },
+  const close = async () => {
+    await s.close();
+    await hook.close();
   };
+  return { sim: s.sim, fm: s.fm, hook, close, [Symbol.asyncDispose]: close };
 }
 
 async function submit(

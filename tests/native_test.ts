@@ -2,26 +2,12 @@
 
 import assert from "node:assert/strict";
 import { Ollama } from "ollama";
-import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
-import { OllamaSim } from "../sim/mod.ts";
+import { waitFor } from "../harness/foreman.ts";
+import { type SimOptions, type Stack, startStack } from "./support/stack.ts";
 
-async function stack(
-  simOptions: Parameters<typeof OllamaSim.start>[0] = {},
-  args: string[] = [],
-): Promise<{ sim: OllamaSim; fm: ForemanProcess; close: () => Promise<void> }> {
-  const sim = await OllamaSim.start({ loadMs: 20, tokenMs: 1, ...simOptions });
-  const fm = await startForeman({
-    ollamaUrl: sim.url,
-    args: ["--poll-interval", "1s", "--embed-model", "embed-e", ...args],
-  });
-  return {
-    sim,
-    fm,
-    close: async () => {
-      await fm.stop();
-      await sim.close();
-    },
-  };
+/** The stack with an embedder, and loads slow enough to be seen. */
+function stack(sim: SimOptions = {}, args: string[] = []): Promise<Stack> {
+  return startStack({ sim: { loadMs: 20, ...sim }, args: ["--embed-model", "embed-e", ...args] });
 }
 
 Deno.test("an unchanged Ollama client works through foreman with a bearer header", async () => {
@@ -261,7 +247,10 @@ Deno.test("jobs for one model run strictly one at a time", async () => {
 Deno.test("embeddings are answered while a long chat job runs", async () => {
   const { fm, close } = await stack({ tokenMs: 20 });
   try {
+    // A chat of 20 s, ended by its caller once the embeddings are back: however slow the machine,
+    // they come back first unless they wait for it.
     let chatDone = 0;
+    const leave = new AbortController();
     const chat = fetch(fm.url + "/api/chat", {
       method: "POST",
       headers: fm.headers(),
@@ -269,11 +258,14 @@ Deno.test("embeddings are answered while a long chat job runs", async () => {
         model: "tiny-a",
         stream: false,
         messages: [{ role: "user", content: "long" }],
-        options: { num_predict: 100 },
+        options: { num_predict: 1000 },
       }),
+      signal: leave.signal,
     }).then(async (r) => {
       await r.json();
       chatDone = performance.now();
+    }).catch((err) => {
+      if (!leave.signal.aborted) throw err;
     });
     await waitFor(async () =>
       (await (await fetch(fm.url + "/healthz", { headers: fm.headers() })).json()).queue.running ===
@@ -287,6 +279,7 @@ Deno.test("embeddings are answered while a long chat job runs", async () => {
       }).then(async (r) => ({ status: r.status, body: await r.json(), at: performance.now() }))));
     assert.ok(embeds.every((e) => e.status === 200 && e.body.embeddings.length === 1));
     assert.equal(chatDone, 0, "every embedding came back while the chat was still running");
+    leave.abort();
     await chat;
   } finally {
     await close();

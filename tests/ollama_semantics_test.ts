@@ -6,20 +6,7 @@ import assert from "node:assert/strict";
 import { normalizeModel, sameModel } from "../src/ollama/models.ts";
 import { type ForemanProcess, startForeman } from "../harness/foreman.ts";
 import { HostileTarget } from "./support/hostile_target.ts";
-import { OllamaSim } from "../sim/mod.ts";
-
-async function stack() {
-  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
-  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "1s"] });
-  return {
-    sim,
-    fm,
-    close: async () => {
-      await fm.stop();
-      await sim.close();
-    },
-  };
-}
+import { startStack } from "./support/stack.ts";
 
 async function post(fm: ForemanProcess, path: string, body: unknown) {
   const res = await fetch(fm.url + path, {
@@ -60,7 +47,7 @@ Deno.test("a model's short, library/ and registry names are one model, as in Oll
 });
 
 Deno.test("library/ and registry.ollama.ai/library/ names are served, stored under the short name and run without another load", async () => {
-  const { sim, fm, close } = await stack();
+  const { sim, fm, close } = await startStack();
   try {
     const first = await post(fm, "/api/chat", { model: "tiny-a", messages: [ask], stream: false });
     assert.equal(first.status, 200);
@@ -86,7 +73,7 @@ Deno.test("library/ and registry.ollama.ai/library/ names are served, stored und
 });
 
 Deno.test('"stream": null means the default: the answer streams as NDJSON', async () => {
-  const { fm, close } = await stack();
+  const { fm, close } = await startStack();
   try {
     const r = await post(fm, "/api/chat", { model: "tiny-a", messages: [ask], stream: null });
     assert.equal(r.status, 200, JSON.stringify(r.lines));
@@ -102,7 +89,7 @@ Deno.test('"stream": null means the default: the answer streams as NDJSON', asyn
 });
 
 Deno.test("an unload request (keep_alive 0 with nothing to generate) is refused with 409 and leaves no job", async () => {
-  const { sim, fm, close } = await stack();
+  const { sim, fm, close } = await startStack();
   try {
     assert.equal((await post(fm, "/api/generate", { model: "tiny-a", prompt: "x" })).status, 200);
     const jobsBefore = (await getJson(fm, "/jobs?limit=500")).json.jobs.length;
@@ -140,7 +127,7 @@ Deno.test("an unload request (keep_alive 0 with nothing to generate) is refused 
 });
 
 Deno.test("/api/show takes the older name field and checks whichever field is present", async () => {
-  const { fm, close } = await stack();
+  const { fm, close } = await startStack();
   try {
     const byName = await post(fm, "/api/show", { name: "tiny-a" });
     assert.equal(byName.status, 200);

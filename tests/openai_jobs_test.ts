@@ -3,27 +3,15 @@
 // async /v1 job survives a crash, and /jobs takes OpenAI-shaped bodies like native ones.
 
 import assert from "node:assert/strict";
-import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
+import { type ForemanProcess, waitFor } from "../harness/foreman.ts";
 import { startReceiver } from "../harness/receiver.ts";
 import { OllamaSim } from "../sim/mod.ts";
+import { REPIN_IDLE } from "../src/worker/worker.ts";
+import { startStack } from "./support/stack.ts";
 
 const user = [{ role: "user", content: "hello" }];
-
-async function start(
-  simOptions: Parameters<typeof OllamaSim.start>[0] = {},
-  args: string[] = [],
-): Promise<{ sim: OllamaSim; fm: ForemanProcess; close: () => Promise<void> }> {
-  const sim = await OllamaSim.start({ loadMs: 10, tokenMs: 1, ...simOptions });
-  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "1s", ...args] });
-  return {
-    sim,
-    fm,
-    close: async () => {
-      await fm.stop();
-      await sim.close();
-    },
-  };
-}
+/** What `sent` shows for the worker's re-pin: a load that pins the model for ever. */
+const REPIN = "load keep_alive -1";
 
 function post(fm: ForemanProcess, path: string, body: unknown, headers = {}): Promise<Response> {
   return fetch(fm.url + path, {
@@ -67,7 +55,7 @@ function sent(sim: OllamaSim): string[] {
 }
 
 Deno.test("after any mix of /v1 and native jobs the worker model is pinned as configured, and no re-pin reloads it", async () => {
-  const { sim, fm, close } = await start();
+  const { sim, fm, close } = await startStack();
   try {
     const pinned = (what: string) =>
       waitFor(async () => await pinnedYears(sim, "tiny-a:latest") > 100, { what });
@@ -105,7 +93,7 @@ Deno.test("after any mix of /v1 and native jobs the worker model is pinned as co
 });
 
 Deno.test("the worker pins again once idle: not between queued or back-to-back /v1 jobs, not after a native job", async () => {
-  const { sim, fm, close } = await start({ tokenMs: 10 });
+  const { sim, fm, close } = await startStack({ sim: { tokenMs: 10 } });
   try {
     const blocker = run(fm, "/api/chat", {
       model: "tiny-a",
@@ -126,29 +114,34 @@ Deno.test("the worker pins again once idle: not between queued or back-to-back /
     assert.ok(await pinnedYears(sim, "tiny-a:latest") > 100);
 
     // A client that sends its next request as soon as it has the answer: one re-pin, at the end.
+    const sentAt: number[] = [];
+    const answeredAt: number[] = [];
     for (let i = 0; i < 3; i++) {
+      sentAt.push(performance.now());
       assert.equal(await run(fm, "/v1/chat/completions", { model: "tiny-a", messages: user }), 200);
+      answeredAt.push(performance.now());
     }
     await waitFor(async () => await pinnedYears(sim, "tiny-a:latest") > 100);
-    await waitFor(() => sent(sim).length === 9, { what: "the re-pin" });
-    assert.deepEqual(sent(sim), [
-      "load keep_alive -1",
-      "native",
-      "v1",
-      "v1",
-      "native",
-      "v1",
-      "v1",
-      "v1",
-      "load keep_alive -1",
-    ]);
+    await waitFor(() => sent(sim).at(-1) === REPIN, { what: "the re-pin" });
+    const seen = sent(sim);
+    const expected = [REPIN, "native", "v1", "v1", "native", "v1"];
+    for (let i = 1; i < 3; i++) {
+      // Between two of these jobs the worker was idle for less than from the first request to the
+      // second answer. Where a loaded machine stretched that to REPIN_IDLE, a re-pin is allowed
+      // (less 10 ms: the worker's clock runs in another process and counts whole milliseconds).
+      const idleAtMost = answeredAt[i]! - sentAt[i - 1]!;
+      if (idleAtMost > REPIN_IDLE - 10 && seen[expected.length] === REPIN) expected.push(REPIN);
+      expected.push("v1");
+    }
+    expected.push(REPIN);
+    assert.deepEqual(seen, expected);
   } finally {
     await close();
   }
 });
 
 Deno.test("drain-by-model runs /v1 and native jobs of one model together: one load each, swaps = models - 1", async () => {
-  const { sim, fm, close } = await start({ tokenMs: 20 });
+  const { sim, fm, close } = await startStack({ sim: { tokenMs: 20 } });
   try {
     const blocker = run(fm, "/api/chat", {
       model: "tiny-a",
@@ -204,10 +197,10 @@ Deno.test("drain-by-model runs /v1 and native jobs of one model together: one lo
 
 Deno.test("an async /v1 job cut by a crash of foreman runs again after the restart and ends done with the OpenAI answer", async () => {
   const hook = await startReceiver();
-  const { sim, fm, close } = await start({ tokenMs: 20 }, [
-    "--webhook-hosts",
-    `127.0.0.1:${hook.port}`,
-  ]);
+  const { sim, fm, close } = await startStack({
+    sim: { tokenMs: 20 },
+    args: ["--webhook-hosts", `127.0.0.1:${hook.port}`],
+  });
   try {
     const res = await post(fm, "/jobs", {
       endpoint: "openai.chat",
@@ -249,10 +242,10 @@ Deno.test("an async /v1 job cut by a crash of foreman runs again after the resta
 
 Deno.test("/jobs takes OpenAI-shaped bodies with idempotency, webhooks, artifacts and cancel as for native jobs", async () => {
   const hook = await startReceiver();
-  const { fm, close } = await start({ tokenMs: 10 }, [
-    "--webhook-hosts",
-    `127.0.0.1:${hook.port}`,
-  ]);
+  const { fm, close } = await startStack({
+    sim: { tokenMs: 10 },
+    args: ["--webhook-hosts", `127.0.0.1:${hook.port}`],
+  });
   try {
     const body = {
       endpoint: "openai.completions",

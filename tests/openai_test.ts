@@ -5,26 +5,12 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
-import { OllamaSim } from "../sim/mod.ts";
 import { HostileTarget } from "./support/hostile_target.ts";
+import { type SimOptions, type Stack, startStack } from "./support/stack.ts";
 
-async function stack(
-  simOptions: Parameters<typeof OllamaSim.start>[0] = {},
-  args: string[] = [],
-): Promise<{ sim: OllamaSim; fm: ForemanProcess; close: () => Promise<void> }> {
-  const sim = await OllamaSim.start({ loadMs: 20, tokenMs: 1, ...simOptions });
-  const fm = await startForeman({
-    ollamaUrl: sim.url,
-    args: ["--poll-interval", "1s", "--embed-model", "embed-e", ...args],
-  });
-  return {
-    sim,
-    fm,
-    close: async () => {
-      await fm.stop();
-      await sim.close();
-    },
-  };
+/** The stack with an embedder, and loads slow enough to be seen. */
+function stack(sim: SimOptions = {}, args: string[] = []): Promise<Stack> {
+  return startStack({ sim: { loadMs: 20, ...sim }, args: ["--embed-model", "embed-e", ...args] });
 }
 
 /** The official client pointed at foreman, the token as its API key; no retries to blur a test. */

@@ -2,12 +2,11 @@
 
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { startForeman, waitFor } from "../harness/foreman.ts";
-import { OllamaSim } from "../sim/mod.ts";
+import { waitFor } from "../harness/foreman.ts";
+import { startStack } from "./support/stack.ts";
 
 Deno.test("kill -9 with jobs queued and running loses nothing and serves new requests after restart", async () => {
-  const sim = await OllamaSim.start({ loadMs: 10, tokenMs: 20 });
-  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "1s"] });
+  const { fm, close } = await startStack({ sim: { tokenMs: 20 } });
   try {
     const submit = async (model: string, tokens: number) => {
       const res = await fetch(fm.url + "/jobs", {
@@ -77,14 +76,15 @@ Deno.test("kill -9 with jobs queued and running loses nothing and serves new req
     });
     assert.equal((await fresh.json()).done, true);
   } finally {
-    await fm.stop();
-    await sim.close();
+    await close();
   }
 });
 
 Deno.test("a sync job taken straight from its caller by an idle worker and killed while it works is cancelled at the next start, its events in order", async () => {
-  const sim = await OllamaSim.start({ loadMs: 0, tokenMs: 20 });
-  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "60s"] });
+  const { fm, close } = await startStack({
+    sim: { loadMs: 0, tokenMs: 20 },
+    args: ["--poll-interval", "60s"],
+  });
   try {
     const chat = (tokens: number) =>
       fetch(fm.url + "/api/chat", {
@@ -129,7 +129,6 @@ Deno.test("a sync job taken straight from its caller by an idle worker and kille
       db.close();
     }
   } finally {
-    await fm.stop();
-    await sim.close();
+    await close();
   }
 });

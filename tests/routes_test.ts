@@ -3,22 +3,8 @@
 // job routes take exactly the values docs/openapi.yaml allows.
 
 import assert from "node:assert/strict";
-import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
-import { OllamaSim } from "../sim/mod.ts";
-
-async function stack(
-  args: string[] = [],
-): Promise<{ fm: ForemanProcess; close: () => Promise<void> }> {
-  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
-  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "1s", ...args] });
-  return {
-    fm,
-    close: async () => {
-      await fm.stop();
-      await sim.close();
-    },
-  };
-}
+import { type ForemanProcess, waitFor } from "../harness/foreman.ts";
+import { startStack } from "./support/stack.ts";
 
 async function call(
   fm: ForemanProcess,
@@ -37,7 +23,7 @@ async function call(
 const CHAT = JSON.stringify({ model: "tiny-a", messages: [{ role: "user", content: "hi" }] });
 
 Deno.test("paths that only start like a route are 404 in Ollama's shape and create nothing", async () => {
-  const { fm, close } = await stack(["--allow-model-management"]);
+  const { fm, close } = await startStack({ args: ["--allow-model-management"] });
   try {
     const id = JSON.parse((await call(fm, "POST", "/jobs", { body: CHAT })).text).job_id;
     const misses: [string, string][] = [
@@ -77,7 +63,7 @@ Deno.test("paths that only start like a route are 404 in Ollama's shape and crea
 });
 
 Deno.test("HEAD is answered wherever GET is, and every 405 for a GET route says GET, HEAD", async () => {
-  const { fm, close } = await stack();
+  const { fm, close } = await startStack();
   try {
     const id = JSON.parse((await call(fm, "POST", "/jobs", { body: CHAT })).text).job_id;
     await waitFor(async () =>
@@ -114,7 +100,7 @@ Deno.test("HEAD is answered wherever GET is, and every 405 for a GET route says 
 });
 
 Deno.test("/healthz shows status and degraded to anyone, the rest only with a valid token", async () => {
-  const { fm, close } = await stack();
+  const { fm, close } = await startStack();
   try {
     await waitFor(async () => JSON.parse((await call(fm, "GET", "/healthz")).text).status === "ok");
     for (const authorization of [undefined, "Bearer wrong", `Bearer ${fm.token}x`]) {
@@ -145,7 +131,7 @@ Deno.test("/healthz shows status and degraded to anyone, the rest only with a va
 });
 
 Deno.test("server.health_detail opens /healthz's detail to callers without a token", async () => {
-  const { fm, close } = await stack(["--health-detail"]);
+  const { fm, close } = await startStack({ args: ["--health-detail"] });
   try {
     const open = await (await fetch(fm.url + "/healthz")).json();
     assert.equal(open.status, "ok");
@@ -157,7 +143,7 @@ Deno.test("server.health_detail opens /healthz's detail to callers without a tok
 });
 
 Deno.test("GET /jobs refuses an empty or malformed query value with 400 naming the parameter", async () => {
-  const { fm, close } = await stack();
+  const { fm, close } = await startStack();
   try {
     const cases: [string, RegExp][] = [
       ["state=", /^invalid state '': must be one of queued, /],
@@ -182,7 +168,7 @@ Deno.test("GET /jobs refuses an empty or malformed query value with 400 naming t
 });
 
 Deno.test("a job ID is a ULID: the first character is 0-7, and lower case names the same job", async () => {
-  const { fm, close } = await stack();
+  const { fm, close } = await startStack();
   try {
     const id: string = JSON.parse((await call(fm, "POST", "/jobs", { body: CHAT })).text).job_id;
     const lower = await call(fm, "GET", `/jobs/${id.toLowerCase()}`);
@@ -207,7 +193,7 @@ Deno.test("a job ID is a ULID: the first character is 0-7, and lower case names 
 });
 
 Deno.test("a job body whose Ollama field has the wrong type is refused at submit, naming it", async () => {
-  const { fm, close } = await stack();
+  const { fm, close } = await startStack();
   try {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ prompt: 5 }, /prompt must be a string$/],

@@ -1,8 +1,8 @@
 // Drain-by-model through a real foreman process: the simulator's own load log is the evidence.
 
 import assert from "node:assert/strict";
-import { startForeman, waitFor } from "../harness/foreman.ts";
-import { OllamaSim } from "../sim/mod.ts";
+import { waitFor } from "../harness/foreman.ts";
+import { startStack } from "./support/stack.ts";
 
 const MODELS = ["tiny-a:latest", "tiny-b:latest", "tiny-c:latest"];
 
@@ -14,10 +14,9 @@ function fifoSwaps(order: string[]): number {
 }
 
 Deno.test("an interleaved backlog over three models is served with two swaps, FIFO would need one per job", async () => {
-  const sim = await OllamaSim.start({ loadMs: 30, tokenMs: 2, maxLoaded: 2 });
-  const fm = await startForeman({
-    ollamaUrl: sim.url,
-    args: ["--poll-interval", "1s", "--embed-model", "embed-e"],
+  const { sim, fm, close } = await startStack({
+    sim: { loadMs: 30, tokenMs: 2, maxLoaded: 2 },
+    args: ["--embed-model", "embed-e"],
   });
   try {
     const health = async () =>
@@ -69,7 +68,6 @@ Deno.test("an interleaved backlog over three models is served with two swaps, FI
     const metrics = await (await fetch(fm.url + "/metrics", { headers: fm.headers() })).text();
     assert.match(metrics, /^foreman_model_swaps_total 2$/m);
   } finally {
-    await fm.stop();
-    await sim.close();
+    await close();
   }
 });

@@ -2,8 +2,8 @@
 // real foreman process in front of the simulator.
 
 import assert from "node:assert/strict";
-import { type ForemanProcess, startForeman, waitFor } from "../harness/foreman.ts";
-import { OllamaSim } from "../sim/mod.ts";
+import { type ForemanProcess, waitFor } from "../harness/foreman.ts";
+import { startStack } from "./support/stack.ts";
 import { openStore } from "./support/store.ts";
 
 function chatBody(model: string, stream = false) {
@@ -21,10 +21,8 @@ function postChat(fm: ForemanProcess, body: string): Promise<Response> {
 }
 
 Deno.test("target HTTP errors count attempts: a 500 is retried, and after the last attempt the caller gets the target's error", async () => {
-  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
-  const fm = await startForeman({
-    ollamaUrl: sim.url,
-    args: ["--poll-interval", "1s", "--retry-base", "50ms", "--max-attempts", "3"],
+  const { sim, fm, close } = await startStack({
+    args: ["--retry-base", "50ms", "--max-attempts", "3"],
   });
   try {
     // Warm the model so the faults hit the inference request itself.
@@ -48,30 +46,25 @@ Deno.test("target HTTP errors count attempts: a 500 is retried, and after the la
     assert.equal(fjob.state, "failed");
     assert.equal(fjob.attempt, 3);
   } finally {
-    await fm.stop();
-    await sim.close();
+    await close();
   }
 });
 
 Deno.test("a request the target rejects as invalid fails at once with the target's status", async () => {
-  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
-  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "1s"] });
+  const { fm, close } = await startStack();
   try {
     // The simulator's embedding-only model refuses chat, as Ollama does for capabilities.
     const res = await postChat(fm, chatBody("embed-e"));
     assert.equal(res.status, 400);
     assert.match((await res.json()).error, /does not support chat/);
   } finally {
-    await fm.stop();
-    await sim.close();
+    await close();
   }
 });
 
 Deno.test("the target dropping the connection before answering never fails a job", async () => {
-  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
-  const fm = await startForeman({
-    ollamaUrl: sim.url,
-    args: ["--poll-interval", "1s", "--retry-base", "50ms", "--max-attempts", "1"],
+  const { sim, fm, close } = await startStack({
+    args: ["--retry-base", "50ms", "--max-attempts", "1"],
   });
   try {
     await (await postChat(fm, chatBody("tiny-a"))).json();
@@ -84,14 +77,12 @@ Deno.test("the target dropping the connection before answering never fails a job
     );
     assert.equal((await res.json()).done, true);
   } finally {
-    await fm.stop();
-    await sim.close();
+    await close();
   }
 });
 
 Deno.test("stopping foreman mid-job puts the job back in the queue with its attempt refunded", async () => {
-  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 200 });
-  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "1s"] });
+  const { fm, close } = await startStack({ sim: { tokenMs: 200 } });
   try {
     const submitted = await fetch(fm.url + "/jobs", {
       method: "POST",
@@ -118,18 +109,12 @@ Deno.test("stopping foreman mid-job puts the job back in the queue with its atte
       store.close();
     }
   } finally {
-    await fm.stop();
-    await sim.close();
+    await close();
   }
 });
 
 Deno.test("foreman sends its outbound token to the target and never the caller's", async () => {
-  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
-  const fm = await startForeman({
-    ollamaUrl: sim.url,
-    args: ["--poll-interval", "1s"],
-    env: { FOREMAN_OLLAMA_TOKEN: "to-the-target" },
-  });
+  const { sim, fm, close } = await startStack({ env: { FOREMAN_OLLAMA_TOKEN: "to-the-target" } });
   try {
     await (await postChat(fm, chatBody("tiny-a"))).json();
     await (await fetch(fm.url + "/api/embed", {
@@ -144,15 +129,12 @@ Deno.test("foreman sends its outbound token to the target and never the caller's
     assert.ok(!fm.output().includes("to-the-target"), "the token is never logged");
     assert.ok(!fm.output().includes(fm.token), "the inbound token is never logged");
   } finally {
-    await fm.stop();
-    await sim.close();
+    await close();
   }
 });
 
 Deno.test("the embedder is warmed at start and again after the target restarts and forgets it", async () => {
-  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
-  const fm = await startForeman({
-    ollamaUrl: sim.url,
+  const { sim, fm, close } = await startStack({
     args: ["--poll-interval", "200ms", "--embed-model", "embed-e"],
   });
   try {
@@ -168,14 +150,12 @@ Deno.test("the embedder is warmed at start and again after the target restarts a
     const embed = ps.models.find((m: { name: string }) => m.name === "embed-e:latest");
     assert.ok(new Date(embed.expires_at).getFullYear() > 2100, "kept forever");
   } finally {
-    await fm.stop();
-    await sim.close();
+    await close();
   }
 });
 
 Deno.test("tags come from the inventory cache and keep being served while the target is down", async () => {
-  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
-  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "200ms"] });
+  const { sim, fm, close } = await startStack({ args: ["--poll-interval", "200ms"] });
   try {
     const before = await (await fetch(fm.url + "/api/tags", { headers: fm.headers() })).json();
     await sim.stop();
@@ -202,17 +182,15 @@ Deno.test("tags come from the inventory cache and keep being served while the ta
     assert.equal(job.status, 202);
     await job.body?.cancel();
   } finally {
-    await fm.stop();
-    await sim.close();
+    await close();
   }
 });
 
 Deno.test("a response that ends without done:true fails its job, as real Ollama can end one", async () => {
   // With repeatLimit the simulator, like Ollama 0.11.4, stops a repetitive answer after 31 tokens.
-  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1, repeatLimit: true });
-  const fm = await startForeman({
-    ollamaUrl: sim.url,
-    args: ["--poll-interval", "1s", "--retry-base", "50ms", "--max-attempts", "2"],
+  const { fm, close } = await startStack({
+    sim: { repeatLimit: true },
+    args: ["--retry-base", "50ms", "--max-attempts", "2"],
   });
   try {
     const body = (stream: boolean) =>
@@ -247,16 +225,13 @@ Deno.test("a response that ends without done:true fails its job, as real Ollama 
       "an incomplete answer counts as a failed attempt and is retried",
     );
   } finally {
-    await fm.stop();
-    await sim.close();
+    await close();
   }
 });
 
 Deno.test("a job that finds the target unreachable turns /healthz degraded at once, not at the next poll, and a job that reaches it again turns it back", async () => {
-  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
   // A poll a minute apart: only the worker's news can change what /healthz says in time.
-  const fm = await startForeman({
-    ollamaUrl: sim.url,
+  const { sim, fm, close } = await startStack({
     args: ["--poll-interval", "60s", "--retry-base", "100ms"],
   });
   const degraded = async () => (await (await fetch(fm.url + "/healthz")).json()).degraded;
@@ -278,14 +253,12 @@ Deno.test("a job that finds the target unreachable turns /healthz degraded at on
     }, { timeout: 10_000, what: "the job done once the target is back" });
     await waitFor(async () => await degraded() === false, { timeout: 5000, what: "not degraded" });
   } finally {
-    await fm.stop();
-    await sim.close();
+    await close();
   }
 });
 
 Deno.test("sync jobs taken straight by an idle worker or chained after the one before each leave queued, loading, working and done, in order", async () => {
-  const sim = await OllamaSim.start({ loadMs: 5, tokenMs: 1 });
-  const fm = await startForeman({ ollamaUrl: sim.url, args: ["--poll-interval", "60s"] });
+  const { fm, close } = await startStack({ args: ["--poll-interval", "60s"] });
   try {
     // One caller after another (the worker idle each time), then four at once (a queue behind
     // the running job, each taken in the completion of the one before).
@@ -314,7 +287,6 @@ Deno.test("sync jobs taken straight by an idle worker or chained after the one b
       store.close();
     }
   } finally {
-    await fm.stop();
-    await sim.close();
+    await close();
   }
 });

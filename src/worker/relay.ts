@@ -68,235 +68,271 @@ const NL = 10;
 const READ_AHEAD = 64 * 1024;
 
 export function relay(body: ReadableStream<Uint8Array>, options: RelayOptions): Relay {
-  const { idleTimeout, maxLine = Infinity, signal, framing = "ndjson", onChunk } = options;
-  const reader = byobReader(body);
-  const byob = reader instanceof ReadableStreamBYOBReader;
+  const run = new RelayRun(body, options);
+  return { readable: run.readable, done: run.done, sent: () => run.sent };
+}
+
+/**
+ * One relay. The read side (`#pump`) holds what it reads from the target; the caller's side
+ * (`#pull`, `#flush`) hands it over; `#interrupt` ends the relay early and `#end` closes the
+ * caller's stream; `#check` is the watchdog.
+ */
+class RelayRun {
+  readonly readable: ReadableStream<Uint8Array>;
+  /** See Relay.done. */
+  readonly done: Promise<string>;
+  /** Bytes handed to the caller so far. */
+  sent = 0;
+
+  readonly #idleTimeout: number;
+  readonly #signal?: AbortSignal;
+  readonly #framing: Framing;
+  readonly #onChunk?: (chunk: Uint8Array) => void;
+  readonly #reader: ReadableStreamBYOBReader | ReadableStreamDefaultReader<Uint8Array>;
+  readonly #byob: boolean;
   /**
    * Read and not yet handed over: bytes [0, held) of `ahead` (BYOB), or the chunks in `queue`. A
    * BYOB read takes its whole buffer until it returns, so reads go into `scratch` and are copied
    * into `ahead`, which a pull can hand over while the next read is out.
    */
-  const ahead = spare.pop() ?? new Uint8Array(READ_AHEAD);
-  let scratch = spare.pop() ?? new Uint8Array(READ_AHEAD);
-  let held = 0;
-  let queue: Uint8Array[] = [];
-  let queued = 0;
-  /** Bytes read from the target, and handed to the caller. */
-  let read = 0;
-  let sent = 0;
-  const tail = new LastLine(framing === "bytes" ? 0 : maxLine);
+  readonly #ahead: Uint8Array<ArrayBuffer>;
+  #scratch: Uint8Array<ArrayBuffer>;
+  #held = 0;
+  #queue: Uint8Array[] = [];
+  #queued = 0;
+  /** Bytes read from the target. */
+  #read = 0;
+  readonly #tail: LastLine;
   /** Newlines at the end of what was read: 2 or more means an SSE event boundary. */
-  let trailingNewlines = 0;
+  #trailingNewlines = 0;
   /** The target's body has ended; what is held is the rest of the answer. */
-  let ended = false;
+  #ended = false;
   /** Why the relay ended early; the caller gets `lastWords` after what is held, or an error. */
-  let failure: unknown;
-  let lastWords: Uint8Array | undefined;
+  #failure: unknown;
+  #lastWords: Uint8Array | undefined;
   /** The caller's stream is closed, errored or cancelled: nothing more goes to it. */
-  let finished = false;
-  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  #finished = false;
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
   /** The caller's pending pull, waiting for bytes. */
-  let waiting: (() => void) | undefined;
+  #waiting: (() => void) | undefined;
   /** The read loop, waiting for the caller to make room. */
-  let roomy: (() => void) | undefined;
-  let lastPull = performance.now();
-  let lastData = lastPull;
-  let settled = false;
-  const { promise: done, resolve: resolveDone, reject: rejectDone } = Promise.withResolvers<
-    string
-  >();
-  done.catch(() => {}); // observed by the worker; avoid unhandled rejection noise
+  #roomy: (() => void) | undefined;
+  #lastPull = performance.now();
+  #lastData = this.#lastPull;
+  #settled = false;
+  readonly #resolveDone: (last: string) => void;
+  readonly #rejectDone: (err: unknown) => void;
+  /** The watchdog: one timer, re-armed for what is left when it fires early, nothing per chunk. */
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #onAbort = () => this.#interrupt(this.#signal!.reason);
 
-  const settle = (err?: unknown) => {
-    if (settled) return;
-    settled = true;
-    signal?.removeEventListener("abort", onAbort);
-    if (err === undefined) resolveDone(framing === "bytes" ? "" : tail.text());
-    else rejectDone(err);
-  };
+  constructor(body: ReadableStream<Uint8Array>, options: RelayOptions) {
+    const { idleTimeout, maxLine = Infinity, signal, framing = "ndjson", onChunk } = options;
+    this.#idleTimeout = idleTimeout;
+    this.#signal = signal;
+    this.#framing = framing;
+    this.#onChunk = onChunk;
+    this.#reader = byobReader(body);
+    this.#byob = this.#reader instanceof ReadableStreamBYOBReader;
+    this.#ahead = spare.pop() ?? new Uint8Array(READ_AHEAD);
+    this.#scratch = spare.pop() ?? new Uint8Array(READ_AHEAD);
+    this.#tail = new LastLine(framing === "bytes" ? 0 : maxLine);
+    const { promise, resolve, reject } = Promise.withResolvers<string>();
+    this.done = promise;
+    this.#resolveDone = resolve;
+    this.#rejectDone = reject;
+    promise.catch(() => {}); // observed by the worker; avoid unhandled rejection noise
 
-  // The watchdog: one timer, re-armed for what is left when it fires early, nothing per chunk.
-  let timer: ReturnType<typeof setTimeout> | undefined = setTimeout(check, idleTimeout);
-  function check() {
-    timer = undefined;
-    if (finished) return;
-    const now = performance.now();
-    // A caller that waits blames the target's silence; one that does not take, itself.
-    const since = now - (waiting ? Math.max(lastPull, lastData) : lastPull);
-    if (since < idleTimeout) {
-      timer = setTimeout(check, idleTimeout - since);
-      return;
-    }
-    interrupt(
-      waiting && !ended
-        ? new StallError(`the target sent nothing for ${idleTimeout} ms`)
-        : new CallerStoppedReadingError(`the caller read nothing for ${idleTimeout} ms`),
-    );
+    this.#timer = setTimeout(this.#check, idleTimeout);
+    signal?.addEventListener("abort", this.#onAbort, { once: true });
+    if (signal?.aborted) queueMicrotask(this.#onAbort);
+
+    this.readable = new ReadableStream<Uint8Array>({
+      start: (c) => {
+        this.#controller = c;
+      },
+      pull: () => this.#pull(),
+      cancel: () => this.#cancel(),
+    }, { highWaterMark: 0 });
+    this.#pump();
   }
 
-  const onAbort = () => interrupt(signal!.reason);
-  signal?.addEventListener("abort", onAbort, { once: true });
-  if (signal?.aborted) queueMicrotask(onAbort);
+  #settle(err?: unknown): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+    if (err === undefined) this.#resolveDone(this.#framing === "bytes" ? "" : this.#tail.text());
+    else this.#rejectDone(err);
+  }
+
+  readonly #check = () => {
+    this.#timer = undefined;
+    if (this.#finished) return;
+    const now = performance.now();
+    // A caller that waits blames the target's silence; one that does not take, itself.
+    const since = now - (this.#waiting ? Math.max(this.#lastPull, this.#lastData) : this.#lastPull);
+    if (since < this.#idleTimeout) {
+      this.#timer = setTimeout(this.#check, this.#idleTimeout - since);
+      return;
+    }
+    this.#interrupt(
+      this.#waiting && !this.#ended
+        ? new StallError(`the target sent nothing for ${this.#idleTimeout} ms`)
+        : new CallerStoppedReadingError(`the caller read nothing for ${this.#idleTimeout} ms`),
+    );
+  };
 
   /** Ends the relay early: the target's body is cancelled, the caller told as it can be. */
-  function interrupt(err: unknown) {
-    if (failure !== undefined || finished) return;
-    failure = err;
-    settle(err);
-    reader.cancel(err).catch(() => {});
-    roomy?.();
-    if (err instanceof CallerStoppedReadingError || framing === "bytes") return end(err);
+  #interrupt(err: unknown): void {
+    if (this.#failure !== undefined || this.#finished) return;
+    this.#failure = err;
+    this.#settle(err);
+    this.#reader.cancel(err).catch(() => {});
+    this.#roomy?.();
+    if (err instanceof CallerStoppedReadingError || this.#framing === "bytes") {
+      return this.#end(err);
+    }
     // A caller already gone, or one told nothing more can be said, hears no last words.
-    if (!(err instanceof CallerGoneError)) lastWords = encoder.encode(lastWordsFor(err));
-    if (!lastWords) return end(err);
-    if (waiting) flush();
+    if (!(err instanceof CallerGoneError)) {
+      this.#lastWords = encoder.encode(this.#lastWordsFor(err));
+    }
+    if (!this.#lastWords) return this.#end(err);
+    if (this.#waiting) this.#flush();
   }
 
   /** Ends the caller's stream: closed after the last bytes, or errored. */
-  function end(err?: unknown) {
-    if (finished) return;
-    finished = true;
-    clearTimeout(timer);
-    giveBack(ahead);
+  #end(err?: unknown): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    clearTimeout(this.#timer);
+    giveBack(this.#ahead);
     try {
-      if (err === undefined) controller.close();
-      else controller.error(err);
+      if (err === undefined) this.#controller.close();
+      else this.#controller.error(err);
     } catch {
       // the caller's stream was cancelled already
     }
-    const w = waiting;
-    waiting = undefined;
+    const w = this.#waiting;
+    this.#waiting = undefined;
     w?.();
   }
 
   /** The caller's last bytes after `err`, in the body's framing. */
-  function lastWordsFor(err: unknown): string {
+  #lastWordsFor(err: unknown): string {
     const message = `foreman: ${(err as Error).message}`;
     // Everything read goes to the caller first, so the separator follows what was read.
-    if (framing === "sse") {
+    if (this.#framing === "sse") {
       // An event of its own: after a blank line, even when the target was cut mid-event.
-      const sep = read === 0 ? "" : "\n".repeat(Math.max(0, 2 - trailingNewlines));
+      const sep = this.#read === 0 ? "" : "\n".repeat(Math.max(0, 2 - this.#trailingNewlines));
       return `${sep}data: ${JSON.stringify(openaiErrorBody(message))}\n\n`;
     }
     // Ollama's convention for a failure after the first byte: one last {"error"} line, on a
     // line of its own even when the target was cut mid-line.
-    const sep = read > 0 && trailingNewlines === 0 ? "\n" : "";
+    const sep = this.#read > 0 && this.#trailingNewlines === 0 ? "\n" : "";
     return sep + JSON.stringify({ error: message }) + "\n";
   }
 
   /** Hands the caller everything held, as one chunk, and what ends the stream if it is over. */
-  function flush() {
-    if (finished) return;
+  #flush(): void {
+    if (this.#finished) return;
     let out: Uint8Array | undefined;
-    if (held > 0) {
+    if (this.#held > 0) {
       // The read-ahead buffer is reused: what leaves it is copied once, in one piece.
-      out = ahead.slice(0, held);
-      held = 0;
-    } else if (queue.length > 0) {
-      out = concat(queue);
-      queue = [];
-      queued = 0;
+      out = this.#ahead.slice(0, this.#held);
+      this.#held = 0;
+    } else if (this.#queue.length > 0) {
+      out = concat(this.#queue);
+      this.#queue = [];
+      this.#queued = 0;
     }
-    if (out === undefined && lastWords !== undefined) {
-      out = lastWords;
-      lastWords = undefined;
+    if (out === undefined && this.#lastWords !== undefined) {
+      out = this.#lastWords;
+      this.#lastWords = undefined;
     }
     if (out !== undefined) {
-      sent += out.byteLength;
-      controller.enqueue(out);
-      const w = waiting;
-      waiting = undefined;
+      this.sent += out.byteLength;
+      this.#controller.enqueue(out);
+      const w = this.#waiting;
+      this.#waiting = undefined;
       w?.();
-      roomy?.();
+      this.#roomy?.();
     }
     // All handed over: the stream closes after the answer, or after the last words of a failure
     // (a failure without last words has ended it already).
-    const rest = held > 0 || queue.length > 0 || lastWords !== undefined;
-    if (!rest && (ended || failure !== undefined)) end();
+    const rest = this.#held > 0 || this.#queue.length > 0 || this.#lastWords !== undefined;
+    if (!rest && (this.#ended || this.#failure !== undefined)) this.#end();
   }
 
   /** Reads the target's body ahead of the caller until it ends, fails or the relay is over. */
-  async function pump() {
+  async #pump(): Promise<void> {
     try {
-      while (failure === undefined) {
-        if (byob && held === ahead.byteLength) {
-          await new Promise<void>((r) => roomy = r);
-          roomy = undefined;
+      while (this.#failure === undefined) {
+        if (this.#byob ? this.#held === this.#ahead.byteLength : this.#queued >= READ_AHEAD) {
+          await new Promise<void>((r) => this.#roomy = r);
+          this.#roomy = undefined;
           continue;
         }
-        let chunk: Uint8Array | undefined;
-        if (byob) {
-          const view = new Uint8Array(scratch.buffer, 0, ahead.byteLength - held);
-          const { value, done } = await (reader as ReadableStreamBYOBReader).read(view);
+        let chunk: Uint8Array;
+        if (this.#byob) {
+          const view = new Uint8Array(this.#scratch.buffer, 0, this.#ahead.byteLength - this.#held);
+          const { value, done } = await (this.#reader as ReadableStreamBYOBReader).read(view);
           // The read moved the buffer: the bytes it filled are the same memory, under a new name.
-          if (value) scratch = new Uint8Array(value.buffer as ArrayBuffer);
-          if (failure !== undefined || done) break;
-          chunk = scratch.subarray(0, value.byteLength);
+          if (value) this.#scratch = new Uint8Array(value.buffer as ArrayBuffer);
+          if (this.#failure !== undefined || done) break;
+          chunk = this.#scratch.subarray(0, value.byteLength);
         } else {
-          if (queued >= READ_AHEAD) {
-            await new Promise<void>((r) => roomy = r);
-            roomy = undefined;
-            continue;
-          }
-          const { value, done } = await (reader as ReadableStreamDefaultReader<Uint8Array>)
+          const { value, done } = await (this.#reader as ReadableStreamDefaultReader<Uint8Array>)
             .read();
-          if (failure !== undefined || done) break;
+          if (this.#failure !== undefined || done) break;
           chunk = value;
         }
-        lastData = performance.now();
+        this.#lastData = performance.now();
         const n = trailingNewlinesOf(chunk);
-        trailingNewlines = n === chunk.byteLength ? trailingNewlines + n : n;
-        tail.keep(chunk);
-        onChunk?.(chunk);
-        read += chunk.byteLength;
-        if (byob) {
-          ahead.set(chunk, held);
-          held += chunk.byteLength;
+        this.#trailingNewlines = n === chunk.byteLength ? this.#trailingNewlines + n : n;
+        this.#tail.keep(chunk);
+        this.#onChunk?.(chunk);
+        this.#read += chunk.byteLength;
+        if (this.#byob) {
+          this.#ahead.set(chunk, this.#held);
+          this.#held += chunk.byteLength;
         } else {
-          queue.push(chunk);
-          queued += chunk.byteLength;
+          this.#queue.push(chunk);
+          this.#queued += chunk.byteLength;
         }
-        if (waiting) flush();
+        if (this.#waiting) this.#flush();
       }
-      if (failure !== undefined) return;
-      ended = true;
-      settle();
-      if (waiting || (held === 0 && queue.length === 0)) flush();
+      if (this.#failure !== undefined) return;
+      this.#ended = true;
+      this.#settle();
+      if (this.#waiting || (this.#held === 0 && this.#queue.length === 0)) this.#flush();
     } catch (err) {
-      interrupt(failure ?? err);
+      this.#interrupt(this.#failure ?? err);
     } finally {
       // No read is out any more: the scratch buffer is free (unless a failed read kept it).
-      giveBack(scratch);
+      giveBack(this.#scratch);
     }
   }
 
-  const readable = new ReadableStream<Uint8Array>({
-    start(c) {
-      controller = c;
-    },
-    pull() {
-      lastPull = performance.now();
-      if (held > 0 || queue.length > 0 || lastWords !== undefined || ended) {
-        flush();
-        return;
-      }
-      // Nothing read yet: the next chunk goes out the moment it arrives.
-      return new Promise<void>((resolve) => waiting = resolve);
-    },
-    cancel() {
-      finished = true;
-      clearTimeout(timer);
-      giveBack(ahead);
-      const gone = new CallerGoneError("the caller closed the connection");
-      failure ??= gone;
-      settle(gone);
-      reader.cancel(gone).catch(() => {});
-      roomy?.();
-    },
-  }, { highWaterMark: 0 });
+  #pull(): Promise<void> | undefined {
+    this.#lastPull = performance.now();
+    if (this.#held > 0 || this.#queue.length > 0 || this.#lastWords !== undefined || this.#ended) {
+      this.#flush();
+      return;
+    }
+    // Nothing read yet: the next chunk goes out the moment it arrives.
+    return new Promise<void>((resolve) => this.#waiting = resolve);
+  }
 
-  pump();
-  return { readable, done, sent: () => sent };
+  #cancel(): void {
+    this.#finished = true;
+    clearTimeout(this.#timer);
+    giveBack(this.#ahead);
+    const gone = new CallerGoneError("the caller closed the connection");
+    this.#failure ??= gone;
+    this.#settle(gone);
+    this.#reader.cancel(gone).catch(() => {});
+    this.#roomy?.();
+  }
 }
 
 const encoder = new TextEncoder();

@@ -99,7 +99,7 @@ const RETRY_CAP = 30_000;
  * enough that a client sending one request after another is not answered with a re-pin between
  * each (measured in ADR-0016), far shorter than Ollama's default 5-minute expiry.
  */
-const REPIN_IDLE = 1000;
+export const REPIN_IDLE = 1000;
 /** Pause after a step failed to write the database (a full disk) before trying again. */
 const STORE_RETRY = 1000;
 /** Commits after which the worker checkpoints the WAL (a few hundred pages, a couple of MiB). */

@@ -183,7 +183,8 @@ Deno.test({
       assert.ok(!statuses.some((s) => s >= 500 && s !== 503), `statuses ${statuses}`);
       assert.ok(statuses.includes(503), `a full disk answers 503: ${statuses}`);
       assert.ok([200, 503].includes(sync.status), `sync chat on a full disk: ${sync.status}`);
-      assert.ok(slowest < 2000, `the slowest refusal took ${slowest} ms`);
+      // Promptly: a refusal that waited for space would wait until this test frees it, below.
+      assert.ok(slowest < 5000, `the slowest refusal took ${slowest} ms`);
       assert.equal((await fetch(fm.url + "/healthz")).status, 200);
       assert.equal((await call(fm, "GET", `/jobs/${accepted[0]}`)).status, 200);
       leaving.abort();

@@ -167,7 +167,8 @@ Deno.test("with a caller that stops reading, DELETE of its job returns at once a
     const deleteMs = Math.round(performance.now() - t0);
     assert.equal(del.status, 200, JSON.stringify(del.json));
     assert.equal(del.json.state, "cancelled");
-    assert.ok(deleteMs < 2_000, `DELETE took ${deleteMs} ms`);
+    // Well under the 8 s target timeout, which would otherwise be what ends the job.
+    assert.ok(deleteMs < 4_000, `DELETE took ${deleteMs} ms`);
     await waitFor(() => target.streams[0]!.cancelled, { what: "the target request aborted" });
 
     // The worker is free: another silent caller takes it, then foreman is told to stop.
