@@ -5,7 +5,8 @@
 
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import { ConfigError, flagOptions, loadConfig } from "../src/config.ts";
+import { ConfigError, loadConfig } from "../src/config.ts";
+import { flagOptions } from "../src/settings.ts";
 import { DENO_JSON, MAIN } from "../src/launcher.ts";
 import { permissionFlags } from "../src/permissions.ts";
 

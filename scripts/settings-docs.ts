@@ -1,8 +1,8 @@
-// Prints the settings table from src/config.ts as the shipped foreman.toml (`toml`) or as the
+// Prints the settings table from src/settings.ts as the shipped foreman.toml (`toml`) or as the
 // README's Markdown table (`markdown`), so the three spellings never drift apart.
 // Usage: deno run scripts/settings-docs.ts toml > foreman.toml
 
-import { flagName, secretFileVar, SETTINGS } from "../src/config.ts";
+import { flagName, secretFileVar, SETTINGS } from "../src/settings.ts";
 
 function tomlValue(kind: string, def: string): string {
   if (kind === "int" || kind === "bool") return def;

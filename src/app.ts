@@ -6,7 +6,8 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { within } from "./async.ts";
-import { addrUrl, type Config } from "./config.ts";
+import { addrUrl } from "./config.ts";
+import type { Config } from "./settings.ts";
 import { BearerAuth } from "./http/auth.ts";
 import type { HttpSettings } from "./http/deps.ts";
 import { createHandler } from "./http/router.ts";

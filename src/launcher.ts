@@ -5,7 +5,8 @@
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
-import { type Config, ConfigError, flagOptions, loadConfig } from "./config.ts";
+import { ConfigError, loadConfig } from "./config.ts";
+import { type Config, flagOptions } from "./settings.ts";
 import { createLogger } from "./log.ts";
 import { dropPermissions, permissionFlags } from "./permissions.ts";
 

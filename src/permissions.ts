@@ -5,7 +5,7 @@
 // launcher, which needs more only to start the daemon, drops everything after (dropPermissions).
 
 import { dirname, resolve } from "node:path";
-import type { Config } from "./config.ts";
+import type { Config } from "./settings.ts";
 
 export interface Needs {
   net: string[];

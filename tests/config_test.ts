@@ -1,6 +1,7 @@
 import { markdown } from "../scripts/settings-docs.ts";
 import assert from "node:assert/strict";
-import { ConfigError, flagName, loadConfig, secretFileVar, SETTINGS } from "../src/config.ts";
+import { ConfigError, loadConfig } from "../src/config.ts";
+import { flagName, secretFileVar, SETTINGS } from "../src/settings.ts";
 import { formatDuration, keepAliveSeconds, parseDuration, parseSize } from "../src/units.ts";
 
 const noFile = (path: string): string => {
@@ -191,7 +192,7 @@ Deno.test("a table cell splits on every unescaped pipe, as GitHub renders it", (
   assert.deepEqual(tableCells("| `x|y` | b |"), ["`x", "y`", "b"]);
 });
 
-Deno.test("the README's configuration table has one well-formed row per setting, as in src/config.ts", async () => {
+Deno.test("the README's configuration table has one well-formed row per setting, as in src/settings.ts", async () => {
   const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
   const [header = [], delimiter = [], ...rows] = tableUnder(readme, "Configuration");
   assert.deepEqual(header, ["TOML key", "env", "flag", "default", "meaning"]);

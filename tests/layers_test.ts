@@ -17,7 +17,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["src/ollama/", "src/webhooks/", "src/views.ts"],
   ["src/worker/"],
   ["src/http/"],
-  ["src/config.ts", "src/permissions.ts"],
+  ["src/config.ts", "src/settings.ts", "src/permissions.ts"],
   ["src/app.ts"],
   ["src/cli/", "src/launcher.ts"],
 ];

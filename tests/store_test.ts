@@ -101,7 +101,7 @@ Deno.test("each transition takes the values it needs and writes exactly those", 
     }],
   });
   assert.deepEqual([done.state, done.result, done.attempt], ["done", '{"done":true}', 2]);
-  assert.deepEqual(store.artifacts(job.id).map((a) => a.name), ["completion"]);
+  assert.deepEqual(store.artifacts.list(job.id).map((a) => a.name), ["completion"]);
   const failed = store.transition("fail", add("b:latest").id, { error: "refused" });
   assert.deepEqual([failed.state, failed.error], ["failed", "refused"]);
   store.close();
@@ -385,7 +385,7 @@ Deno.test("the pruner's query removes only finished jobs older than the cutoff, 
   now.t += 100_000;
   assert.equal(store.prune(now.t - 50_000), 1);
   assert.equal(store.get(done.id), undefined);
-  assert.equal(store.artifacts(done.id).length, 0);
+  assert.equal(store.artifacts.list(done.id).length, 0);
   assert.deepEqual(store.outbox.countByState(), { pending: 0, delivered: 0, dead: 0 });
   assert.equal(store.get(queued.id)!.state, "queued");
   assert.equal(store.integrityCheck(), "ok");
@@ -448,7 +448,7 @@ Deno.test("a database from schema version 1 opens with its rows, bodies last, ev
   const columns = store.db.prepare("PRAGMA table_info(jobs)").all().map((c) => c.name);
   assert.deepEqual(columns.slice(-3), ["metadata", "request", "result"]);
   assert.equal(store.get(id)!.state, "working");
-  assert.equal(store.artifacts(id).length, 1, "the rebuild did not cascade to artifacts");
+  assert.equal(store.artifacts.list(id).length, 1, "the rebuild did not cascade to artifacts");
   assert.equal(store.outbox.summary(id)!.pending, 2, "nor to events");
   assert.deepEqual(
     store.outbox.eventsAfter(id, 0).map((e) => [e.id, e.state]),

@@ -3,7 +3,8 @@
 // (submit, jobs, ps) talk to a running foreman over HTTP and never load that configuration.
 
 import { parseArgs } from "node:util";
-import { type Config, ConfigError, flagOptions, loadConfig } from "../config.ts";
+import { ConfigError, loadConfig } from "../config.ts";
+import { type Config, flagOptions } from "../settings.ts";
 import { createLogger } from "../log.ts";
 import { broaderPermissions, missingPermissions, permissionFlags } from "../permissions.ts";
 import { startDaemon } from "../app.ts";

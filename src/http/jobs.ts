@@ -49,7 +49,7 @@ export function findJob(d: HttpDeps, raw: string): MovedJob {
 export function renderJob(d: HttpDeps, job: MovedJob): Record<string, unknown> {
   return jobView(job, {
     // Only the bytes the view inlines are read: an artifact of MiB is a URL.
-    artifacts: job.state === "done" ? d.store.shownArtifacts(job.id, d.views.inlineLimit) : [],
+    artifacts: job.state === "done" ? d.store.artifacts.shown(job.id, d.views.inlineLimit) : [],
     position: d.store.position(job, d.residency.current),
     webhook: d.store.outbox.summary(job.id),
   }, d.views);
@@ -206,7 +206,7 @@ export function events(req: Request, d: HttpDeps, options: { id: string; url: UR
   // A job from before schema 5 may have no event yet: it is shown as it is, without an id.
   const synthetic = lastId || initial.length > 0 ? undefined : eventBody(job, {
     previous: null,
-    artifacts: job.state === "done" ? d.store.shownArtifacts(job.id, d.views.inlineLimit) : [],
+    artifacts: job.state === "done" ? d.store.artifacts.shown(job.id, d.views.inlineLimit) : [],
   }, d.views);
   const body = d.watchers.stream(job.id, { seq, initial, more, synthetic, state: job.state });
   return new Response(body, { headers });
@@ -261,7 +261,7 @@ export function list(url: URL, d: HttpDeps): Response {
   // sizes: GET /jobs/{id} and the artifact URLs have the rest.
   const ids = page.map((j) => j.id);
   const positions = d.store.positions(page, d.residency.current);
-  const artifacts = d.store.artifactsOf(page.filter((j) => j.state === "done").map((j) => j.id));
+  const artifacts = d.store.artifacts.of(page.filter((j) => j.state === "done").map((j) => j.id));
   const webhooks = d.store.outbox.summaries(ids);
   return jsonResponse({
     jobs: page.map((j) =>
@@ -302,7 +302,7 @@ export function artifact(
   } catch {
     throw new HttpError(400, "invalid artifact name");
   }
-  const a = d.store.artifact(job.id, name);
+  const a = d.store.artifacts.get(job.id, name);
   if (!a) throw new HttpError(404, `job ${job.id} has no artifact '${name.slice(0, 128)}'`);
   const etag = `"${a.sha256}"`;
   const headers = {

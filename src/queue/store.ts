@@ -1,13 +1,15 @@
-// The durable queue's jobs: every query and write of the jobs and artifacts tables. Jobs change
-// state only through `transition`, which runs a named entry of transitions.ts guarded by the state
-// it expects and, in the same transaction, appends the event that reports the change to the
-// outbox, so an event can be neither lost nor invented; once it commits, listeners hear of it
-// (ADR-0017). All of foreman's SQL is in src/queue/.
+// The durable queue's jobs: every query and write of the jobs table. Jobs change state only
+// through `transition`, which runs a named entry of transitions.ts guarded by the state it expects
+// and, in the same transaction, stores the artifacts it produced and appends the event that reports
+// the change to the outbox, so an event can be neither lost nor invented; once it commits,
+// listeners hear of it (ADR-0017). All of foreman's SQL is in src/queue/.
 
 import type { DatabaseSync } from "node:sqlite";
 import { monotonicFactory } from "ulid";
+import { type Artifact, Artifacts } from "./artifacts.ts";
 import { type CheckpointResult, Db, type Params } from "./db.ts";
 import { Outbox } from "./outbox.ts";
+import { queuePositions } from "./positions.ts";
 import {
   ACTIVE_STATES,
   type Endpoint,
@@ -28,6 +30,7 @@ import {
   type ValuesArg,
 } from "./transitions.ts";
 
+export type { Artifact, ArtifactMeta, ShownArtifact } from "./artifacts.ts";
 export type { JobEvent, OutboxEvent, WebhookSummary } from "./outbox.ts";
 export { TransitionError, type TransitionName, type TransitionValues } from "./transitions.ts";
 
@@ -72,22 +75,6 @@ export interface Job extends MovedJob {
  * spares a transition from a single source state the read before its guarded UPDATE.
  */
 export type JobRef = string | { id: string; kind: JobKind };
-
-export interface ArtifactMeta {
-  name: string;
-  contentType: string;
-  size: number;
-  sha256: string;
-}
-
-export interface Artifact extends ArtifactMeta {
-  body: Uint8Array<ArrayBuffer>;
-}
-
-/** An artifact as a job's view shows it: its bytes only when they are inlined. */
-export interface ShownArtifact extends ArtifactMeta {
-  body?: Uint8Array<ArrayBuffer>;
-}
 
 export interface NewJob {
   kind: JobKind;
@@ -151,6 +138,8 @@ export class Store {
   readonly db: DatabaseSync;
   /** The events of the jobs, written by transitions, read by watchers, sent by the dispatcher. */
   readonly outbox: Outbox;
+  /** The files done jobs produced, written by the transition that completes a job. */
+  readonly artifacts: Artifacts;
   readonly #db: Db;
   readonly #now: () => number;
   readonly #renderEvent: EventRenderer;
@@ -172,6 +161,7 @@ export class Store {
     });
     this.db = this.#db.sqlite;
     this.outbox = new Outbox(this.#db, { now: this.#now, newId: () => this.newId() });
+    this.artifacts = new Artifacts(this.#db);
   }
 
   close(): void {
@@ -377,54 +367,9 @@ export class Store {
     return this.positions([job], resident).get(job.id) ?? null;
   }
 
-  /**
-   * position() for a whole page in three queries over the queued-by-model index, whatever its
-   * length: each model's group, the page models' jobs older than the page, and a window numbering
-   * the jobs within the page's id range. One job costs what counting the jobs ahead of it costs.
-   */
+  /** position() for a whole page, in a constant number of queries (positions.ts). */
   positions(jobs: readonly JobSummary[], resident: string | undefined): Map<string, number> {
-    const out = new Map<string, number>();
-    const queued = jobs.filter((j) => j.state === "queued");
-    const ids = queued.map((j) => j.id).sort();
-    const [first, last] = [ids[0], ids.at(-1)];
-    if (first === undefined || last === undefined) return out;
-    const models = JSON.stringify([...new Set(queued.map((j) => j.model))]);
-    const groups = new Map<string, { n: number; first: string }>();
-    for (
-      const g of this.#stmt(
-        "SELECT model, count(*) AS n, min(id) AS first FROM jobs WHERE state = 'queued' GROUP BY model",
-      ).all()
-    ) groups.set(String(g.model), { n: Number(g.n), first: String(g.first) });
-    const older = new Map(
-      this.#stmt(
-        `SELECT model, count(*) AS n FROM jobs WHERE state = 'queued'
-           AND model IN (SELECT value FROM json_each(:models)) AND id < :first GROUP BY model`,
-      ).all({ models, first }).map((r) => [String(r.model), Number(r.n)]),
-    );
-    const within = this.#stmt(
-      `SELECT id, n FROM (
-         SELECT id, row_number() OVER (PARTITION BY model ORDER BY id) AS n FROM jobs
-         WHERE state = 'queued' AND model IN (SELECT value FROM json_each(:models))
-           AND id BETWEEN :first AND :last)
-       WHERE id IN (SELECT value FROM json_each(:ids))`,
-    ).all({ models, ids: JSON.stringify(ids), first, last });
-    const rank = new Map(within.map((r) => [String(r.id), Number(r.n)]));
-    const ahead = new Map<string, number>();
-    for (const job of queued) {
-      const own = groups.get(job.model);
-      const n = rank.get(job.id);
-      if (!own || n === undefined) continue; // taken by the worker since the page was read
-      if (!ahead.has(job.model)) {
-        let before = older.get(job.model) ?? 0;
-        for (const [model, g] of groups) {
-          if (model === job.model) continue;
-          if (model === resident || (job.model !== resident && g.first < own.first)) before += g.n;
-        }
-        ahead.set(job.model, before);
-      }
-      out.set(job.id, ahead.get(job.model)! + n);
-    }
-    return out;
+    return queuePositions(this.#db, jobs, { resident });
   }
 
   // ---- transitions -----------------------------------------------------------------------------
@@ -460,12 +405,7 @@ export class Store {
       if (this.#queued !== undefined) {
         this.#queued += (spec.to === "queued" ? 1 : 0) - (previous === "queued" ? 1 : 0);
       }
-      for (const a of spec.artifacts?.(values) ?? []) {
-        this.#stmt(
-          `INSERT INTO artifacts (job_id, name, content_type, size, sha256, body)
-           VALUES (?, ?, ?, ?, ?, ?)`,
-        ).run(id, a.name, a.contentType, a.size, a.sha256, a.body);
-      }
+      this.artifacts.add(id, spec.artifacts?.(values) ?? []);
       // Only complete writes a result, and nothing moves a job on from one.
       const job: MovedJob = { ...toSummary(row), result: spec.result?.(values) ?? null };
       this.#recordEvent(job, previous);
@@ -516,56 +456,6 @@ export class Store {
     return out;
   }
 
-  // ---- artifacts -------------------------------------------------------------------------------
-
-  artifacts(jobId: string): ArtifactMeta[] {
-    return this.artifactsOf([jobId]).get(jobId) ?? [];
-  }
-
-  /** The descriptors (never the bytes) of the artifacts of several jobs, in one query. */
-  artifactsOf(jobIds: readonly string[]): Map<string, ArtifactMeta[]> {
-    const out = new Map<string, ArtifactMeta[]>();
-    if (jobIds.length === 0) return out;
-    const rows = this.#stmt(
-      `SELECT job_id, name, content_type, size, sha256 FROM artifacts
-       WHERE job_id IN (SELECT value FROM json_each(?)) ORDER BY job_id, name`,
-    ).all(JSON.stringify(jobIds));
-    for (const r of rows) {
-      const list = out.get(String(r.job_id)) ?? [];
-      list.push(toArtifactMeta(r));
-      out.set(String(r.job_id), list);
-    }
-    return out;
-  }
-
-  artifactsWithBodies(jobId: string): Artifact[] {
-    return this.#stmt(
-      "SELECT name, content_type, size, sha256, body FROM artifacts WHERE job_id = ? ORDER BY name",
-    ).all(jobId).map(toArtifact);
-  }
-
-  /**
-   * The artifacts of job `jobId` as its view shows them: the bytes of those of at most
-   * `inlineLimit` bytes, the descriptor alone of the others, whose bytes are never read.
-   */
-  shownArtifacts(jobId: string, inlineLimit: number): ShownArtifact[] {
-    return this.#stmt(
-      `SELECT name, content_type, size, sha256, CASE WHEN size <= ? THEN body END AS body
-       FROM artifacts WHERE job_id = ? ORDER BY name`,
-    ).all(inlineLimit, jobId).map((r) => {
-      const a: ShownArtifact = toArtifactMeta(r);
-      if (r.body != null) a.body = r.body as Uint8Array<ArrayBuffer>;
-      return a;
-    });
-  }
-
-  artifact(jobId: string, name: string): Artifact | undefined {
-    const r = this.#stmt(
-      "SELECT name, content_type, size, sha256, body FROM artifacts WHERE job_id = ? AND name = ?",
-    ).get(jobId, name);
-    return r ? toArtifact(r) : undefined;
-  }
-
   // ---- events ----------------------------------------------------------------------------------
 
   /**
@@ -576,7 +466,7 @@ export class Store {
     // Only a done async job's event carries artifacts (a sync job has none): the rest skip the
     // query.
     const artifacts = job.state === "done" && job.kind === "async"
-      ? this.artifactsWithBodies(job.id)
+      ? this.artifacts.withBodies(job.id)
       : [];
     const body = this.#renderEvent(job, { previous, artifacts });
     this.outbox.append({ jobId: job.id, jobState: job.state, url: job.webhookUrl, body });
@@ -648,19 +538,6 @@ function toSummary(r: Record<string, unknown>): JobSummary {
 
 function toJob(r: Record<string, unknown>): Job {
   return { ...toSummary(r), request: String(r.request), result: nullableString(r.result) };
-}
-
-function toArtifactMeta(r: Record<string, unknown>): ArtifactMeta {
-  return {
-    name: String(r.name),
-    contentType: String(r.content_type),
-    size: Number(r.size),
-    sha256: String(r.sha256),
-  };
-}
-
-function toArtifact(r: Record<string, unknown>): Artifact {
-  return { ...toArtifactMeta(r), body: r.body as Uint8Array<ArrayBuffer> };
 }
 
 function nullableString(v: unknown): string | null {

@@ -9,7 +9,7 @@
 
 import type { Params } from "./db.ts";
 import { ACTIVE_STATES, type JobState, OPEN_STATES } from "./states.ts";
-import type { Artifact } from "./store.ts";
+import type { Artifact } from "./artifacts.ts";
 
 type NoValues = Record<never, never>;
 
