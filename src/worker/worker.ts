@@ -3,23 +3,19 @@
 // on /api/chat, /api/generate or the /v1 completions get the target's response relayed from the
 // moment the job works. Once idle, it pins again a model that /v1 jobs may have unpinned.
 
-import { createHash } from "node:crypto";
 import { NextTurn, WakeableSleep } from "../async.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import {
   AnswerTooLargeError,
   errorFromBody,
-  ollamaError,
-  openaiError,
   type TargetClient,
   TargetHttpError,
   TargetUnreachableError,
 } from "../ollama/client.ts";
 import { isDiskFull } from "../queue/disk_full.ts";
-import { type Endpoint, ENDPOINTS, isOpenAI } from "../queue/states.ts";
+import { ENDPOINTS, isOpenAI } from "../queue/states.ts";
 import {
-  type Artifact,
   type Job,
   type MovedJob,
   type NewJob,
@@ -29,6 +25,7 @@ import {
 } from "../queue/store.ts";
 import { sameModel } from "../ollama/models.ts";
 import { keepAliveSeconds } from "../units.ts";
+import { completionOf, framingOf, incomplete, lastOf, TARGET_PATHS } from "./answers.ts";
 import { type Progress, recordCounter } from "./progress.ts";
 import { CallerGoneError, CallerStoppedReadingError, relay, StallError } from "./relay.ts";
 import type { Residency } from "./residency.ts";
@@ -539,22 +536,7 @@ export class Worker {
   async #runAsync(job: Job, signal: AbortSignal): Promise<Outcome> {
     const res = await this.#send(job, { stream: false, signal });
     const bytes = await this.#readWhole(job, res, signal);
-    const text = decoder.decode(bytes);
-    try {
-      JSON.parse(text);
-    } catch {
-      throw new TargetHttpError(502, NOT_JSON);
-    }
-    const problem = incomplete(text, isOpenAI(job.endpoint) ? "json" : "ndjson");
-    if (problem !== undefined) throw new TargetHttpError(502, problem);
-    const completion: Artifact = {
-      name: "completion",
-      contentType: "application/json",
-      size: bytes.byteLength,
-      sha256: createHash("sha256").update(bytes).digest("hex"),
-      body: bytes,
-    };
-    this.#complete(job, { result: text, artifacts: [completion] }, signal);
+    this.#complete(job, completionOf(bytes, job.endpoint), signal);
     return { job: job.id, outcome: "done" };
   }
 
@@ -723,70 +705,3 @@ export class Worker {
 
 /** What a caller whose job was cancelled gets, as Ollama answers a request cancelled under it. */
 const CANCELED: Failure = { status: 499, message: "request canceled" };
-
-/** The target's route for each endpoint. */
-const TARGET_PATHS: Record<Endpoint, string> = {
-  chat: "/api/chat",
-  generate: "/api/generate",
-  "openai.chat": "/v1/chat/completions",
-  "openai.completions": "/v1/completions",
-};
-
-/**
- * How an answer is framed: NDJSON lines (native), or on /v1 by its content type, Server-Sent
- * Events or one JSON document. Streams (NDJSON, SSE) are relayed; a document is read whole.
- */
-type AnswerFraming = "ndjson" | "sse" | "json";
-
-/** How a sync job's answer is framed: NDJSON (native), or by its content type on /v1. */
-function framingOf(endpoint: Endpoint, headers: Headers): AnswerFraming {
-  if (!isOpenAI(endpoint)) return "ndjson";
-  return headers.get("content-type")?.startsWith("text/event-stream") ? "sse" : "json";
-}
-
-/**
- * Why an answer that ended does not complete its job, or undefined when it does: `last` is the
- * last line (ndjson, sse) or the whole document (json).
- * - ndjson: Ollama's closing object has done:true, and a mid-stream failure is an {"error"} line.
- *   Ollama can end a response early without it; the caller has what was sent, but the job did
- *   not complete.
- * - sse: a whole stream ends with `data: [DONE]`. Ollama 0.11.4's /v1 writer turns a native
- *   mid-stream {"error"} line into an empty chunk and stops without `[DONE]`, so the missing
- *   marker is how a failure shows; an error event (a proxy's, or a later Ollama's) names it.
- * - json: one object without "error".
- */
-function incomplete(last: string, framing: AnswerFraming): string | undefined {
-  if (framing === "sse") {
-    if (last === "data: [DONE]") return undefined;
-    return openaiError(last.replace(/^data: ?/, "")) ?? SSE_INCOMPLETE;
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(last);
-  } catch {
-    return framing === "json" ? NOT_JSON : INCOMPLETE;
-  }
-  const error = framing === "json" ? openaiError(last) : ollamaError(last);
-  if (error !== undefined) return error;
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    return "the target sent an unexpected response";
-  }
-  if (framing === "json") {
-    return "error" in parsed ? "the target sent an unexpected response" : undefined;
-  }
-  return (parsed as { done?: unknown }).done === true ? undefined : INCOMPLETE;
-}
-
-/** What `incomplete` judges in a whole answer: its last line (NDJSON), or all of it (JSON). */
-function lastOf(bytes: Uint8Array, framing: AnswerFraming): string {
-  const text = decoder.decode(bytes);
-  if (framing !== "ndjson") return text;
-  const trimmed = text.trim();
-  return trimmed.slice(trimmed.lastIndexOf("\n") + 1);
-}
-
-const decoder = new TextDecoder();
-
-const INCOMPLETE = "the target ended its response without done:true";
-const NOT_JSON = "the target sent a response that is not JSON";
-const SSE_INCOMPLETE = "the target ended its event stream without data: [DONE]";
