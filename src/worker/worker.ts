@@ -3,7 +3,7 @@
 // on /api/chat, /api/generate or the /v1 completions get the target's response relayed from the
 // moment the job works. Once idle, it pins again a model that /v1 jobs may have unpinned.
 
-import { NextTurn, WakeableSleep } from "../async.ts";
+import { WakeableSleep } from "../async.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import {
@@ -26,6 +26,7 @@ import {
 import { sameModel } from "../ollama/models.ts";
 import { keepAliveSeconds } from "../units.ts";
 import { completionOf, framingOf, incomplete, lastOf, TARGET_PATHS } from "./answers.ts";
+import { Checkpoints } from "./checkpoints.ts";
 import { type Progress, recordCounter } from "./progress.ts";
 import { CallerGoneError, CallerStoppedReadingError, relay, StallError } from "./relay.ts";
 import type { Residency } from "./residency.ts";
@@ -99,10 +100,6 @@ const RETRY_CAP = 30_000;
 export const REPIN_IDLE = 1000;
 /** Pause after a step failed to write the database (a full disk) before trying again. */
 const STORE_RETRY = 1000;
-/** Commits after which the worker checkpoints the WAL (a few hundred pages, a couple of MiB). */
-const CHECKPOINT_EVERY = 32;
-/** Quiet time after which the worker checkpoints and empties the WAL file. */
-const CHECKPOINT_QUIET = 1000;
 
 /** Raised inside a run when the job was cancelled from outside. */
 class Cancelled extends Error {
@@ -136,16 +133,16 @@ export class Worker {
   #idleSince?: number;
   /** How far the working job has got, for watchers. */
   #progress?: Progress;
-  /** A checkpoint is scheduled (#checkpointSoon). */
-  #checkpointing = false;
-  /** Work for after the event loop's next turn for I/O, while the loop runs (start). */
-  #turn?: NextTurn;
+  /** The WAL's checkpoints, when the worker takes them (WorkerOptions.checkpoints). */
+  readonly #checkpoints?: Checkpoints;
   /** When the job in hand was claimed and started working (epoch ms), for its log line. */
   #timing?: { jobId: string; claimedAt: number; workingAt: number | undefined };
 
   constructor(options: WorkerOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
+    const { store, log } = options;
+    if (options.checkpoints) this.#checkpoints = new Checkpoints({ store, log });
     // Every endpoint's series exists from the start, so a rate over it never begins with a gap.
     for (const endpoint of ENDPOINTS) {
       options.metrics.jobWait.declare({ endpoint });
@@ -238,7 +235,7 @@ export class Worker {
   /** Runs jobs until `signal` aborts; sleeps while there is nothing to do. */
   async start(signal: AbortSignal): Promise<void> {
     this.#signal = signal;
-    this.#turn = new NextTurn();
+    this.#checkpoints?.start(signal);
     signal.addEventListener("abort", () => this.#current?.abort.abort(new Shutdown()), {
       once: true,
     });
@@ -259,17 +256,14 @@ export class Worker {
       let readyAt = this.#o.store.nextReadyAt();
       if (readyAt !== undefined) readyAt = Math.max(readyAt, this.#pausedUntil);
       let wait = readyAt === undefined ? 60_000 : Math.max(5, readyAt - this.#now());
-      if (this.#o.checkpoints) {
-        // Once nothing has been written for a while, the WAL is copied and its file emptied.
-        const wal = this.#o.store.wal();
-        if (wal.commits > 0) {
-          const left = CHECKPOINT_QUIET - wal.quietMs;
-          if (left <= 0) {
-            this.#checkpoint("TRUNCATE");
-            continue;
-          }
-          wait = Math.min(wait, Math.ceil(left));
+      // Once nothing has been written for a while, the WAL is copied and its file emptied.
+      const quiet = this.#checkpoints?.untilQuiet();
+      if (quiet !== undefined) {
+        if (quiet <= 0) {
+          this.#checkpoints?.checkpoint("TRUNCATE");
+          continue;
         }
+        wait = Math.min(wait, Math.ceil(quiet));
       }
       if (this.#o.residency.unpinned) {
         this.#idleSince ??= this.#now();
@@ -283,8 +277,7 @@ export class Worker {
       }
       await this.#idle.sleep(wait, signal);
     }
-    this.#turn.close();
-    this.#turn = undefined;
+    this.#checkpoints?.stop();
     // A job chained or folded but not started yet goes back to the queue with its attempt, as a
     // running one does at shutdown (a sync one is cancelled at the next start, its caller gone).
     const left = this.#handoff;
@@ -343,39 +336,6 @@ export class Worker {
       throw err;
     } finally {
       this.#current = undefined;
-    }
-  }
-
-  /**
-   * Checkpoints the WAL once enough commits have piled up, right after a request went to the
-   * target (NextTurn: once it is written): the worker would only wait now, so no caller's commit
-   * or answer pays for the copy and its fsyncs, unless the target answers sooner than it takes.
-   */
-  #checkpointSoon(): void {
-    if (!this.#o.checkpoints || this.#checkpointing || !this.#turn) return;
-    if (this.#o.store.wal().commits < CHECKPOINT_EVERY) return;
-    this.#checkpointing = true;
-    this.#turn.run(() => {
-      this.#checkpointing = false;
-      this.#checkpoint("PASSIVE");
-    });
-  }
-
-  #checkpoint(mode: "PASSIVE" | "TRUNCATE"): void {
-    if (this.#signal?.aborted) return; // the store may be closed by now
-    const started = performance.now();
-    try {
-      const r = this.#o.store.checkpoint(mode);
-      this.#o.log.debug("wal checkpointed", {
-        mode,
-        frames: r.frames,
-        copied: r.copied,
-        busy: r.busy,
-        ms: Math.round((performance.now() - started) * 100) / 100,
-      });
-    } catch (err) {
-      // SQLite checkpoints anyway past its backstop; the next attempt comes with more commits.
-      this.#o.log.warn("cannot checkpoint the database", { mode, error: errorMessage(err) });
     }
   }
 
@@ -463,7 +423,7 @@ export class Worker {
       contentType: "application/json",
       signal,
     });
-    this.#checkpointSoon();
+    this.#checkpoints?.soon();
     const res = await sent;
     if (res.ok) return res;
     const text = await this.#o.client.readText(res, { path: job.endpoint, signal }).catch(() => "");
