@@ -12,7 +12,7 @@ import {
   TargetUnreachableError,
 } from "../ollama/client.ts";
 import { isDiskFull } from "../queue/disk_full.ts";
-import { ENDPOINTS, isOpenAI } from "../queue/states.ts";
+import { isOpenAI } from "../queue/states.ts";
 import {
   type Job,
   type MovedJob,
@@ -24,6 +24,7 @@ import { sameModel } from "../ollama/models.ts";
 import { keepAliveSeconds } from "../units.ts";
 import { completionOf, framingOf, incomplete, lastOf, TARGET_PATHS } from "./answers.ts";
 import { Checkpoints } from "./checkpoints.ts";
+import { JobLog } from "./job_log.ts";
 import { type Progress, recordCounter } from "./progress.ts";
 import { CallerGoneError, CallerStoppedReadingError, relay, StallError } from "./relay.ts";
 import type { Caller, Failure, Outcome, WorkerOptions } from "./types.ts";
@@ -72,19 +73,15 @@ export class Worker {
   #progress?: Progress;
   /** The WAL's checkpoints, when the worker takes them (WorkerOptions.checkpoints). */
   readonly #checkpoints?: Checkpoints;
-  /** When the job in hand was claimed and started working (epoch ms), for its log line. */
-  #timing?: { jobId: string; claimedAt: number; workingAt: number | undefined };
+  /** The log lines and metrics of each job it takes. */
+  readonly #jobLog: JobLog;
 
   constructor(options: WorkerOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
-    const { store, log } = options;
+    const { store, log, metrics } = options;
     if (options.checkpoints) this.#checkpoints = new Checkpoints({ store, log });
-    // Every endpoint's series exists from the start, so a rate over it never begins with a gap.
-    for (const endpoint of ENDPOINTS) {
-      options.metrics.jobWait.declare({ endpoint });
-      options.metrics.jobRun.declare({ endpoint });
-    }
+    this.#jobLog = new JobLog({ log, metrics, now: this.#now });
   }
 
   /**
@@ -154,7 +151,7 @@ export class Worker {
     // A job handed to the loop but not taken yet is dropped with its cancel: it never runs.
     if (this.#handoff?.id === id) this.#handoff = undefined;
     const job = this.#o.store.tryTransition("cancel", id, { error: reason });
-    if (job) this.#finished(job);
+    if (job) this.#jobLog.finished(job);
     this.#release(id, CANCELED);
     return this.#o.store.get(id);
   }
@@ -298,33 +295,15 @@ export class Worker {
   }
 
   async #run(job: Job, signal: AbortSignal): Promise<Outcome> {
-    const { store, log, metrics } = this.#o;
-    const started = this.#now();
-    const endpoint = { endpoint: job.endpoint };
-    metrics.jobWait.observe((started - job.createdAt) / 1000, endpoint);
-    this.#timing = { jobId: job.id, claimedAt: started, workingAt: undefined };
-    const debug = log.enabled("debug");
-    if (debug) {
-      log.debug(`job ${job.state}`, {
-        job_id: job.id,
-        model: job.model,
-        state: job.state,
-        attempt: job.attempt,
-      });
-    }
+    const started = this.#jobLog.taken(job);
     try {
       // A folded job (submit) comes working: its model was resident and nothing came between.
       if (job.state === "loading") {
         await this.#o.residency.ensure(job.model, { endpoint: job.endpoint, signal });
-        store.transition("startWorking", job);
+        this.#o.store.transition("startWorking", job);
       }
       this.#o.residency.running(job.endpoint);
-      const working = this.#now();
-      this.#timing.workingAt = working;
-      this.#progress = { jobId: job.id, since: working, records: null };
-      if (debug && job.state === "loading") {
-        log.debug("job working", { job_id: job.id, model: job.model, state: "working" });
-      }
+      this.#progress = { jobId: job.id, since: this.#jobLog.working(job), records: null };
       const outcome = job.kind === "sync"
         ? await this.#runSync(job, signal)
         : await this.#runAsync(job, signal);
@@ -339,8 +318,7 @@ export class Worker {
       return this.#handleFailure(job, err, { signal });
     } finally {
       this.#progress = undefined;
-      this.#timing = undefined;
-      metrics.jobRun.observe((this.#now() - started) / 1000, endpoint);
+      this.#jobLog.released(job, started);
     }
   }
 
@@ -519,14 +497,14 @@ export class Worker {
   #failed(id: string, error: string, options: { status?: number } = {}): Outcome {
     const { status = 500 } = options;
     const job = this.#o.store.tryTransition("fail", id, { error });
-    if (job) this.#finished(job);
+    if (job) this.#jobLog.finished(job);
     this.#release(id, { status, message: error });
     return { job: id, outcome: "failed" };
   }
 
   #cancelled(id: string, reason: string): Outcome {
     const job = this.#o.store.tryTransition("cancel", id, { error: reason });
-    if (job) this.#finished(job);
+    if (job) this.#jobLog.finished(job);
     this.#release(id, CANCELED);
     return { job: id, outcome: "cancelled" };
   }
@@ -573,30 +551,7 @@ export class Worker {
   /** A job is done: a native one carried foreman's keep_alive, so the model is pinned again. */
   #completed(job: MovedJob): void {
     if (!isOpenAI(job.endpoint)) this.#o.residency.pinned();
-    this.#finished(job);
-  }
-
-  /**
-   * A job ended: its one info line (warn when it failed), with where its time went. The states it
-   * passed through are logged at debug only: one line per job is what a busy foreman can afford.
-   */
-  #finished(job: MovedJob): void {
-    this.#o.metrics.jobsFinished.inc({ outcome: job.state, endpoint: job.endpoint });
-    const t = this.#timing?.jobId === job.id ? this.#timing : undefined;
-    const end = job.finishedAt ?? this.#now();
-    const fields = {
-      job_id: job.id,
-      model: job.model,
-      endpoint: job.endpoint,
-      state: job.state,
-      attempt: job.attempt,
-      // Queued (since submission or the last requeue), making the model resident, at the target.
-      wait_ms: t ? t.claimedAt - job.createdAt : end - job.createdAt,
-      load_ms: t?.workingAt === undefined ? null : t.workingAt - t.claimedAt,
-      run_ms: t?.workingAt === undefined ? null : end - t.workingAt,
-    };
-    if (job.state === "failed") this.#o.log.warn("job failed", { ...fields, error: job.error });
-    else this.#o.log.info(`job ${job.state}`, fields);
+    this.#jobLog.finished(job);
   }
 }
 
