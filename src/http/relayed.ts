@@ -1,6 +1,6 @@
 // Responses made of the target's answers: its status, its headers minus the hop-by-hop ones (plus
 // the job's ID when a job ran it) and its body as relayed. The worker hands a sync job's answer
-// over raw (worker.ts's Answer); how a caller sees it is decided here, in the HTTP layer.
+// over raw (worker/types.ts's Answer); how a caller sees it is decided here, in the HTTP layer.
 
 /** Names the job that produced a response, on answers and errors of sync jobs alike. */
 export const JOB_ID_HEADER = "x-foreman-job-id";

@@ -3,95 +3,31 @@
 // on /api/chat, /api/generate or the /v1 completions get the target's response relayed from the
 // moment the job works. Once idle, it pins again a model that /v1 jobs may have unpinned.
 
-import { createHash } from "node:crypto";
-import { NextTurn, WakeableSleep } from "../async.ts";
-import { errorMessage, type Logger } from "../log.ts";
-import type { Metrics } from "../metrics.ts";
+import { WakeableSleep } from "../async.ts";
+import { errorMessage } from "../log.ts";
 import {
   AnswerTooLargeError,
   errorFromBody,
-  ollamaError,
-  openaiError,
-  type TargetClient,
   TargetHttpError,
   TargetUnreachableError,
 } from "../ollama/client.ts";
 import { isDiskFull } from "../queue/disk_full.ts";
-import { type Endpoint, ENDPOINTS, isOpenAI } from "../queue/states.ts";
+import { isOpenAI } from "../queue/states.ts";
 import {
-  type Artifact,
   type Job,
   type MovedJob,
   type NewJob,
-  type Store,
   TransitionError,
   type TransitionValues,
 } from "../queue/store.ts";
 import { sameModel } from "../ollama/models.ts";
 import { keepAliveSeconds } from "../units.ts";
+import { completionOf, framingOf, incomplete, lastOf, TARGET_PATHS } from "./answers.ts";
+import { Checkpoints } from "./checkpoints.ts";
+import { JobLog } from "./job_log.ts";
 import { type Progress, recordCounter } from "./progress.ts";
 import { CallerGoneError, CallerStoppedReadingError, relay, StallError } from "./relay.ts";
-import type { Residency } from "./residency.ts";
-
-/**
- * The target's answer to a sync job, as the worker hands it over: the target's status and headers
- * as sent, and its body: the bytes of a whole answer (read in full first), or a stream as relayed
- * (under the relay's deadlines; a failure after the first byte arrives as a final {"error"} line,
- * or a `data: {"error": …}` event on /v1). How a caller sees it is the HTTP layer's business.
- */
-export interface Answer {
-  status: number;
-  headers: Headers;
-  body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer>;
-}
-
-/** Why a sync caller gets no answer: its job failed or was cancelled, or foreman is stopping. */
-export interface Failure {
-  status: number;
-  message: string;
-}
-
-/** A caller waiting on a sync job. The worker calls one of these, once, and then forgets it. */
-export interface Caller {
-  /** The job works: the target's answer starts streaming. */
-  answer(answer: Answer): void;
-  /** The job ended before the target answered. */
-  fail(failure: Failure): void;
-}
-
-export interface WorkerOptions {
-  store: Store;
-  client: TargetClient;
-  residency: Residency;
-  log: Logger;
-  metrics: Metrics;
-  maxAttempts: number;
-  maxWait: number;
-  keepAlive: number;
-  retryBase: number;
-  targetTimeout: number;
-  /** Longest line relayed to a sync caller, and largest answer stored for an async job. */
-  maxAnswer: number;
-  /** Jobs accepted but not yet stored (group commit): they are queued ahead of a new sync job. */
-  pendingInserts?: () => number;
-  /**
-   * Told when a job finds the target unreachable, and when one reaches it again after that, so
-   * whatever reports the target's health looks again now rather than at its next poll. It must
-   * only start that work, never wait for it.
-   */
-  onTargetNews?: () => void;
-  /**
-   * Whether the worker checkpoints the WAL (the store was opened with checkpoints: "owner"): while
-   * the target works on a job, when commits have piled up, and once the database is quiet.
-   */
-  checkpoints?: boolean;
-  now?: () => number;
-}
-
-/** What one step of the worker did, for tests and logs. */
-export type Outcome =
-  | { job: string; outcome: "done" | "failed" | "cancelled" }
-  | { job: string; outcome: "requeued"; reason: string };
+import type { Caller, Failure, Outcome, WorkerOptions } from "./types.ts";
 
 const RETRY_CAP = 30_000;
 /**
@@ -102,10 +38,6 @@ const RETRY_CAP = 30_000;
 export const REPIN_IDLE = 1000;
 /** Pause after a step failed to write the database (a full disk) before trying again. */
 const STORE_RETRY = 1000;
-/** Commits after which the worker checkpoints the WAL (a few hundred pages, a couple of MiB). */
-const CHECKPOINT_EVERY = 32;
-/** Quiet time after which the worker checkpoints and empties the WAL file. */
-const CHECKPOINT_QUIET = 1000;
 
 /** Raised inside a run when the job was cancelled from outside. */
 class Cancelled extends Error {
@@ -139,21 +71,17 @@ export class Worker {
   #idleSince?: number;
   /** How far the working job has got, for watchers. */
   #progress?: Progress;
-  /** A checkpoint is scheduled (#checkpointSoon). */
-  #checkpointing = false;
-  /** Work for after the event loop's next turn for I/O, while the loop runs (start). */
-  #turn?: NextTurn;
-  /** When the job in hand was claimed and started working (epoch ms), for its log line. */
-  #timing?: { jobId: string; claimedAt: number; workingAt: number | undefined };
+  /** The WAL's checkpoints, when the worker takes them (WorkerOptions.checkpoints). */
+  readonly #checkpoints?: Checkpoints;
+  /** The log lines and metrics of each job it takes. */
+  readonly #jobLog: JobLog;
 
   constructor(options: WorkerOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
-    // Every endpoint's series exists from the start, so a rate over it never begins with a gap.
-    for (const endpoint of ENDPOINTS) {
-      options.metrics.jobWait.declare({ endpoint });
-      options.metrics.jobRun.declare({ endpoint });
-    }
+    const { store, log, metrics } = options;
+    if (options.checkpoints) this.#checkpoints = new Checkpoints({ store, log });
+    this.#jobLog = new JobLog({ log, metrics, now: this.#now });
   }
 
   /**
@@ -223,7 +151,7 @@ export class Worker {
     // A job handed to the loop but not taken yet is dropped with its cancel: it never runs.
     if (this.#handoff?.id === id) this.#handoff = undefined;
     const job = this.#o.store.tryTransition("cancel", id, { error: reason });
-    if (job) this.#finished(job);
+    if (job) this.#jobLog.finished(job);
     this.#release(id, CANCELED);
     return this.#o.store.get(id);
   }
@@ -241,7 +169,7 @@ export class Worker {
   /** Runs jobs until `signal` aborts; sleeps while there is nothing to do. */
   async start(signal: AbortSignal): Promise<void> {
     this.#signal = signal;
-    this.#turn = new NextTurn();
+    this.#checkpoints?.start(signal);
     signal.addEventListener("abort", () => this.#current?.abort.abort(new Shutdown()), {
       once: true,
     });
@@ -262,17 +190,14 @@ export class Worker {
       let readyAt = this.#o.store.nextReadyAt();
       if (readyAt !== undefined) readyAt = Math.max(readyAt, this.#pausedUntil);
       let wait = readyAt === undefined ? 60_000 : Math.max(5, readyAt - this.#now());
-      if (this.#o.checkpoints) {
-        // Once nothing has been written for a while, the WAL is copied and its file emptied.
-        const wal = this.#o.store.wal();
-        if (wal.commits > 0) {
-          const left = CHECKPOINT_QUIET - wal.quietMs;
-          if (left <= 0) {
-            this.#checkpoint("TRUNCATE");
-            continue;
-          }
-          wait = Math.min(wait, Math.ceil(left));
+      // Once nothing has been written for a while, the WAL is copied and its file emptied.
+      const quiet = this.#checkpoints?.untilQuiet();
+      if (quiet !== undefined) {
+        if (quiet <= 0) {
+          this.#checkpoints?.checkpoint("TRUNCATE");
+          continue;
         }
+        wait = Math.min(wait, Math.ceil(quiet));
       }
       if (this.#o.residency.unpinned) {
         this.#idleSince ??= this.#now();
@@ -286,8 +211,7 @@ export class Worker {
       }
       await this.#idle.sleep(wait, signal);
     }
-    this.#turn.close();
-    this.#turn = undefined;
+    this.#checkpoints?.stop();
     // A job chained or folded but not started yet goes back to the queue with its attempt, as a
     // running one does at shutdown (a sync one is cancelled at the next start, its caller gone).
     const left = this.#handoff;
@@ -350,39 +274,6 @@ export class Worker {
   }
 
   /**
-   * Checkpoints the WAL once enough commits have piled up, right after a request went to the
-   * target (NextTurn: once it is written): the worker would only wait now, so no caller's commit
-   * or answer pays for the copy and its fsyncs, unless the target answers sooner than it takes.
-   */
-  #checkpointSoon(): void {
-    if (!this.#o.checkpoints || this.#checkpointing || !this.#turn) return;
-    if (this.#o.store.wal().commits < CHECKPOINT_EVERY) return;
-    this.#checkpointing = true;
-    this.#turn.run(() => {
-      this.#checkpointing = false;
-      this.#checkpoint("PASSIVE");
-    });
-  }
-
-  #checkpoint(mode: "PASSIVE" | "TRUNCATE"): void {
-    if (this.#signal?.aborted) return; // the store may be closed by now
-    const started = performance.now();
-    try {
-      const r = this.#o.store.checkpoint(mode);
-      this.#o.log.debug("wal checkpointed", {
-        mode,
-        frames: r.frames,
-        copied: r.copied,
-        busy: r.busy,
-        ms: Math.round((performance.now() - started) * 100) / 100,
-      });
-    } catch (err) {
-      // SQLite checkpoints anyway past its backstop; the next attempt comes with more commits.
-      this.#o.log.warn("cannot checkpoint the database", { mode, error: errorMessage(err) });
-    }
-  }
-
-  /**
    * Pins the resident model again after /v1 jobs, from the idle loop: nothing else runs, so the
    * target still sees one request of the worker's at a time. A failure is logged; an unreachable
    * target makes residency forget what it held, as for a job.
@@ -404,33 +295,15 @@ export class Worker {
   }
 
   async #run(job: Job, signal: AbortSignal): Promise<Outcome> {
-    const { store, log, metrics } = this.#o;
-    const started = this.#now();
-    const endpoint = { endpoint: job.endpoint };
-    metrics.jobWait.observe((started - job.createdAt) / 1000, endpoint);
-    this.#timing = { jobId: job.id, claimedAt: started, workingAt: undefined };
-    const debug = log.enabled("debug");
-    if (debug) {
-      log.debug(`job ${job.state}`, {
-        job_id: job.id,
-        model: job.model,
-        state: job.state,
-        attempt: job.attempt,
-      });
-    }
+    const started = this.#jobLog.taken(job);
     try {
       // A folded job (submit) comes working: its model was resident and nothing came between.
       if (job.state === "loading") {
         await this.#o.residency.ensure(job.model, { endpoint: job.endpoint, signal });
-        store.transition("startWorking", job);
+        this.#o.store.transition("startWorking", job);
       }
       this.#o.residency.running(job.endpoint);
-      const working = this.#now();
-      this.#timing.workingAt = working;
-      this.#progress = { jobId: job.id, since: working, records: null };
-      if (debug && job.state === "loading") {
-        log.debug("job working", { job_id: job.id, model: job.model, state: "working" });
-      }
+      this.#progress = { jobId: job.id, since: this.#jobLog.working(job), records: null };
       const outcome = job.kind === "sync"
         ? await this.#runSync(job, signal)
         : await this.#runAsync(job, signal);
@@ -445,8 +318,7 @@ export class Worker {
       return this.#handleFailure(job, err, { signal });
     } finally {
       this.#progress = undefined;
-      this.#timing = undefined;
-      metrics.jobRun.observe((this.#now() - started) / 1000, endpoint);
+      this.#jobLog.released(job, started);
     }
   }
 
@@ -466,7 +338,7 @@ export class Worker {
       contentType: "application/json",
       signal,
     });
-    this.#checkpointSoon();
+    this.#checkpoints?.soon();
     const res = await sent;
     if (res.ok) return res;
     const text = await this.#o.client.readText(res, { path: job.endpoint, signal }).catch(() => "");
@@ -539,22 +411,7 @@ export class Worker {
   async #runAsync(job: Job, signal: AbortSignal): Promise<Outcome> {
     const res = await this.#send(job, { stream: false, signal });
     const bytes = await this.#readWhole(job, res, signal);
-    const text = decoder.decode(bytes);
-    try {
-      JSON.parse(text);
-    } catch {
-      throw new TargetHttpError(502, NOT_JSON);
-    }
-    const problem = incomplete(text, isOpenAI(job.endpoint) ? "json" : "ndjson");
-    if (problem !== undefined) throw new TargetHttpError(502, problem);
-    const completion: Artifact = {
-      name: "completion",
-      contentType: "application/json",
-      size: bytes.byteLength,
-      sha256: createHash("sha256").update(bytes).digest("hex"),
-      body: bytes,
-    };
-    this.#complete(job, { result: text, artifacts: [completion] }, signal);
+    this.#complete(job, completionOf(bytes, job.endpoint), signal);
     return { job: job.id, outcome: "done" };
   }
 
@@ -640,14 +497,14 @@ export class Worker {
   #failed(id: string, error: string, options: { status?: number } = {}): Outcome {
     const { status = 500 } = options;
     const job = this.#o.store.tryTransition("fail", id, { error });
-    if (job) this.#finished(job);
+    if (job) this.#jobLog.finished(job);
     this.#release(id, { status, message: error });
     return { job: id, outcome: "failed" };
   }
 
   #cancelled(id: string, reason: string): Outcome {
     const job = this.#o.store.tryTransition("cancel", id, { error: reason });
-    if (job) this.#finished(job);
+    if (job) this.#jobLog.finished(job);
     this.#release(id, CANCELED);
     return { job: id, outcome: "cancelled" };
   }
@@ -694,99 +551,9 @@ export class Worker {
   /** A job is done: a native one carried foreman's keep_alive, so the model is pinned again. */
   #completed(job: MovedJob): void {
     if (!isOpenAI(job.endpoint)) this.#o.residency.pinned();
-    this.#finished(job);
-  }
-
-  /**
-   * A job ended: its one info line (warn when it failed), with where its time went. The states it
-   * passed through are logged at debug only: one line per job is what a busy foreman can afford.
-   */
-  #finished(job: MovedJob): void {
-    this.#o.metrics.jobsFinished.inc({ outcome: job.state, endpoint: job.endpoint });
-    const t = this.#timing?.jobId === job.id ? this.#timing : undefined;
-    const end = job.finishedAt ?? this.#now();
-    const fields = {
-      job_id: job.id,
-      model: job.model,
-      endpoint: job.endpoint,
-      state: job.state,
-      attempt: job.attempt,
-      // Queued (since submission or the last requeue), making the model resident, at the target.
-      wait_ms: t ? t.claimedAt - job.createdAt : end - job.createdAt,
-      load_ms: t?.workingAt === undefined ? null : t.workingAt - t.claimedAt,
-      run_ms: t?.workingAt === undefined ? null : end - t.workingAt,
-    };
-    if (job.state === "failed") this.#o.log.warn("job failed", { ...fields, error: job.error });
-    else this.#o.log.info(`job ${job.state}`, fields);
+    this.#jobLog.finished(job);
   }
 }
 
 /** What a caller whose job was cancelled gets, as Ollama answers a request cancelled under it. */
 const CANCELED: Failure = { status: 499, message: "request canceled" };
-
-/** The target's route for each endpoint. */
-const TARGET_PATHS: Record<Endpoint, string> = {
-  chat: "/api/chat",
-  generate: "/api/generate",
-  "openai.chat": "/v1/chat/completions",
-  "openai.completions": "/v1/completions",
-};
-
-/**
- * How an answer is framed: NDJSON lines (native), or on /v1 by its content type, Server-Sent
- * Events or one JSON document. Streams (NDJSON, SSE) are relayed; a document is read whole.
- */
-type AnswerFraming = "ndjson" | "sse" | "json";
-
-/** How a sync job's answer is framed: NDJSON (native), or by its content type on /v1. */
-function framingOf(endpoint: Endpoint, headers: Headers): AnswerFraming {
-  if (!isOpenAI(endpoint)) return "ndjson";
-  return headers.get("content-type")?.startsWith("text/event-stream") ? "sse" : "json";
-}
-
-/**
- * Why an answer that ended does not complete its job, or undefined when it does: `last` is the
- * last line (ndjson, sse) or the whole document (json).
- * - ndjson: Ollama's closing object has done:true, and a mid-stream failure is an {"error"} line.
- *   Ollama can end a response early without it; the caller has what was sent, but the job did
- *   not complete.
- * - sse: a whole stream ends with `data: [DONE]`. Ollama 0.11.4's /v1 writer turns a native
- *   mid-stream {"error"} line into an empty chunk and stops without `[DONE]`, so the missing
- *   marker is how a failure shows; an error event (a proxy's, or a later Ollama's) names it.
- * - json: one object without "error".
- */
-function incomplete(last: string, framing: AnswerFraming): string | undefined {
-  if (framing === "sse") {
-    if (last === "data: [DONE]") return undefined;
-    return openaiError(last.replace(/^data: ?/, "")) ?? SSE_INCOMPLETE;
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(last);
-  } catch {
-    return framing === "json" ? NOT_JSON : INCOMPLETE;
-  }
-  const error = framing === "json" ? openaiError(last) : ollamaError(last);
-  if (error !== undefined) return error;
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    return "the target sent an unexpected response";
-  }
-  if (framing === "json") {
-    return "error" in parsed ? "the target sent an unexpected response" : undefined;
-  }
-  return (parsed as { done?: unknown }).done === true ? undefined : INCOMPLETE;
-}
-
-/** What `incomplete` judges in a whole answer: its last line (NDJSON), or all of it (JSON). */
-function lastOf(bytes: Uint8Array, framing: AnswerFraming): string {
-  const text = decoder.decode(bytes);
-  if (framing !== "ndjson") return text;
-  const trimmed = text.trim();
-  return trimmed.slice(trimmed.lastIndexOf("\n") + 1);
-}
-
-const decoder = new TextDecoder();
-
-const INCOMPLETE = "the target ended its response without done:true";
-const NOT_JSON = "the target sent a response that is not JSON";
-const SSE_INCOMPLETE = "the target ended its event stream without data: [DONE]";
