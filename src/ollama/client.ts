@@ -7,6 +7,12 @@ const decoder = new TextDecoder();
 
 export class TargetUnreachableError extends Error {
   override name = "TargetUnreachableError";
+  /** The target was reached but went silent (no headers, or no byte of a body, in time). */
+  readonly silent: boolean;
+  constructor(message: string, options: { cause?: unknown; silent?: boolean } = {}) {
+    super(message, { cause: options.cause });
+    this.silent = options.silent ?? false;
+  }
 }
 
 /** The target answered with a non-2xx status; `message` is its {"error"} text when it sent one. */
@@ -130,6 +136,7 @@ export class TargetClient {
       const why = timeout.signal.aborted ? "no answer in time" : (err as Error).message;
       throw new TargetUnreachableError(`Cannot reach the target at ${this.baseUrl}: ${why}`, {
         cause: err,
+        silent: timeout.signal.aborted,
       });
     } finally {
       clearTimeout(timer);
@@ -213,6 +220,7 @@ export class TargetClient {
     const idle = new IdleTimer(this.timeout, () => {
       stalled = new TargetUnreachableError(
         `the target stalled: it sent nothing for ${this.timeout} ms of its answer to ${path}`,
+        { silent: true },
       );
       reader.cancel(stalled).catch(() => {});
     });

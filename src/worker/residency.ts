@@ -30,6 +30,8 @@ export class Residency {
    * gave the model its default expiry if that job (re)loaded it. Undefined while the pin holds.
    */
   #unpinnedBy: "chat" | "generate" | undefined;
+  /** A model whose runner went silent on a job: unloaded before it is loaded again. */
+  #stale: string | undefined;
   readonly #o: ResidencyOptions;
 
   constructor(options: ResidencyOptions) {
@@ -48,6 +50,16 @@ export class Residency {
   forget(): void {
     this.#current = undefined;
     this.#unpinnedBy = undefined;
+  }
+
+  /**
+   * Forgets the resident model and has the next `ensure` unload `model` before loading it, even
+   * if the target lists it: its runner went silent on a job, and only a fresh one is sure to
+   * answer.
+   */
+  reloadNext(model: string): void {
+    this.forget();
+    this.#stale = model;
   }
 
   /** Whether a /v1 job may have left the resident model on Ollama's default expiry. */
@@ -117,12 +129,14 @@ export class Residency {
     if (this.#current && sameModel(this.#current, model)) return "resident";
     const ps = await client.json<{ models: ModelInfo[] }>("/api/ps", { signal });
     inventory.updatePs(ps);
+    const stale = (name: string) => this.#stale !== undefined && sameModel(name, this.#stale);
     const others = (ps.models ?? []).filter((m) =>
       !sameModel(m.name, model) && !this.isEmbedder(m.name)
     );
+    const reload = (ps.models ?? []).filter((m) => sameModel(m.name, model) && stale(m.name));
     const alreadyLoaded = (ps.models ?? []).some((m) => sameModel(m.name, model));
     const previous = this.#current;
-    if (alreadyLoaded && others.length === 0) {
+    if (alreadyLoaded && others.length === 0 && reload.length === 0) {
       this.#current = model;
       return "resident";
     }
@@ -132,6 +146,11 @@ export class Residency {
       log.info("unloading worker model", { model: m.name, next: model });
       await client.json("/api/generate", { body: { model: m.name, keep_alive: 0 }, signal });
     }
+    for (const m of reload) {
+      log.info("unloading a worker model that went silent, to load it afresh", { model: m.name });
+      await client.json("/api/generate", { body: { model: m.name, keep_alive: 0 }, signal });
+    }
+    this.#stale = undefined;
     const swapped = others.length > 0 || (previous !== undefined && !sameModel(previous, model));
     log.info("loading worker model", { model, previous: previous ?? null });
     const started = performance.now();

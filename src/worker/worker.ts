@@ -296,6 +296,7 @@ export class Worker {
 
   async #run(job: Job, signal: AbortSignal): Promise<Outcome> {
     const started = this.#jobLog.taken(job);
+    let inferring = false;
     try {
       // A folded job (submit) comes working: its model was resident and nothing came between.
       if (job.state === "loading") {
@@ -304,6 +305,7 @@ export class Worker {
       }
       this.#o.residency.running(job.endpoint);
       this.#progress = { jobId: job.id, since: this.#jobLog.working(job), records: null };
+      inferring = true;
       const outcome = job.kind === "sync"
         ? await this.#runSync(job, signal)
         : await this.#runAsync(job, signal);
@@ -315,7 +317,7 @@ export class Worker {
     } catch (err) {
       // A write that failed for lack of disk says nothing about the job: never fail it for that.
       if (isDiskFull(err)) throw err;
-      return this.#handleFailure(job, err, { signal });
+      return this.#handleFailure(job, err, { signal, inferring });
     } finally {
       this.#progress = undefined;
       this.#jobLog.released(job, started);
@@ -426,11 +428,17 @@ export class Worker {
     } catch (err) {
       if (signal.aborted) throw signal.reason;
       if (err instanceof AnswerTooLargeError) throw err;
-      throw new TargetUnreachableError(`the target stopped mid-response: ${errorMessage(err)}`);
+      throw new TargetUnreachableError(`the target stopped mid-response: ${errorMessage(err)}`, {
+        silent: err instanceof TargetUnreachableError && err.silent,
+      });
     }
   }
 
-  #handleFailure(job: Job, err: unknown, options: { signal: AbortSignal }): Outcome {
+  #handleFailure(
+    job: Job,
+    err: unknown,
+    options: { signal: AbortSignal; inferring: boolean },
+  ): Outcome {
     const { log, maxAttempts, residency } = this.#o;
     const { signal } = options;
     if (signal.aborted) {
@@ -446,8 +454,12 @@ export class Worker {
       return this.#failed(job.id, err.message, { status: 502 });
     }
     if (err instanceof TargetUnreachableError || err instanceof StallError) {
-      // Never the job's fault: give the attempt back and try again later.
-      residency.forget();
+      // Never the job's fault: give the attempt back and try again later. A model that went
+      // silent on the job itself is loaded afresh first: Ollama 0.11.4 can leave a runner that
+      // never answers again after a cancel, until the model is unloaded (docs/reliability.md).
+      const silent = err instanceof StallError || (err as TargetUnreachableError).silent;
+      if (options.inferring && silent) residency.reloadNext(job.model);
+      else residency.forget();
       this.#unreachableStreak++;
       this.#o.onTargetNews?.();
       const delay = Math.min(RETRY_CAP, this.#o.retryBase * 2 ** (this.#unreachableStreak - 1));

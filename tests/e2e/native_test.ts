@@ -23,7 +23,8 @@ function assertFinal(final: Record<string, unknown>, model: string) {
 }
 
 Deno.test("chat and generate through foreman answer as the real Ollama does", e2e, async (t) => {
-  await withStack({}, async (s) => {
+  // A short target timeout: a runner Ollama leaves silent after the cancel below is found in 5 s.
+  await withStack({ env: { FOREMAN_TARGET_TIMEOUT: "5s" } }, async (s) => {
     const messages = [{ role: "user", content: "hello foreman" }];
     const chat = { model: "tiny-a", messages, options: DETERMINISTIC };
     const gen = { model: "tiny-b", prompt: "the queue is", options: DETERMINISTIC };
@@ -125,9 +126,30 @@ Deno.test("chat and generate through foreman answer as the real Ollama does", e2
         "the job to be cancelled",
         async () => (await (await s.call(`/jobs/${id}`)).json()).state === "cancelled",
       );
-      // The worker is free at once, not after the abandoned answer would have ended.
-      const next = await s.call("/api/chat", { body: { ...chat, stream: false } });
-      assert.equal((await next.json()).message.content, chatContent);
+      // The worker is free at once, not after the abandoned answer would have ended: the next job
+      // is sent to Ollama straight away.
+      const submitted = await s.call("/jobs", { body: { endpoint: "chat", ...chat } });
+      assert.equal(submitted.status, 202);
+      const next = (await submitted.json()).job_id as string;
+      const job = async () => await (await s.call(`/jobs/${next}`)).json();
+      await waitFor("the next job to be sent to Ollama", async () => {
+        const { state } = await job();
+        return state === "working" || state === "done";
+      }, 5_000);
+      // Ollama 0.11.4 itself sometimes leaves the model's runner stuck after a client leaves a
+      // stream right after its first chunk: every later request for that model then hangs, sent
+      // through foreman or straight to Ollama, until the model is unloaded (reproduced without
+      // foreman in about one cancel in 40; docs/reliability.md, "Known target faults"). foreman
+      // then waits the target timeout (5 s here), unloads the model, loads it afresh and runs the
+      // job again.
+      const done = await waitFor("the next job to be done", async () => {
+        const j = await job();
+        return j.state === "done" && j;
+      }, 30_000);
+      if (s.foreman.output().includes("went silent")) {
+        console.log("Ollama's runner went silent after the cancel; foreman loaded it afresh");
+      }
+      assert.equal(done.result.message.content, chatContent);
     });
 
     await t.step("without the token nothing reaches Ollama", async () => {

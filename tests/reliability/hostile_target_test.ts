@@ -433,3 +433,47 @@ Deno.test("a whole answer (stream:false) reaches its caller only whole: cut or s
     await target.close();
   }
 });
+
+Deno.test("a model whose runner goes silent on a job is unloaded and loaded afresh before the job runs again", async () => {
+  // As Ollama 0.11.4 can after a cancel: the model stays listed in /api/ps, its loads answer, but
+  // no inference is answered until the model is unloaded (docs/reliability.md, "Known target
+  // faults").
+  const target = HostileTarget.start();
+  let wedged = true;
+  const inferences = (r: { body: string }) => JSON.parse(r.body).messages?.length > 0;
+  target.on("/api/chat", (r) => wedged && inferences(r) ? target.stall("") : target.answer(r));
+  target.on("/api/generate", (r) => {
+    const body = JSON.parse(r.body);
+    if (body.keep_alive !== 0 || body.prompt) return target.answer(r);
+    wedged = false;
+    target.resident.delete(body.model.includes(":") ? body.model : `${body.model}:latest`);
+    return Response.json({ model: body.model, response: "", done: true, done_reason: "unload" });
+  });
+  const fm = await startForeman({
+    ollamaUrl: target.url,
+    args: ["--target-timeout", "500ms", "--retry-base", "100ms"],
+  });
+  try {
+    const submitted = await call(fm, "POST", "/jobs", chat("after a cancel"));
+    assert.equal(submitted.status, 202);
+    const id = submitted.json.job_id;
+    const job = await waitFor(async () => {
+      const j = (await call(fm, "GET", `/jobs/${id}`)).json;
+      return j.state === "done" && j;
+    }, { timeout: 10_000, what: "the job to be done once the model was loaded afresh" });
+    assert.equal(job.attempt, 1, "the silent attempt was given back");
+    // The stalled inference, then an unload and a load of the same model, then the answer.
+    const steps = target.seen
+      .filter((r) => r.path === "/api/chat" || r.path === "/api/generate")
+      .map((r) => {
+        const b = JSON.parse(r.body);
+        return b.keep_alive === 0 ? "unload" : inferences(r) ? "inference" : "load";
+      });
+    const stalled = steps.indexOf("inference");
+    assert.deepEqual(steps.slice(stalled), ["inference", "unload", "load", "inference"]);
+    assert.match(fm.output(), /unloading a worker model that went silent/);
+  } finally {
+    await fm.stop();
+    await target.close();
+  }
+});
