@@ -8,13 +8,13 @@ import { startForeman, waitFor } from "../harness/foreman.ts";
 import { OllamaSim } from "../sim/mod.ts";
 import { report } from "./reliability/support.ts";
 import { HostileTarget } from "./support/hostile_target.ts";
-import { openStore } from "./support/store.ts";
 import {
   blockWorker,
   cancel,
   durable,
   outbox,
   readUntil,
+  seedBacklog,
   silentWatcher,
   state,
   submit,
@@ -209,41 +209,26 @@ Deno.test("a stream resuming behind 1 000 events gets them all in order, with th
   await Deno.mkdir(`${dir}/data`);
   // Written before foreman starts: a queued job with 1 000 events of 16 KiB (its metadata rides
   // in each), not due for an hour, so only the cancel below moves it.
-  const store = openStore(`${dir}/data/foreman.db`);
-  const job = store.insertJob({
-    kind: "async",
-    endpoint: "chat",
-    model: "tiny-a:latest",
-    request: JSON.stringify({ model: "tiny-a:latest", messages: [] }),
-    metadata: JSON.stringify({ note: "m".repeat(16 * 1024) }),
+  const jobId = seedBacklog(`${dir}/data/foreman.db`, {
+    rounds: 333,
+    notBefore: Date.now() + 3_600_000,
+    cancel: false,
   });
-  store.tx(() => {
-    for (let i = 0; i < 333; i++) {
-      store.transition("claim", job.id);
-      store.transition("startWorking", job.id);
-      store.transition("requeue", job.id, {
-        error: "again",
-        notBefore: Date.now() + 3_600_000,
-        refund: true,
-      });
-    }
-  });
-  store.close();
   const sim = await OllamaSim.start({ loadMs: 10, tokenMs: 2 });
   const fm = await startForeman({ ollamaUrl: sim.url, dir, args: ["--poll-interval", "1s"] });
   try {
-    const first = outbox(fm, job.id)[0]!.id;
-    const res = await fetch(`${fm.url}/jobs/${job.id}/events`, {
+    const first = outbox(fm, jobId)[0]!.id;
+    const res = await fetch(`${fm.url}/jobs/${jobId}/events`, {
       headers: fm.headers({ "last-event-id": first }),
       signal: AbortSignal.timeout(30_000),
     });
     const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
     const ids = (text: string) => [...text.matchAll(/^id: (.+)$/gm)].map((m) => m[1]);
     const head = await readUntil(reader, (t) => ids(t).length >= 50, 10_000);
-    await cancel(fm, job.id);
+    await cancel(fm, jobId);
     let rest = "";
     for (let r = await reader.read(); !r.done; r = await reader.read()) rest += r.value;
-    const rows = outbox(fm, job.id);
+    const rows = outbox(fm, jobId);
     assert.equal(rows.length, 1001);
     assert.equal(rows.at(-1)!.state, "cancelled");
     assert.deepEqual(ids(head + rest), rows.slice(1).map((r) => r.id), "each once, in order");

@@ -4,11 +4,12 @@
 // asked again at once; streams that resume from the first of a job's 2 000 events and read nothing.
 
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { type ForemanProcess, startForeman, waitFor } from "../../harness/foreman.ts";
 import { OllamaSim } from "../../sim/mod.ts";
 import { HostileTarget } from "../support/hostile_target.ts";
-import { openStore } from "../support/store.ts";
 import { call, cleanup, report, rssMiB } from "./support.ts";
+import { seedBacklog } from "../support/watch.ts";
 
 /** Peak resident memory of a process so far, in MiB (VmHWM). */
 function peakMiB(pid: number): number {
@@ -120,28 +121,14 @@ Deno.test("streams resuming from the first of 2 000 events hold a page each, not
   await Deno.mkdir(`${dir}/data`);
   // Written before foreman starts: a job retried until it has 2 000 events, each carrying its
   // 16 KiB of metadata, as a webhook event does.
-  const store = openStore(`${dir}/data/foreman.db`);
-  const job = store.insertJob({
-    kind: "async",
-    endpoint: "chat",
-    model: "tiny-a:latest",
-    request: JSON.stringify({ model: "tiny-a:latest", messages: [] }),
-    metadata: JSON.stringify({ note: "m".repeat(16 * 1024) }),
-  });
-  store.tx(() => {
-    for (let i = 0; i < 666; i++) {
-      store.transition("claim", job.id);
-      store.transition("startWorking", job.id);
-      store.transition("requeue", job.id, { error: "again", notBefore: 0, refund: true });
-    }
-    store.transition("cancel", job.id, { error: "enough" });
-  });
-  const rows = store.db.prepare("SELECT id FROM outbox WHERE job_id = ? ORDER BY seq")
-    .all(job.id).map((r) => String(r.id));
+  const jobId = seedBacklog(`${dir}/data/foreman.db`, { rounds: 666, notBefore: 0, cancel: true });
+  const db = new DatabaseSync(`${dir}/data/foreman.db`);
+  const rows = db.prepare("SELECT id FROM outbox WHERE job_id = ? ORDER BY seq")
+    .all(jobId).map((r) => String(r.id));
   const backlogMiB = Number(
-    store.db.prepare("SELECT sum(length(body)) AS n FROM outbox WHERE job_id = ?").get(job.id)!.n,
+    db.prepare("SELECT sum(length(body)) AS n FROM outbox WHERE job_id = ?").get(jobId)!.n,
   ) / MIB;
-  store.close();
+  db.close();
   assert.equal(rows.length, 2000);
   const fm = await startForeman({ ollamaUrl: sim.url, dir });
   const conns: Deno.TcpConn[] = [];
@@ -152,7 +139,7 @@ Deno.test("streams resuming from the first of 2 000 events hold a page each, not
       const conn = await Deno.connect({ hostname: "127.0.0.1", port: fm.port });
       conns.push(conn);
       await conn.write(new TextEncoder().encode(
-        `GET /jobs/${job.id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+        `GET /jobs/${jobId}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
           `Authorization: Bearer ${fm.token}\r\nLast-Event-ID: ${rows[0]}\r\n\r\n`,
       ));
     }
@@ -160,7 +147,7 @@ Deno.test("streams resuming from the first of 2 000 events hold a page each, not
     const held = peakMiB(fm.pid);
 
     // A reader that reads gets the whole backlog, in order, a page at a time.
-    const res = await fetch(`${fm.url}/jobs/${job.id}/events`, {
+    const res = await fetch(`${fm.url}/jobs/${jobId}/events`, {
       headers: fm.headers({ "last-event-id": rows[0]! }),
       signal: AbortSignal.timeout(30_000),
     });

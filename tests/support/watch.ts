@@ -11,6 +11,7 @@ import { startDaemon, type Tuning } from "../../src/app.ts";
 import { loadConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/log.ts";
 import { startStack } from "./stack.ts";
+import { openStore } from "./store.ts";
 
 /** What the helpers below need of a foreman: a process, or a daemon in this process. */
 export type Foreman = Pick<ForemanProcess, "url" | "port" | "token" | "dbPath" | "headers">;
@@ -244,5 +245,41 @@ export async function withStack(
     await fn({ sim, fm });
   } finally {
     await close();
+  }
+}
+
+/**
+ * Writes, before foreman starts, an async job retried `rounds` times: three events a round (claimed,
+ * working, requeued), each carrying the job's 16 KiB of metadata as a webhook event does. The
+ * retries are due after `notBefore` (0: at once); `cancel` ends the job after them.
+ */
+export function seedBacklog(
+  dbPath: string,
+  options: { rounds: number; notBefore: number; cancel: boolean },
+): string {
+  const store = openStore(dbPath);
+  try {
+    const job = store.insertJob({
+      kind: "async",
+      endpoint: "chat",
+      model: "tiny-a:latest",
+      request: JSON.stringify({ model: "tiny-a:latest", messages: [] }),
+      metadata: JSON.stringify({ note: "m".repeat(16 * 1024) }),
+    });
+    store.tx(() => {
+      for (let i = 0; i < options.rounds; i++) {
+        store.transition("claim", job.id);
+        store.transition("startWorking", job.id);
+        store.transition("requeue", job.id, {
+          error: "again",
+          notBefore: options.notBefore,
+          refund: true,
+        });
+      }
+      if (options.cancel) store.transition("cancel", job.id, { error: "enough" });
+    });
+    return job.id;
+  } finally {
+    store.close();
   }
 }
