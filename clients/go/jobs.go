@@ -31,7 +31,8 @@ func WithWebhookURL(url string) SubmitOption {
 }
 
 // WithMetadata attaches a JSON object (a map or a struct) that foreman echoes in the job and in
-// every webhook event, for the caller's own correlation.
+// every webhook event, for the caller's own correlation. Its JSON may be at most the daemon's
+// jobs.max_metadata (64 KiB by default); a larger one is refused with a 400 naming the setting.
 func WithMetadata(metadata any) SubmitOption {
 	return func(s *submitConfig) { s.metadata = metadata }
 }

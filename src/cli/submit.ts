@@ -19,7 +19,8 @@ as the whole request body (any /jobs payload); --model then overrides its model.
   -s, --system TEXT       a system message
       --generate          send a generate request (prompt/system) instead of chat
       --webhook URL       state_webhook_url (its host must be in the daemon's FOREMAN_WEBHOOK_HOSTS)
-      --metadata JSON     a JSON object stored with the job and echoed in webhooks
+      --metadata JSON     a JSON object stored with the job and echoed in webhooks (at most
+                          the daemon's FOREMAN_MAX_METADATA, 64 KiB by default)
       --idempotency-key K send Idempotency-Key: K
   -w, --wait              follow the job: state changes and progress on stderr, the answer on
                           stdout (from the job's event stream; polls a foreman without one)
