@@ -51,6 +51,35 @@ function lines(text: string): string[] {
   return text.split("\n").filter((l) => l !== "");
 }
 
+/**
+ * `foreman submit --wait` of `prompt` against `fm`, running: its stderr is read as it comes
+ * (`stderr()`), and `end()` waits for it to exit with its stdout.
+ */
+function submitWait(fm: { url: string; token: string }, prompt: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", "cli", "submit", "-m", "tiny-a", "-p", prompt, "--wait"],
+    cwd: ROOT,
+    clearEnv: true,
+    env: { ...baseEnv(), FOREMAN_URL: fm.url, FOREMAN_TOKEN: fm.token },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let stderr = "";
+  const reading = (async () => {
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
+  })();
+  return {
+    stderr: () => stderr,
+    end: async () => {
+      const out = await new Response(child.stdout).text();
+      const status = await child.status;
+      await reading;
+      return { out, code: status.code, stderr };
+    },
+  };
+}
+
 Deno.test("the foreman CLI drives a running foreman", async (t) => {
   const sim = await OllamaSim.start({ loadMs: 10, tokenMs: 2 });
   const fm = await startForeman({ ollamaUrl: sim.url });
@@ -182,35 +211,22 @@ Deno.test("the foreman CLI drives a running foreman", async (t) => {
       const slow = await OllamaSim.start({ loadMs: 10, tokenMs: 300, tokens: 50 });
       const fm2 = await startForeman({ ollamaUrl: slow.url });
       try {
-        const child = new Deno.Command(Deno.execPath(), {
-          args: ["task", "-q", "cli", "submit", "-m", "tiny-a", "-p", "long", "--wait"],
-          cwd: ROOT,
-          clearEnv: true,
-          env: { ...baseEnv(), FOREMAN_URL: fm2.url, FOREMAN_TOKEN: fm2.token },
-          stdin: "null",
-          stdout: "piped",
-          stderr: "piped",
-        }).spawn();
-        let stderr = "";
-        const reading = (async () => {
-          for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-            stderr += chunk;
-          }
-        })();
-        const id = await waitFor(() => / working /.test(stderr) && stderr.split(" ")[0], {
-          timeout: 20_000,
-          what: "the job to start working",
-        });
+        const run = submitWait(fm2, "long");
+        const id = await waitFor(
+          () => / working /.test(run.stderr()) && run.stderr().split(" ")[0],
+          {
+            timeout: 20_000,
+            what: "the job to start working",
+          },
+        );
         const res = await fetch(`${fm2.url}/jobs/${id}`, {
           method: "DELETE",
           headers: fm2.headers(),
         });
         assert.equal(res.status, 200);
         await res.body?.cancel();
-        const out = await new Response(child.stdout).text();
-        const status = await child.status;
-        await reading;
-        assert.equal(status.code, 1);
+        const { out, code, stderr } = await run.end();
+        assert.equal(code, 1);
         assert.equal(out, "");
         assert.match(lines(stderr).at(-1)!, new RegExp(`^${id} cancelled `));
       } finally {
@@ -228,29 +244,15 @@ Deno.test("submit --wait follows the job's event stream, resuming it across a re
   const sim = await OllamaSim.start({ loadMs: 10, tokenMs: 250, tokens: 12 });
   const fm = await startForeman({ ollamaUrl: sim.url });
   try {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["task", "-q", "cli", "submit", "-m", "tiny-a", "-p", "slow", "--wait"],
-      cwd: ROOT,
-      clearEnv: true,
-      env: { ...baseEnv(), FOREMAN_URL: fm.url, FOREMAN_TOKEN: fm.token },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    let stderr = "";
-    const reading = (async () => {
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
-    })();
+    const run = submitWait(fm, "slow");
     // Only the event stream says a job is still working: a poll sees no change to report.
-    await waitFor(() => / still working \(/.test(stderr), {
+    await waitFor(() => / still working \(/.test(run.stderr()), {
       timeout: 20_000,
       what: "a progress line",
     });
     await fm.restart();
-    const out = await new Response(child.stdout).text();
-    const status = await child.status;
-    await reading;
-    assert.equal(status.code, 0, stderr);
+    const { out, code, stderr } = await run.end();
+    assert.equal(code, 0, stderr);
     assert.equal(out, simWords(12) + "\n");
     const progress = lines(stderr);
     const id = progress[0]!.split(" ")[0]!;
