@@ -14,7 +14,14 @@ import { resolve } from "node:path";
 import { freePort } from "../harness/foreman.ts";
 import { compareSystems } from "./compare.ts";
 import { closedLoop, type LoopResult, postJson, readStream } from "./load.ts";
-import { loadAverage, startBareProxy, startSerialProxy, startSimProcess } from "./processes.ts";
+import {
+  benchServeFlags,
+  loadAverage,
+  startBareProxy,
+  startSerialProxy,
+  startSimProcess,
+  stopChild,
+} from "./processes.ts";
 import { median } from "./stats.ts";
 
 const { values } = parseArgs({
@@ -71,19 +78,10 @@ async function startTree(
   await Deno.writeTextFile(`${dir}/foreman.toml`, "");
   const port = freePort();
   const env = { FOREMAN_TOKEN: TOKEN, ...envOf(tree.name) };
-  const args: string[] = daemonArgs([
-    "serve",
-    "--addr",
-    `127.0.0.1:${port}`,
-    "--db",
-    `${dir}/data/foreman.db`,
-    "--ollama-url",
-    target,
-    "--config",
-    `${dir}/foreman.toml`,
-    "--max-queue",
-    "1000000",
-  ], (name: string) => env[name as keyof typeof env]);
+  const args: string[] = daemonArgs(
+    benchServeFlags(dir, port, target),
+    (name: string) => env[name as keyof typeof env],
+  );
   if (values.v8) args.splice(1, 0, `--v8-flags=${values.v8}`);
   const q = (x: string) => `'${x.replaceAll("'", `'\\''`)}'`;
   // exec: the shell becomes deno, so the pid is the daemon's (CPU is read from /proc).
@@ -125,10 +123,7 @@ async function startTree(
     pid: child.pid,
     dir,
     stop: async () => {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      await child.status;
-      clearTimeout(timer);
+      await stopChild(child, "SIGTERM", 10_000);
     },
   };
 }

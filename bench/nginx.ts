@@ -6,7 +6,7 @@
 
 import { freePort } from "../harness/foreman.ts";
 import type { SimProcess } from "./processes.ts";
-import { until } from "./processes.ts";
+import { stopChild, until } from "./processes.ts";
 
 const dec = new TextDecoder();
 
@@ -123,17 +123,7 @@ export async function startNginx(upstream: string): Promise<SimProcess> {
   }).spawn();
   const url = `http://127.0.0.1:${port}`;
   const stop = async () => {
-    try {
-      // QUIT: graceful; the timer below is the bound.
-      child.kill("SIGQUIT");
-    } catch { /* already gone */ }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }, 5000);
-    await child.status;
-    clearTimeout(timer);
+    await stopChild(child, "SIGQUIT"); // QUIT: nginx's graceful stop
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
   try {

@@ -15,6 +15,47 @@ export interface SimProcess {
   stop(): Promise<void>;
 }
 
+/**
+ * Stops `child` with `signal` and waits for it, killing it if it is still running after
+ * `graceMs`.
+ */
+export async function stopChild(
+  child: Deno.ChildProcess,
+  signal: Deno.Signal = "SIGTERM",
+  graceMs = 5000,
+): Promise<void> {
+  try {
+    child.kill(signal);
+  } catch { /* already gone */ }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }, graceMs);
+  await child.status;
+  clearTimeout(timer);
+}
+
+/**
+ * The flags a benchmark's foreman serves with: its own address, database and empty config file
+ * under `dir`, the target, and a queue no benchmark fills.
+ */
+export function benchServeFlags(dir: string, port: number, target: string): string[] {
+  return [
+    "serve",
+    "--addr",
+    `127.0.0.1:${port}`,
+    "--db",
+    `${dir}/data/foreman.db`,
+    "--ollama-url",
+    target,
+    "--config",
+    `${dir}/foreman.toml`,
+    "--max-queue",
+    "1000000",
+  ];
+}
+
 /** Starts the simulator (sim/main.ts) as a process and waits for its {"listening": url} line. */
 export async function startSimProcess(flags: {
   loadMs: number;
@@ -71,16 +112,7 @@ async function listening(child: Deno.ChildProcess, what: string): Promise<SimPro
     url,
     pid: child.pid,
     stop: async () => {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* already gone */ }
-      const timer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* already gone */ }
-      }, 5000);
-      await child.status;
-      clearTimeout(timer);
+      await stopChild(child);
       await draining;
     },
   };

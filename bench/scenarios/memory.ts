@@ -5,7 +5,7 @@
 import { daemonArgs } from "../../src/launcher.ts";
 import { OllamaSim } from "../../sim/mod.ts";
 import { freePort } from "../../harness/foreman.ts";
-import { rss, until } from "../processes.ts";
+import { benchServeFlags, rss, until } from "../processes.ts";
 import { median } from "../stats.ts";
 import { foremanWithBusyWorker, queuedCount, submitJobs } from "./jobs.ts";
 
@@ -36,19 +36,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Spawns the daemon as `deno task start` would and times it to the first healthy /healthz. */
 async function timedStart(dir: string, ollamaUrl: string): Promise<number> {
   const port = freePort();
-  const args = daemonArgs([
-    "serve",
-    "--addr",
-    `127.0.0.1:${port}`,
-    "--db",
-    `${dir}/data/foreman.db`,
-    "--ollama-url",
-    ollamaUrl,
-    "--config",
-    `${dir}/foreman.toml`,
-    "--max-queue",
-    "1000000",
-  ], () => undefined);
+  const args = daemonArgs(benchServeFlags(dir, port, ollamaUrl), () => undefined);
   const t0 = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
     args,
