@@ -10,6 +10,7 @@ import { OllamaSim } from "../../sim/mod.ts";
 import { startDaemon, type Tuning } from "../../src/app.ts";
 import { loadConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/log.ts";
+import { readEvents, type StreamEvent } from "../../src/cli/events.ts";
 import { startStack } from "./stack.ts";
 import { openStore } from "./store.ts";
 
@@ -18,11 +19,8 @@ export type Foreman = Pick<ForemanProcess, "url" | "port" | "token" | "dbPath" |
 
 const enc = new TextEncoder();
 
-export interface Sse {
-  id?: string;
-  event: string;
-  data: string;
-}
+/** One event of a job's stream, as `foreman submit --wait` reads it. */
+export type Sse = StreamEvent;
 
 export interface Watch {
   status: number;
@@ -52,30 +50,10 @@ export async function watch(
   return { status: res.status, headers: res.headers, events, ended, stop: () => abort.abort() };
 }
 
+/** Collects the events of `body` (src/cli/events.ts parses them) until it ends or breaks. */
 async function read(body: ReadableStream<Uint8Array>, events: Sse[]): Promise<"end" | "error"> {
-  let buffer = "";
-  let current: Partial<Sse> & { data?: string } = {};
   try {
-    for await (const text of body.pipeThrough(new TextDecoderStream())) {
-      buffer += text;
-      for (let nl = buffer.indexOf("\n"); nl !== -1; nl = buffer.indexOf("\n")) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        if (line === "") {
-          if (current.data !== undefined) {
-            events.push({ id: current.id, event: current.event ?? "message", data: current.data });
-          }
-          current = {};
-        } else if (!line.startsWith(":")) {
-          const colon = line.indexOf(":");
-          const field = line.slice(0, colon);
-          const value = line.slice(colon + 1).replace(/^ /, "");
-          if (field === "data") current.data = value;
-          else if (field === "id") current.id = value;
-          else if (field === "event") current.event = value;
-        }
-      }
-    }
+    for await (const e of readEvents(body)) events.push(e);
     return "end";
   } catch {
     return "error";
