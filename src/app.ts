@@ -148,8 +148,6 @@ function build(
     maxWait: config.maxWait,
     keepAlive: config.keepAlive,
     retryBase: config.retryBase,
-    targetTimeout: config.targetTimeout,
-    maxAnswer: config.maxAnswer,
     pendingInserts: () => groupCommit.pending,
     checkpoints: true,
     // /healthz turns degraded (or back) when a job finds out, not at the next inventory poll.

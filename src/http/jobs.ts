@@ -40,7 +40,7 @@ export function parseJobId(raw: string, what = "job id"): string {
  * Job `raw` as its view shows it (Store.shown): never its request, its result only when the view
  * inlines it. Reading a job costs what its answer holds, however large the job.
  */
-export function findJob(d: HttpDeps, raw: string): MovedJob {
+function findJob(d: HttpDeps, raw: string): MovedJob {
   const job = d.store.shown(parseJobId(raw), d.views.inlineLimit);
   if (!job) throw new HttpError(404, `job ${raw} not found`);
   return job;

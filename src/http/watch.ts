@@ -12,7 +12,7 @@ import type { Progress } from "../worker/progress.ts";
 import { HttpError } from "./errors.ts";
 
 /** The longest long poll; a longer wait is clamped to it. */
-export const MAX_WAIT = 60_000;
+const MAX_WAIT = 60_000;
 /** How often a stream with nothing to say sends a comment, so proxies keep it open. */
 const HEARTBEAT = 15_000;
 /**

@@ -268,7 +268,7 @@ export function byobReader(body: ReadableStream<Uint8Array>): BodyReader {
  * A buffer a body is read into, read by read, that grows by doubling up to `limit` bytes; past
  * it, AnswerTooLargeError, before more is held.
  */
-export class Growable {
+class Growable {
   #buf: Uint8Array<ArrayBuffer>;
   #size = 0;
   readonly #limit: number;

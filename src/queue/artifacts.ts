@@ -61,12 +61,6 @@ export class Artifacts {
     return out;
   }
 
-  withBodies(jobId: string): Artifact[] {
-    return this.#db.stmt(
-      "SELECT name, content_type, size, sha256, body FROM artifacts WHERE job_id = ? ORDER BY name",
-    ).all(jobId).map(toArtifact);
-  }
-
   /**
    * The artifacts of job `jobId` as its view shows them: the bytes of those of at most
    * `inlineLimit` bytes, the descriptor alone of the others, whose bytes are never read.

@@ -405,10 +405,13 @@ export class Store {
       if (this.#queued !== undefined) {
         this.#queued += (spec.to === "queued" ? 1 : 0) - (previous === "queued" ? 1 : 0);
       }
-      this.artifacts.add(id, spec.artifacts?.(values) ?? []);
+      // Only complete stores artifacts; its event carries the same ones, not read back.
+      const artifacts = [...(spec.artifacts?.(values) ?? [])]
+        .sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+      this.artifacts.add(id, artifacts);
       // Only complete writes a result, and nothing moves a job on from one.
       const job: MovedJob = { ...toSummary(row), result: spec.result?.(values) ?? null };
-      this.#recordEvent(job, previous);
+      this.#recordEvent(job, previous, artifacts);
       return job;
     });
   }
@@ -462,12 +465,7 @@ export class Store {
    * Appends the event reporting that `job` entered its state: to be sent when it has a webhook,
    * kept for watchers either way; listeners hear of it once the transaction commits.
    */
-  #recordEvent(job: MovedJob, previous: JobState | null): void {
-    // Only a done async job's event carries artifacts (a sync job has none): the rest skip the
-    // query.
-    const artifacts = job.state === "done" && job.kind === "async"
-      ? this.artifacts.withBodies(job.id)
-      : [];
+  #recordEvent(job: MovedJob, previous: JobState | null, artifacts: Artifact[] = []): void {
     const body = this.#renderEvent(job, { previous, artifacts });
     this.outbox.append({ jobId: job.id, jobState: job.state, url: job.webhookUrl, body });
     if (this.#eventListeners.length === 0) return;

@@ -118,7 +118,6 @@ class RelayRun {
   /** The read loop, waiting for the caller to make room. */
   #roomy: (() => void) | undefined;
   #lastPull = performance.now();
-  #lastData = this.#lastPull;
   #settled = false;
   readonly #resolveDone: (last: string) => void;
   readonly #rejectDone: (err: unknown) => void;
@@ -169,8 +168,9 @@ class RelayRun {
     this.#timer = undefined;
     if (this.#finished) return;
     const now = performance.now();
-    // A caller that waits blames the target's silence; one that does not take, itself.
-    const since = now - (this.#waiting ? Math.max(this.#lastPull, this.#lastData) : this.#lastPull);
+    // Silence since the caller's last pull. A caller that waits blames the target (a chunk read
+    // while it waits is handed over at once and ends the wait); one that does not take, itself.
+    const since = now - this.#lastPull;
     if (since < this.#idleTimeout) {
       this.#timer = setTimeout(this.#check, this.#idleTimeout - since);
       return;
@@ -286,7 +286,6 @@ class RelayRun {
           if (this.#failure !== undefined || done) break;
           chunk = value;
         }
-        this.#lastData = performance.now();
         const n = trailingNewlinesOf(chunk);
         this.#trailingNewlines = n === chunk.byteLength ? this.#trailingNewlines + n : n;
         this.#tail.keep(chunk);

@@ -28,7 +28,7 @@ export interface Failure {
 
 /** A caller waiting on a sync job. The worker calls one of these, once, and then forgets it. */
 export interface Caller {
-  /** The job works: the target's answer starts streaming. */
+  /** The target answers: a stream from its first chunk, or a whole answer read in full. */
   answer(answer: Answer): void;
   /** The job ended before the target answered. */
   fail(failure: Failure): void;
@@ -44,9 +44,6 @@ export interface WorkerOptions {
   maxWait: number;
   keepAlive: number;
   retryBase: number;
-  targetTimeout: number;
-  /** Longest line relayed to a sync caller, and largest answer stored for an async job. */
-  maxAnswer: number;
   /** Jobs accepted but not yet stored (group commit): they are queued ahead of a new sync job. */
   pendingInserts?: () => number;
   /**

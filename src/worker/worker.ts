@@ -1,7 +1,8 @@
 // The single worker: takes one job at a time by drain-by-model, makes its model resident, runs it at
 // the target and records the outcome through the store's guarded transitions. Sync callers waiting
-// on /api/chat, /api/generate or the /v1 completions get the target's response relayed from the
-// moment the job works. Once idle, it pins again a model that /v1 jobs may have unpinned.
+// on /api/chat, /api/generate or the /v1 completions get a stream relayed from its first chunk,
+// or a whole answer once the target has sent it all. Once idle, it pins again a model that /v1
+// jobs may have unpinned.
 
 import { WakeableSleep } from "../async.ts";
 import { errorMessage } from "../log.ts";
@@ -58,7 +59,7 @@ export class Worker {
   readonly #callers = new Map<string, Caller>();
   #current?: { id: string; abort: AbortController; settled: Promise<unknown> };
   readonly #idle = new WakeableSleep();
-  /** A job already claimed and working (submit's fold), for the loop's next step. */
+  /** A job already claimed and working (submit's fold, the chain), for the loop's next step. */
   #handoff?: Job;
   #unreachableStreak = 0;
   /** No job is taken before this time: the target was unreachable (one backoff for all jobs). */
@@ -348,7 +349,8 @@ export class Worker {
   }
 
   async #runSync(job: Job, signal: AbortSignal): Promise<Outcome> {
-    const { targetTimeout, maxAnswer } = this.#o;
+    // The client's bounds: a silence of the target timeout, a line of max_answer.
+    const { timeout, maxAnswer } = this.#o.client;
     const res = await this.#send(job, { signal });
     const caller = this.#callers.get(job.id);
     if (!caller) {
@@ -378,7 +380,7 @@ export class Worker {
     // treats a caller that read nothing for the target timeout as gone: the worker never waits
     // on a caller.
     const r = relay(res.body!, {
-      idleTimeout: targetTimeout,
+      idleTimeout: timeout,
       maxLine: maxAnswer,
       signal,
       framing,

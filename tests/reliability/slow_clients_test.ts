@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { freePort, startForeman, waitFor } from "../../harness/foreman.ts";
 import { OllamaSim } from "../../sim/mod.ts";
 import { report } from "./support.ts";
+import { watchers } from "../support/watch.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -404,10 +405,7 @@ Deno.test({
             watch(`/jobs/${id}?wait=60s`),
             watch(`/jobs/${id}`, { prefer: "wait=60" }),
           ];
-          const watchers = async () =>
-            (await (await fetch(fm.url + "/metrics", { headers: fm.headers() })).text())
-              .split("\n").find((l) => l.startsWith("foreman_watchers "));
-          await waitFor(async () => await watchers() === "foreman_watchers 4", {
+          await waitFor(async () => await watchers(fm) === 4, {
             what: "four watchers in foreman",
           });
 

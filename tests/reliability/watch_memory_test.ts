@@ -9,19 +9,13 @@ import { type ForemanProcess, startForeman, waitFor } from "../../harness/forema
 import { OllamaSim } from "../../sim/mod.ts";
 import { HostileTarget } from "../support/hostile_target.ts";
 import { call, cleanup, report, rssMiB } from "./support.ts";
-import { seedBacklog } from "../support/watch.ts";
+import { seedBacklog, silentWatcher, watchers } from "../support/watch.ts";
 
 /** Peak resident memory of a process so far, in MiB (VmHWM). */
 function peakMiB(pid: number): number {
   const kb = /^VmHWM:\s+(\d+) kB$/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
   if (!kb) throw new Error(`Cannot read VmHWM of process ${pid}`);
   return Number(kb[1]) / 1024;
-}
-
-/** foreman's foreman_watchers gauge. */
-async function watchers(fm: ForemanProcess): Promise<number> {
-  const text = await (await fetch(`${fm.url}/metrics`, { headers: fm.headers() })).text();
-  return Number(/^foreman_watchers (\S+)$/m.exec(text)?.[1]);
 }
 
 const POLLS = 200;
@@ -136,12 +130,7 @@ Deno.test("streams resuming from the first of 2 000 events hold a page each, not
     const before = rssMiB(fm.pid);
     // Streams whose readers take nothing: whatever foreman reads for them waits in foreman.
     for (let i = 0; i < STREAMS; i++) {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port: fm.port });
-      conns.push(conn);
-      await conn.write(new TextEncoder().encode(
-        `GET /jobs/${jobId}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
-          `Authorization: Bearer ${fm.token}\r\nLast-Event-ID: ${rows[0]}\r\n\r\n`,
-      ));
+      conns.push(await silentWatcher(fm, jobId, rows[0]));
     }
     await waitFor(async () => await watchers(fm) === STREAMS, { what: `${STREAMS} streams` });
     const held = peakMiB(fm.pid);
@@ -196,12 +185,7 @@ Deno.test("streams joining a job share the bytes of its latest event", async () 
     // Readers that take nothing: past the first few MiB their socket holds, the event waits in
     // foreman, once for all of them.
     for (let i = 0; i < JOINERS; i++) {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port: fm.port });
-      conns.push(conn);
-      await conn.write(new TextEncoder().encode(
-        `GET /jobs/${id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
-          `Authorization: Bearer ${fm.token}\r\n\r\n`,
-      ));
+      conns.push(await silentWatcher(fm, id));
       await waitFor(async () => await watchers(fm) === i + 1, { what: `stream ${i + 1}` });
     }
     const held = peakMiB(fm.pid);
